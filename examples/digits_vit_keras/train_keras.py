@@ -1,0 +1,296 @@
+"""Train a tiny Keras ViT on sklearn digits; export ONNX (tf2onnx) and int8 TFLite.
+
+Same task and split as ``examples/digits_vit`` (the PyTorch example):
+``X = load_digits().images / 16``, ``train_test_split(test_size=450,
+random_state=0, stratify=y)``.  Input ``x`` float32 [1, 8, 8], output
+``logits`` [1, 10] (batch fixed to 1 in both exported models).
+
+Architecture: 16 tokens of 2x2 pixels -> Dense(32) embedding, learned cls
+token (seq 17), learned position embedding, 2 pre-norm blocks (LayerNorm,
+4-head x 8 self-attention written with tf.reshape / tf.transpose /
+tf.matmul / scale multiply / tf.nn.softmax, residual, LayerNorm, Dense(64)
+GELU, Dense(32), residual), final LayerNorm, cls token, Dense(10).
+
+Outputs (next to this file):
+  digits_vit_keras.onnx         tf2onnx, opset 17
+  digits_vit_keras_int8.tflite  full-integer int8 (int8 input and output),
+                                representative set = first 200 train images
+and a copy of the ONNX file at tests/fixtures/models/keras_tf2onnx.onnx.
+
+It must run in a separate environment, never the project's main one:
+
+  python3 -m venv /opt/tfenv
+  /opt/tfenv/bin/pip install tensorflow==2.21.0 tf-keras==2.21.0 \
+      tf2onnx==1.17.0 scikit-learn==1.9.1 onnx==1.23.2 onnxruntime==1.32.0 \
+      ai-edge-litert==2.3.0 tflite-micro==0.dev20261023182759
+  /opt/tfenv/bin/python examples/digits_vit_keras/train_keras.py
+
+Versions known to work together (Python 3.11): tensorflow 2.21.0 (Keras
+3.15.1 as tf.keras), tf2onnx 1.17.0, onnx 1.23.2, onnxruntime 1.32.0,
+protobuf 7.36.2, numpy 2.4.6, scikit-learn 1.9.1, ai-edge-litert 2.3.0,
+tflite-micro 0.dev20261023182759.  tf-keras is installed but not used.
+The TFLite model is evaluated with ai_edge_litert's Interpreter (falls back
+to tf.lite.Interpreter) and, if importable, also with the TFLite-Micro
+Python interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SEED = 0
+DIM, HEADS, HEAD_DIM, MLP, BLOCKS, TOKENS, PATCH = 32, 4, 8, 64, 2, 16, 4
+SEQ = TOKENS + 1
+
+keras = tf.keras
+layers = keras.layers
+
+
+def load_split():
+    d = load_digits()
+    X = d.images.astype(np.float32) / 16.0
+    y = d.target.astype(np.int64)
+    return train_test_split(X, y, test_size=450, random_state=0, stratify=y)
+
+
+class Patchify(layers.Layer):
+    """[B, 8, 8] -> [B, 16, 4]: non-overlapping 2x2 patches, row-major."""
+
+    def call(self, x):
+        x = tf.reshape(x, [-1, 4, 2, 4, 2])
+        x = tf.transpose(x, [0, 1, 3, 2, 4])
+        return tf.reshape(x, [-1, TOKENS, PATCH])
+
+
+class ClsPos(layers.Layer):
+    """Prepend a learned cls token and add a learned position embedding."""
+
+    def build(self, input_shape):
+        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.cls = self.add_weight(name="cls", shape=(1, 1, DIM), initializer=init)
+        self.pos = self.add_weight(name="pos", shape=(1, SEQ, DIM), initializer=init)
+
+    def call(self, x):
+        cls = tf.tile(self.cls, [tf.shape(x)[0], 1, 1])
+        return tf.concat([cls, x], axis=1) + self.pos
+
+
+class MHSA(layers.Layer):
+    """Multi-head self-attention from plain TF ops (no Keras MultiHeadAttention)."""
+
+    def __init__(self, heads=HEADS, head_dim=HEAD_DIM, **kw):
+        super().__init__(**kw)
+        self.heads, self.head_dim = heads, head_dim
+        inner = heads * head_dim
+        self.q = layers.Dense(inner, name="q")
+        self.k = layers.Dense(inner, name="k")
+        self.v = layers.Dense(inner, name="v")
+        self.o = layers.Dense(DIM, name="out")
+        self.scale = float(head_dim) ** -0.5
+
+    def _split(self, t):  # [B, S, H*D] -> [B, H, S, D]
+        t = tf.reshape(t, [-1, SEQ, self.heads, self.head_dim])
+        return tf.transpose(t, [0, 2, 1, 3])
+
+    def call(self, x):
+        q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
+        s = tf.matmul(q, k, transpose_b=True) * self.scale  # [B, H, S, S]
+        p = tf.nn.softmax(s, axis=-1)
+        o = tf.matmul(p, v)  # [B, H, S, D]
+        o = tf.transpose(o, [0, 2, 1, 3])
+        o = tf.reshape(o, [-1, SEQ, self.heads * self.head_dim])
+        return self.o(o)
+
+
+def gelu(x):
+    """Exact (erf) GELU.  tf.nn.gelu lowers to Erfc, which tf2onnx cannot convert."""
+    return 0.5 * x * (1.0 + tf.math.erf(x * 0.7071067811865476))
+
+
+class ClsSelect(layers.Layer):
+    def call(self, x):
+        return x[:, 0, :]
+
+
+def build_model(batch=None):
+    x_in = keras.Input(shape=(8, 8), batch_size=batch, name="x")
+    h = layers.Dense(DIM, name="embed")(Patchify(name="patchify")(x_in))
+    h = ClsPos(name="cls_pos")(h)
+    for i in range(BLOCKS):
+        a = layers.LayerNormalization(epsilon=1e-5, name=f"b{i}_ln1")(h)
+        h = h + MHSA(name=f"b{i}_attn")(a)
+        m = layers.LayerNormalization(epsilon=1e-5, name=f"b{i}_ln2")(h)
+        m = layers.Dense(MLP, activation=gelu, name=f"b{i}_fc1")(m)
+        h = h + layers.Dense(DIM, name=f"b{i}_fc2")(m)
+    h = layers.LayerNormalization(epsilon=1e-5, name="ln_f")(h)
+    logits = layers.Dense(10, name="head")(ClsSelect(name="cls_select")(h))
+    return keras.Model(x_in, logits, name="digits_vit_keras")
+
+
+def compare_split(Xtr, Xte, yte):
+    d = REPO / "examples" / "digits_vit" / "data"
+    if not (d / "test_x.npy").exists():
+        print("split: examples/digits_vit/data/test_x.npy not found, not compared")
+        return None
+    tx, ty = np.load(d / "test_x.npy"), np.load(d / "test_y.npy")
+    same = tx.shape == Xte.shape and np.array_equal(tx.astype(np.float32), Xte) \
+        and np.array_equal(ty.astype(np.int64), yte)
+    if (d / "calib.npy").exists():
+        c = np.load(d / "calib.npy")
+        print(f"split: calib.npy {c.shape} equals first {len(c)} train images:",
+              np.array_equal(c.reshape(-1, 8, 8).astype(np.float32), Xtr[: len(c)]))
+    print("split: identical to examples/digits_vit/data:", same)
+    return same
+
+
+def tflite_eval(path, Xte, yte):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        which = "ai_edge_litert"
+    except ImportError:  # pragma: no cover
+        Interpreter = tf.lite.Interpreter
+        which = "tf.lite"
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    si, zi = inp["quantization"]
+    so, zo = out["quantization"]
+    preds, logits = [], []
+    for x in Xte:
+        q = np.clip(np.round(x / si) + zi, -128, 127).astype(np.int8)[None]
+        it.set_tensor(inp["index"], q)
+        it.invoke()
+        r = (it.get_tensor(out["index"]).astype(np.float32) - zo) * so
+        logits.append(r[0])
+        preds.append(int(np.argmax(r)))
+    acc = float(np.mean(np.array(preds) == yte))
+    ops = sorted({o["op_name"] for o in it._get_ops_details()}) if hasattr(it, "_get_ops_details") else []
+    print(f"tflite ({which}) int8 accuracy: {acc:.4f}  in={inp['dtype'].__name__} "
+          f"scale={si:.6g} zp={zi}  out={out['dtype'].__name__} scale={so:.6g} zp={zo}")
+    if ops:
+        print("tflite ops:", ", ".join(ops))
+    return acc, np.array(logits), (si, zi, so, zo)
+
+
+def tflm_eval(path, Xte, yte, qparams, n=None):
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except Exception as e:  # pragma: no cover
+        print("tflite-micro: not available:", e)
+        return None
+    si, zi, so, zo = qparams
+    try:
+        it = runtime.Interpreter.from_file(str(path))
+    except Exception as e:
+        print("tflite-micro: cannot load model:", str(e).splitlines()[0])
+        return None
+    preds = []
+    xs = Xte if n is None else Xte[:n]
+    for x in xs:
+        q = np.clip(np.round(x / si) + zi, -128, 127).astype(np.int8)[None]
+        it.set_input(q, 0)
+        it.invoke()
+        preds.append(int(np.argmax(it.get_output(0))))
+    acc = float(np.mean(np.array(preds) == yte[: len(xs)]))
+    print(f"tflite-micro int8 accuracy: {acc:.4f} on {len(xs)} images")
+    return acc
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=120)
+    ap.add_argument("--out", type=Path, default=HERE)
+    args = ap.parse_args()
+
+    keras.utils.set_random_seed(SEED)
+    tf.config.experimental.enable_op_determinism()
+
+    Xtr, Xte, ytr, yte = load_split()
+    compare_split(Xtr, Xte, yte)
+
+    model = build_model()
+    steps = args.epochs * int(np.ceil(len(Xtr) / 32))
+    lr = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=3e-3,
+                                                warmup_steps=steps // 20)
+    model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(Xtr, ytr, batch_size=32, epochs=args.epochs, shuffle=True, verbose=0)
+    keras_logits = model.predict(Xte, batch_size=64, verbose=0)
+    keras_acc = float(np.mean(keras_logits.argmax(1) == yte))
+    print(f"keras float accuracy: {keras_acc:.4f}")
+
+    # Batch-1 graph for both exporters (same weights).
+    m1 = build_model(batch=1)
+    m1.set_weights(model.get_weights())
+    spec = tf.TensorSpec([1, 8, 8], tf.float32, name="x")
+
+    @tf.function(input_signature=[spec])
+    def serve(x):
+        return {"logits": m1(x, training=False)}
+
+    # ---- ONNX via tf2onnx
+    import onnx
+    import onnxruntime as ort
+    import tf2onnx
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    onnx_path = args.out / "digits_vit_keras.onnx"
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=17,
+                                             output_path=None)
+    proto.graph.name = "digits_vit_keras"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(onnx_path))
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    iname, oname = sess.get_inputs()[0].name, sess.get_outputs()[0].name
+    ort_logits = np.concatenate([sess.run([oname], {iname: x[None]})[0] for x in Xte])
+    ort_acc = float(np.mean(ort_logits.argmax(1) == yte))
+    diff = float(np.abs(ort_logits - keras_logits).max())
+    ops = sorted({n.op_type for n in proto.graph.node})
+    print(f"onnx: input {iname} output {oname}; ort accuracy {ort_acc:.4f}; "
+          f"max |ort - keras| = {diff:.2e}")
+    print("onnx ops:", ", ".join(ops))
+    assert ort_acc == keras_acc and diff < 1e-4, (ort_acc, keras_acc, diff)
+    fixture = REPO / "tests" / "fixtures" / "models" / "keras_tf2onnx.onnx"
+    fixture.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_path, fixture)
+
+    # ---- int8 TFLite
+    def rep():
+        for x in Xtr[:200]:
+            yield [x[None].astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serve.get_concrete_function()], m1)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    tfl = conv.convert()
+    tfl_path = args.out / "digits_vit_keras_int8.tflite"
+    tfl_path.write_bytes(tfl)
+    print(f"tflite: {len(tfl)} bytes")
+    tfl_acc, tfl_logits, qp = tflite_eval(tfl_path, Xte, yte)
+    tflm_eval(tfl_path, Xte, yte, qp)
+
+    print(f"SUMMARY keras={keras_acc:.4f} onnxruntime={ort_acc:.4f} tflite_int8={tfl_acc:.4f}")
+
+
+if __name__ == "__main__":
+    main()

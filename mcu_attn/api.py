@@ -1,0 +1,35 @@
+"""The Python API. The CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import numpy as np
+
+from mcu_attn.frontend.onnx import load_onnx
+from mcu_attn.frontend.onnx import supported_onnx_ops as _supported
+from mcu_attn.ir.graph import Graph
+from mcu_attn.passes.pipeline import frontend_pipeline
+from mcu_attn.passes.manager import run_pipeline
+from mcu_attn.reference.interpreter import run
+
+
+def import_model(onnx_path: str | os.PathLike, bind: Mapping[str, np.ndarray] | None = None) -> Graph:
+    """Load an ONNX model and normalise it: folded, canonical Linear ops, fused LayerNorm, GELU and attention."""
+    graph = load_onnx(onnx_path, bind)
+    run_pipeline(graph, frontend_pipeline())
+    return graph
+
+
+def run_reference(onnx_path: str | os.PathLike, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float reference outputs of an ONNX model for one set of inputs (integer inputs are bound as constants)."""
+    bind = {k: np.asarray(v) for k, v in inputs.items() if not np.issubdtype(np.asarray(v).dtype, np.floating)}
+    graph = import_model(onnx_path, bind)
+    feeds = {k: np.asarray(v) for k, v in inputs.items() if k in graph.inputs}
+    return run(graph, feeds)
+
+
+def supported_onnx_ops() -> list[str]:
+    """The ONNX op types (domain-qualified outside the default domain) the frontend imports."""
+    return _supported()

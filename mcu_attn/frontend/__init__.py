@@ -1,0 +1,1 @@
+"""Model import: ONNX files into the IR, and the pattern rules that recognise attention, LayerNorm and GELU."""

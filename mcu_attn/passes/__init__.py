@@ -1,0 +1,1 @@
+"""Graph passes and the explicit pipeline that runs them."""

@@ -1,0 +1,1 @@
+"""The numpy reference interpreters: the oracle every later stage is checked against."""
