@@ -33,3 +33,16 @@ def run_reference(onnx_path: str | os.PathLike, inputs: Mapping[str, np.ndarray]
 def supported_onnx_ops() -> list[str]:
     """The ONNX op types (domain-qualified outside the default domain) the frontend imports."""
     return _supported()
+
+
+def evaluate_float(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """Run the float reference on every sample of a stack; accuracy when labels are given."""
+    from mcu_attn.data import accuracy, check_stack
+
+    graph = import_model(onnx_path)
+    data = check_stack(graph, data, "data")
+    outputs = np.stack([run(graph, {graph.inputs[0]: sample})[graph.outputs[0]] for sample in data])
+    result: dict = {"samples": int(data.shape[0]), "outputs": outputs}
+    if labels is not None:
+        result["accuracy"] = accuracy(outputs, labels)
+    return result

@@ -5,7 +5,7 @@ Same task and split as ``examples/digits_vit`` (the PyTorch example):
 random_state=0, stratify=y)``.  Input ``x`` float32 [1, 8, 8], output
 ``logits`` [1, 10] (batch fixed to 1 in both exported models).
 
-Architecture: 16 tokens of 2x2 pixels -> Dense(32) embedding, learned cls
+Architecture: 16 tokens of 4 pixels (plain reshape) -> Dense(32) embedding, learned cls
 token (seq 17), learned position embedding, 2 pre-norm blocks (LayerNorm,
 4-head x 8 self-attention written with tf.reshape / tf.transpose /
 tf.matmul / scale multiply / tf.nn.softmax, residual, LayerNorm, Dense(64)
@@ -48,6 +48,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tensorflow.python.framework.convert_to_constants import (  # noqa: E402
+    convert_variables_to_constants_v2,
+)
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
@@ -69,11 +72,10 @@ def load_split():
 
 
 class Patchify(layers.Layer):
-    """[B, 8, 8] -> [B, 16, 4]: non-overlapping 2x2 patches, row-major."""
+    """[B, 8, 8] -> [B, 16, 4]: plain reshape (a token is half an image row),
+    the same tokenization as examples/digits_vit/vit.py."""
 
     def call(self, x):
-        x = tf.reshape(x, [-1, 4, 2, 4, 2])
-        x = tf.transpose(x, [0, 1, 3, 2, 4])
         return tf.reshape(x, [-1, TOKENS, PATCH])
 
 
@@ -275,8 +277,11 @@ def main():
         for x in Xtr[:200]:
             yield [x[None].astype(np.float32)]
 
-    conv = tf.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], m1)
+    # The converter cannot calibrate through READ_VARIABLE ops of a non-frozen
+    # function (from_concrete_functions / from_saved_model both fail with
+    # "read_variable.cc variable != nullptr"), so freeze the variables first.
+    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

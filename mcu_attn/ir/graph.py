@@ -108,6 +108,11 @@ class Graph:
         self._nodes[position:position] = list(new_nodes)
         self._index = None
 
+    def insert_after(self, anchor: Node, new_nodes: Iterable[Node]) -> None:
+        position = self._position(anchor) + 1
+        self._nodes[position:position] = list(new_nodes)
+        self._index = None
+
     def remove(self, nodes: Iterable[Node]) -> None:
         doomed = {id(n) for n in nodes}
         self._nodes = [n for n in self._nodes if id(n) not in doomed]

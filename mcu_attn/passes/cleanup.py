@@ -5,16 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from mcu_attn.ir.graph import Graph, Node
+from mcu_attn.ir.types import TensorType
 from mcu_attn.passes.manager import PassResult
 
 
 class DropIdentities:
     name = "drop-identities"
-    why = "Identity and shape-preserving Reshape nodes carry no computation and hide patterns"
+    why = "Identity, shape-preserving Reshape and Reshape-of-Reshape carry no computation and hide patterns"
 
     def run(self, graph: Graph, ctx) -> PassResult:
         dropped = 0
         for node in graph.nodes:
+            if node.op == "Reshape":
+                source = graph.producer(node.inputs[0])
+                if source is not None and source.op == "Reshape":
+                    node.inputs[0] = source.inputs[0]
+                    graph.touch()
             no_op = node.op == "Identity" or (
                 node.op == "Reshape" and graph.shape(node.inputs[0]) == graph.shape(node.outputs[0]))
             if no_op and node.outputs[0] not in graph.outputs:
@@ -97,3 +103,34 @@ def _absorb_bias(graph: Graph, node: Node) -> int:
     graph.remove([add])
     graph.replace_uses(add.outputs[0], node.outputs[0])
     return 1
+
+
+class LinearOverLeadingDims:
+    name = "linear-over-leading-dims"
+    why = ("Keras Dense and others flatten [1,S,K] to [S,K] around a MatMul; Linear maps any leading dims, "
+           "so the Reshapes go and the bias Add after them can be absorbed")
+
+    def run(self, graph: Graph, ctx) -> PassResult:
+        lifted = 0
+        for node in graph.nodes:
+            source = graph.producer(node.inputs[0]) if node.op == "Linear" else None
+            if source is None or source.op != "Reshape":
+                continue
+            original = graph.shape(source.inputs[0])
+            if not original or original[-1] != graph.shape(node.inputs[0])[-1]:
+                continue
+            out = node.outputs[0]
+            lifted_out = graph.fresh(f"{out}_lifted")
+            graph.types[lifted_out] = TensorType(graph.type(out).dtype, original[:-1] + (graph.shape(out)[-1],))
+            shape = graph.add_const("shape", np.array(graph.shape(out), np.int64))
+            node.inputs[0] = source.inputs[0]
+            node.outputs[0] = lifted_out
+            graph.insert_after(node, [Node("Reshape", [lifted_out, shape], [out], {}, f"{out}_shape")])
+            lifted += 1
+        if lifted:
+            DropIdentities().run(graph, ctx)
+            graph.prune_unused()
+            for node in graph.nodes:
+                lifted += _absorb_bias(graph, node)
+        return PassResult(lifted > 0, {"lifted": lifted})
+

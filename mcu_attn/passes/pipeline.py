@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from mcu_attn.passes.cleanup import CanonicalLinear, DeadCode, DropIdentities
+from mcu_attn.frontend.attention_pattern import FuseAttention
+from mcu_attn.frontend.pointwise_patterns import FuseGelu, FuseLayerNorm
+from mcu_attn.passes.cleanup import CanonicalLinear, DeadCode, DropIdentities, LinearOverLeadingDims
 
 
 def frontend_pipeline() -> list:
     return [
         DropIdentities(),   # exporters leave Identity/Dropout and no-op reshapes; patterns should not see them
         CanonicalLinear(),  # MatMul/Gemm by a constant (+ bias Add) is one Linear: what the kernels implement
+        LinearOverLeadingDims(),  # Dense layers flattened to 2-D around the MatMul act on [1,S,K] directly
+        FuseLayerNorm(),    # before attention: LayerNorm spelled with Transpose/means must not look like layout
+        FuseGelu(),         # one table lookup instead of five pointwise ops
+        FuseAttention(),    # after Linear canonicalisation, so packed in-projections can be split per q/k/v
         DeadCode(),         # folding and fusion leave values nobody reads
     ]

@@ -159,3 +159,9 @@ def attention(q, k, v, mask=None, *, heads=1, head_dim=1, scale=1.0, causal=0, w
     probs = probs / np.sum(probs, axis=-1, keepdims=True)
     out = np.matmul(probs.astype(q.dtype), vh)
     return out.swapaxes(-2, -3).reshape(q.shape).astype(q.dtype)
+
+
+@op("GlobalAveragePool")
+def global_average_pool(x):
+    """Mean over every axis after the first two (tf2onnx spells a last-axis mean this way)."""
+    return np.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True).astype(x.dtype)

@@ -1,0 +1,141 @@
+"""The `mcu-attn` command line: a thin layer over `mcu_attn.api`.
+
+Every error a user can cause is a `UserError`: one line on stderr, exit code 2, no traceback, and nothing
+left half-written (outputs are written to a temporary name and renamed into place).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from mcu_attn import api
+from mcu_attn.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage on two otherwise)
+        raise UserError(message)
+
+
+def _print_json(payload: dict) -> None:
+    json.dump(payload, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def _save_npy_atomic(path: str, array: np.ndarray) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UserError(f"{path}: directory {directory} does not exist")
+    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".npy.part")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, array)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def cmd_targets(args: argparse.Namespace) -> None:
+    from mcu_attn.targets.table import TARGETS
+
+    rows = [{"name": t.name, "aliases": list(t.aliases), "core": t.core, "clock_mhz": t.clock_hz / 1e6,
+             "flash_kb": t.flash_bytes // 1024, "sram_kb": t.sram_bytes // 1024, "extra_ram": t.extra_ram,
+             "source": t.source} for t in TARGETS]
+    if args.json:
+        _print_json({"targets": rows})
+        return
+    print(f"{'target':<11} {'core':<11} {'clock':>9} {'flash':>8} {'sram':>8}  other RAM / source")
+    for row in rows:
+        name = row["name"] + (f" ({','.join(row['aliases'])})" if row["aliases"] else "")
+        clock = f"{row['clock_mhz']:.0f} MHz" if row["clock_mhz"] else "-"
+        print(f"{name:<11} {row['core']:<11} {clock:>9} {row['flash_kb']:>5} KB {row['sram_kb']:>5} KB  "
+              f"{row['extra_ram']}; {row['source']}")
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from mcu_attn.summary import summarize
+
+    summary = summarize(api.import_model(args.model))
+    if args.json:
+        _print_json(summary)
+        return
+    io = lambda items: ", ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in items)  # noqa: E731
+    print(f"model   {args.model}")
+    print(f"inputs  {io(summary['inputs'])}")
+    print(f"outputs {io(summary['outputs'])}")
+    print(f"params  {summary['params']:,}    MACs {summary['macs']:,}")
+    print("ops     " + ", ".join(f"{op} x{count}" for op, count in summary["ops"].items()))
+    print(f"attention blocks: {len(summary['attention'])}")
+    for block in summary["attention"]:
+        kind = "dense" if not block["window"] else f"local window {block['window']}"
+        extras = (", causal" if block["causal"] else "") + (
+            f", {block['global_tokens']} global" if block["global_tokens"] else "")
+        print(f"  {block['name']}: {block['heads']} heads x {block['head_dim']}, seq {block['seq_len']}, "
+              f"{kind}{extras}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from mcu_attn.data import load_labels, load_stack
+
+    if not args.float:
+        raise UserError("eval needs --float (integer evaluation arrives with the quantizer)")
+    data = load_stack(args.data, "data")
+    labels = load_labels(args.labels, data.shape[0]) if args.labels else None
+    result = api.evaluate_float(args.model, data, labels)
+    payload = {"model": args.model, "mode": "float", "samples": result["samples"],
+               "accuracy": result.get("accuracy")}
+    if args.outputs:
+        _save_npy_atomic(args.outputs, result["outputs"])
+        payload["outputs_path"] = args.outputs
+    if args.json:
+        _print_json(payload)
+    else:
+        accuracy = "n/a (no labels)" if payload["accuracy"] is None else f"{payload['accuracy']:.4f}"
+        print(f"{payload['mode']} reference on {payload['samples']} samples: accuracy {accuracy}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mcu-attn", description="Deploy attention models to microcontrollers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    targets = sub.add_parser("targets", help="the boards and cores mcu-attn knows")
+    targets.add_argument("--json", action="store_true")
+    targets.set_defaults(func=cmd_targets)
+
+    inspect = sub.add_parser("inspect", help="graph summary: inputs, outputs, params, MACs, ops, attention blocks")
+    inspect.add_argument("model")
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(func=cmd_inspect)
+
+    evaluate = sub.add_parser("eval", help="accuracy of the reference on a stack of samples")
+    evaluate.add_argument("model")
+    evaluate.add_argument("--data", required=True, help=".npy stack of samples along axis 0")
+    evaluate.add_argument("--labels", help=".npy integer class per sample")
+    evaluate.add_argument("--float", action="store_true", help="the float reference")
+    evaluate.add_argument("--outputs", help="write the output stack to this .npy file")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except UserError as err:
+        print(f"mcu-attn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

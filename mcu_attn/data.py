@@ -1,0 +1,58 @@
+"""Sample stacks (.npy, samples along axis 0) and how they feed a model whose batch dimension is 1."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from mcu_attn.errors import UserError
+from mcu_attn.ir.graph import Graph
+
+
+def load_stack(path: str | os.PathLike, what: str) -> np.ndarray:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"{what} file {path}: no such file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise UserError(f"{what} file {path}: not a .npy array ({type(err).__name__})") from None
+    if not isinstance(array, np.ndarray) or array.ndim == 0 or array.shape[0] == 0:
+        raise UserError(f"{what} file {path}: expected a non-empty stack of samples along axis 0")
+    return array
+
+
+def sample_shape(graph: Graph) -> tuple[int, ...]:
+    if len(graph.inputs) != 1:
+        raise UserError(f"the model has {len(graph.inputs)} inputs; data files feed single-input models")
+    return graph.shape(graph.inputs[0])
+
+
+def check_stack(graph: Graph, data: np.ndarray, what: str) -> np.ndarray:
+    """The stack reshaped to [N, *input shape]; samples may omit the batch dimension of 1."""
+    shape = sample_shape(graph)
+    if data.shape[1:] == shape[1:] and shape[:1] == (1,):
+        data = data.reshape((data.shape[0],) + shape)
+    if data.shape[1:] != shape:
+        raise UserError(f"{what}: samples have shape {list(data.shape[1:])}, the model input "
+                        f"{graph.inputs[0]!r} needs {list(shape)} (or {list(shape[1:])} without the batch)")
+    if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
+        raise UserError(f"{what}: contains NaN or infinity")
+    return data
+
+
+def load_labels(path: str | os.PathLike, count: int) -> np.ndarray:
+    labels = load_stack(path, "labels")
+    labels = labels.reshape(labels.shape[0], -1)
+    if labels.shape[1] != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"labels file {os.fspath(path)}: expected one integer class per sample")
+    if labels.shape[0] != count:
+        raise UserError(f"labels file {os.fspath(path)}: {labels.shape[0]} labels for {count} samples")
+    return labels[:, 0]
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of class scores [N, ..., classes] (the last axis is the class axis)."""
+    predicted = outputs.reshape(outputs.shape[0], -1, outputs.shape[-1])[:, 0, :].argmax(axis=-1)
+    return float(np.mean(predicted == labels))

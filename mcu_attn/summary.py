@@ -1,0 +1,62 @@
+"""What `inspect` reports about an imported model: interface, size, work, ops and attention blocks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from mcu_attn.ir.graph import Graph
+from mcu_attn.ir.ops import node_macs
+
+PARAM_OPS_INPUTS = {"Linear": (1, 2), "LayerNormalization": (1, 2), "MatMul": (0, 1), "Gemm": (0, 1, 2),
+                    "Add": (0, 1), "Mul": (0, 1), "Sub": (0, 1), "Concat": None, "QLinearMatMul": (3,),
+                    "MatMulNBits": (1,)}
+
+
+def count_params(graph: Graph) -> int:
+    """Learned numbers: floating constants, and integer weight tensors of quantized matmuls, read by compute
+    ops (shape, axis and index constants do not count)."""
+    seen: set[str] = set()
+    for node in graph.nodes:
+        positions = PARAM_OPS_INPUTS.get(node.op, ())
+        for position, value in enumerate(node.inputs):
+            if value and graph.is_const(value) and (positions is None or position in positions):
+                array = graph.const(value)
+                if array.dtype.kind == "f" or node.op in ("QLinearMatMul", "MatMulNBits"):
+                    seen.add(value)
+    return int(sum(graph.const(v).size for v in seen))
+
+
+def attention_blocks(graph: Graph) -> list[dict[str, Any]]:
+    blocks = []
+    for node in graph.nodes:
+        if node.op != "Attention":
+            continue
+        window = int(node.attr("window", 0))
+        blocks.append({
+            "name": node.name,
+            "heads": int(node.attrs["heads"]),
+            "head_dim": int(node.attrs["head_dim"]),
+            "seq_len": int(graph.shape(node.inputs[0])[-2]),
+            "window": window or None,
+            "causal": bool(node.attr("causal", 0)),
+            "global_tokens": int(node.attr("global_tokens", 0)),
+            "scale": float(node.attr("scale", 1.0)),
+            "mask": len(node.inputs) > 3,
+        })
+    return blocks
+
+
+def summarize(graph: Graph) -> dict[str, Any]:
+    def io(names: list[str]) -> list[dict[str, Any]]:
+        return [{"name": n, "dtype": graph.type(n).dtype, "shape": list(graph.shape(n))} for n in names]
+
+    return {
+        "name": graph.name,
+        "inputs": io(graph.inputs),
+        "outputs": io(graph.outputs),
+        "params": count_params(graph),
+        "macs": int(sum(node_macs(graph, n) for n in graph.nodes)),
+        "ops": dict(sorted(Counter(n.op for n in graph.nodes).items())),
+        "attention": attention_blocks(graph),
+    }
