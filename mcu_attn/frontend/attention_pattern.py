@@ -37,7 +37,11 @@ class ScorePath:
 
 
 def _score_path(graph: Graph, softmax: Node) -> ScorePath | None:
-    """From a Softmax input back to the Q·Kᵀ MatMul through scalar scales and constant masks."""
+    """From a Softmax input back to the Q·Kᵀ MatMul through scalar scales and constant masks.
+
+    Walking back, the softmax input is kept as scale * current + mask: a Mul by c makes scale*c, an Add of m
+    adds scale*m to the mask, a Where(keep, current, -inf) adds 0/-inf.
+    """
     nodes: list[Node] = []
     scale, mask = 1.0, None
     current = softmax.inputs[0]
@@ -55,12 +59,10 @@ def _score_path(graph: Graph, softmax: Node) -> ScorePath | None:
             factor = float(graph.const(consts[0]).reshape(()))
             if node.op == "Div" and node.inputs[0] != others[0]:
                 return None
-            factor = factor if node.op == "Mul" else 1.0 / factor
-            scale *= factor
-            mask = None if mask is None else mask * factor
+            scale *= factor if node.op == "Mul" else 1.0 / factor
         elif node.op == "Add" and len(consts) == 1:
-            term = graph.const(consts[0]).astype(np.float64)
-            mask = term / scale if mask is None else mask + term / scale
+            term = scale * graph.const(consts[0]).astype(np.float64)
+            mask = term if mask is None else mask + term
         elif node.op == "Where" and graph.is_const(node.inputs[0]) and len(consts) == 2:
             fill_name = node.inputs[2] if node.inputs[1] == others[0] else node.inputs[1]
             fill = float(np.max(graph.const(fill_name)))
@@ -122,8 +124,9 @@ def _match_band(allowed: np.ndarray) -> dict | None:
     seq = allowed.shape[0]
     i, j = np.indices(allowed.shape)
     causal = int(not allowed[i < j].any()) if seq > 1 else 0
-    full_rows = allowed.all(axis=1) if not causal else (allowed | (j > i)).all(axis=1)
-    globals_ = int(np.argmin(np.append(full_rows, False)))
+    # global tokens are the leading keys every query may see (every earlier-or-equal query when causal)
+    full_columns = (allowed | (j > i)).all(axis=0) if causal else allowed.all(axis=0)
+    globals_ = int(np.argmin(np.append(full_columns, False)))
     rest = allowed[globals_:, globals_:]
     ri, rj = np.indices(rest.shape)
     if causal:

@@ -41,8 +41,9 @@ class ImportContext(Protocol):
 
 Rule = Callable[[ImportContext, OnnxNode], None]
 RULES: dict[tuple[str, str], Rule] = {}
-ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
-               11: "float64", 21: "uint4", 22: "int4"}
+ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+               10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 21: "uint4", 22: "int4", 25: "uint2",
+               26: "int2"}
 
 
 def rule(*op_types: str, domain: str = "") -> Callable[[Rule], Rule]:

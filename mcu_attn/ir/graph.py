@@ -119,10 +119,23 @@ class Graph:
         self._index = None
 
     def replace_uses(self, old: str, new: str) -> None:
-        """Every reader of `old` (nodes and graph outputs) reads `new` instead."""
+        """Every reader of `old` reads `new` instead. Graph outputs keep their public names: when `old` is one,
+        the node computing `new` is renamed to produce `old`, and the stale definition gets a fresh name."""
+        if old in self.outputs and new not in self.inputs and new not in self.constants:
+            stale = self.fresh(f"{old}_replaced")
+            self._rename(old, stale)
+            self._rename(new, old)
+            return
         for node in self._nodes:
             node.inputs = [new if i == old else i for i in node.inputs]
         self.outputs = [new if o == old else o for o in self.outputs]
+        self._index = None
+
+    def _rename(self, old: str, new: str) -> None:
+        for node in self._nodes:
+            node.inputs = [new if i == old else i for i in node.inputs]
+            node.outputs = [new if o == old else o for o in node.outputs]
+        self.types[new] = self.types.pop(old)
         self._index = None
 
     def touch(self) -> None:

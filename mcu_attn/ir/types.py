@@ -4,12 +4,17 @@ A `TensorType` is a dtype, a fully static shape and optional `QuantParams`. Quan
 ONNX/TFLite convention: real = scale * (q - zero_point), per tensor (axis None, one scale) or per channel along
 `axis` (one scale and zero point per channel). `bits` says how many bits the integer really uses (4 for int4
 weights stored in int8 containers).
+
+Sub-byte integers (int4, uint4, int2, uint2) have two array forms. Values read from ONNX arrive as ml_dtypes
+arrays (what onnx's numpy_helper returns); their numpy dtype carries the type, so references keep exact ranges
+and casts. Passes may instead hold them in int8/uint8 containers (`DTYPES`), typed explicitly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
 
 DTYPES: dict[str, np.dtype] = {
@@ -18,21 +23,36 @@ DTYPES: dict[str, np.dtype] = {
     "float16": np.dtype(np.float16),
     "int4": np.dtype(np.int8),
     "uint4": np.dtype(np.uint8),
+    "int2": np.dtype(np.int8),
+    "uint2": np.dtype(np.uint8),
     "int8": np.dtype(np.int8),
     "uint8": np.dtype(np.uint8),
     "int16": np.dtype(np.int16),
+    "uint16": np.dtype(np.uint16),
     "int32": np.dtype(np.int32),
+    "uint32": np.dtype(np.uint32),
     "int64": np.dtype(np.int64),
+    "uint64": np.dtype(np.uint64),
     "bool": np.dtype(np.bool_),
 }
+SUB_BYTE: dict[str, np.dtype] = {"int4": np.dtype(ml_dtypes.int4), "uint4": np.dtype(ml_dtypes.uint4),
+                                 "int2": np.dtype(ml_dtypes.int2), "uint2": np.dtype(ml_dtypes.uint2)}
 
 
 def dtype_name(dtype: np.dtype) -> str:
-    """The IR name of a numpy dtype (int4 is never inferred from numpy: it is set explicitly)."""
+    """The IR name of a numpy dtype; an int8/uint8 container is int8/uint8 (its sub-byte type is set explicitly)."""
+    for name, np_dtype in SUB_BYTE.items():
+        if np_dtype == np.dtype(dtype):
+            return name
     for name, np_dtype in DTYPES.items():
-        if name not in ("int4", "uint4") and np_dtype == np.dtype(dtype):
+        if name not in SUB_BYTE and np_dtype == np.dtype(dtype):
             return name
     raise ValueError(f"dtype {dtype} has no IR equivalent")
+
+
+def value_dtype(name: str) -> np.dtype:
+    """The numpy dtype that holds values of IR dtype `name` exactly (ml_dtypes for sub-byte integers)."""
+    return SUB_BYTE.get(name, DTYPES[name])
 
 
 @dataclass(frozen=True)

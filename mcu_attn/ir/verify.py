@@ -68,6 +68,7 @@ def verify(graph: Graph) -> None:
 
 
 def _int4_container(recorded, inferred) -> bool:
-    """int4/uint4 values are held in int8/uint8 arrays by the references."""
+    """Sub-byte values may be held in int8/uint8 arrays (see types.py)."""
     return (recorded.shape == inferred.shape
-            and (recorded.dtype, inferred.dtype) in {("int4", "int8"), ("uint4", "uint8")})
+            and (recorded.dtype, inferred.dtype) in {("int4", "int8"), ("uint4", "uint8"), ("int2", "int8"),
+                                                     ("uint2", "uint8")})

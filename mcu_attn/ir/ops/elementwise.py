@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from mcu_attn.ir.ops.registry import op
-from mcu_attn.ir.types import DTYPES
+from mcu_attn.ir.types import value_dtype
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -164,8 +164,9 @@ def logical_or(a, b):
 
 @op("Cast")
 def cast(x, *, to="float32"):
-    """Cast to the IR dtype named by `to` (the frontend translates ONNX's enum)."""
-    return x.astype(DTYPES[to])
+    """Cast to the IR dtype named by `to` (the frontend translates ONNX's enum); sub-byte targets wrap like
+    ONNX (ml_dtypes' conversion)."""
+    return x.astype(value_dtype(to))
 
 
 @op("Identity")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from mcu_attn.ir.ops.registry import op
-from mcu_attn.ir.types import DTYPES
+from mcu_attn.ir.types import dtype_name, value_dtype
 
 INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "uint16": (0, 65535),
-              "int4": (-8, 7), "uint4": (0, 15), "int32": (-2**31, 2**31 - 1)}
+              "int4": (-8, 7), "uint4": (0, 15), "int2": (-2, 1), "uint2": (0, 3), "int32": (-2**31, 2**31 - 1)}
 
 
 def broadcast_param(param: np.ndarray, x: np.ndarray, axis: int, block_size: int = 0) -> np.ndarray:
@@ -27,12 +27,12 @@ def broadcast_param(param: np.ndarray, x: np.ndarray, axis: int, block_size: int
 
 @op("QuantizeLinear")
 def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, saturate=1, output_dtype="uint8"):
-    dtype = output_dtype if y_zero_point is None else _ir_dtype(y_zero_point.dtype)
+    dtype = output_dtype if y_zero_point is None else dtype_name(y_zero_point.dtype)
     scale = broadcast_param(y_scale, x, axis, block_size).astype(np.float32)
     zp = 0 if y_zero_point is None else broadcast_param(y_zero_point, x, axis, block_size).astype(np.int64)
     low, high = INT_RANGES[dtype]
     q = np.rint(x.astype(np.float32) / scale).astype(np.float64) + zp
-    return np.clip(q, low, high).astype(DTYPES[dtype])
+    return np.clip(q, low, high).astype(value_dtype(dtype))
 
 
 @op("DequantizeLinear")
@@ -42,14 +42,9 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0):
     return ((x.astype(np.int32) - zp).astype(np.float32) * scale).astype(scale.dtype)
 
 
-def _ir_dtype(dtype: np.dtype) -> str:
-    return {np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8", np.dtype(np.int16): "int16",
-            np.dtype(np.uint16): "uint16", np.dtype(np.int32): "int32"}[np.dtype(dtype)]
-
-
 def requantize_float(acc: np.ndarray, multiplier: np.ndarray, zero_point, dtype: np.dtype) -> np.ndarray:
     """ORT's float requantization: round_half_even(acc * multiplier) + zero_point, saturated."""
-    low, high = INT_RANGES[_ir_dtype(dtype)]
+    low, high = INT_RANGES[dtype_name(dtype)]
     y = np.rint(acc.astype(np.float32) * np.asarray(multiplier, np.float32)).astype(np.float64)
     return np.clip(y + np.asarray(zero_point, np.int64), low, high).astype(dtype)
 

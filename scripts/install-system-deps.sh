@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# System packages mcu-attn uses on Debian/Ubuntu: the Arm GNU toolchain with newlib (firmware builds) and QEMU
+# (second emulation engine). Shared by .ci/run and the Dockerfile so CI exercises the image's install steps.
+# Installs only what is missing; needs root (or sudo).
+set -euo pipefail
+packages=(gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "system packages present: ${packages[*]}"
+  exit 0
+fi
+as_root=""
+[ "$(id -u)" -eq 0 ] || as_root="sudo"
+$as_root apt-get update
+DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y --no-install-recommends "${missing[@]}"
