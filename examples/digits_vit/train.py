@@ -123,7 +123,7 @@ images (10 classes; the data set ships with scikit-learn).
   split (`train_test_split(test_size=450, random_state=0, stratify=y)`).
   `data/calib.npy` (200, 8, 8) float32: the first 200 training images (for calibration).
 
-Regenerate (seeded, deterministic, ~{elapsed:.0f} s on CPU):
+Regenerate (seeded and deterministic, byte-identical output; about 30 s on one CPU core):
 
     python examples/digits_vit/train.py
 

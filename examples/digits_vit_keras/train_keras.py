@@ -161,13 +161,16 @@ def compare_split(Xtr, Xte, yte):
 
 
 def tflite_eval(path, Xte, yte):
+    """Accuracy with the TFLite interpreter's builtin (reference/optimized) kernels,
+    without the default XNNPACK delegate, plus the op list and the ops left in float."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
         which = "ai_edge_litert"
     except ImportError:  # pragma: no cover
-        Interpreter = tf.lite.Interpreter
+        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
         which = "tf.lite"
-    it = Interpreter(model_path=str(path))
+    it = Interpreter(model_path=str(path), experimental_op_resolver_type=(
+        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
     it.allocate_tensors()
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     si, zi = inp["quantization"]
@@ -181,11 +184,16 @@ def tflite_eval(path, Xte, yte):
         logits.append(r[0])
         preds.append(int(np.argmax(r)))
     acc = float(np.mean(np.array(preds) == yte))
-    ops = sorted({o["op_name"] for o in it._get_ops_details()}) if hasattr(it, "_get_ops_details") else []
+    details = it._get_ops_details() if hasattr(it, "_get_ops_details") else []
+    dtypes = {t["index"]: t["dtype"] for t in it.get_tensor_details()}
+    ops = sorted({o["op_name"] for o in details})
+    float_ops = sorted({o["op_name"] for o in details if o["op_name"] != "DEQUANTIZE"
+                        and any(dtypes.get(i) == np.float32 for i in o["outputs"])})
     print(f"tflite ({which}) int8 accuracy: {acc:.4f}  in={inp['dtype'].__name__} "
           f"scale={si:.6g} zp={zi}  out={out['dtype'].__name__} scale={so:.6g} zp={zo}")
     if ops:
         print("tflite ops:", ", ".join(ops))
+        print("tflite ops computing in float32:", ", ".join(float_ops) or "none")
     return acc, np.array(logits), (si, zi, so, zo)
 
 
