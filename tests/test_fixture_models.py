@@ -4,6 +4,7 @@ reference reproduces onnxruntime on the whole digits test split (450 images)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import onnxruntime as ort
@@ -22,9 +23,9 @@ LOGIT_TOLERANCE = 1e-4
 
 def test_manifest_covers_every_exporter_family() -> None:
     exporters = {e["exporter"] for e in ENTRIES}
-    assert {"torch-legacy", "torch-dynamo", "tf2onnx"} <= exporters, exporters
+    assert {"legacy", "dynamo", "tf2onnx"} <= exporters, exporters
     assert any(e["exporter"].startswith("ort-quant") for e in ENTRIES)
-    assert len(ENTRIES) >= 13
+    assert len(ENTRIES) >= 14
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["name"] for e in ENTRIES])
@@ -59,3 +60,15 @@ def test_reference_matches_onnxruntime(entry: dict, digits_test) -> None:
     theirs = np.stack([session.run(None, {input_name: x[None]})[0] for x in images])
     assert np.abs(ours - theirs).max() <= LOGIT_TOLERANCE
     assert accuracy(ours, labels) == accuracy(theirs, labels)
+
+
+def test_every_float_export_normalises_to_the_same_ir() -> None:
+    """The same architecture exported by legacy/dynamo exporters at any opset, with MHA, SDPA, explicit
+    attention or the ONNX Attention op, becomes the same IR op histogram as the example model."""
+    from support import DIGITS
+
+    expected = dict(Counter(n.op for n in import_model(DIGITS / "digits_vit.onnx").nodes))
+    for entry in ENTRIES:
+        if entry["exporter"].split("+")[0] in ("legacy", "dynamo"):
+            ops = dict(Counter(n.op for n in import_model(FIXTURES / entry["file"]).nodes))
+            assert ops == expected, entry["name"]

@@ -15,7 +15,8 @@ Outputs (next to this file):
   digits_vit_keras.onnx         tf2onnx, opset 17
   digits_vit_keras_int8.tflite  full-integer int8 (int8 input and output),
                                 representative set = first 200 train images
-and a copy of the ONNX file at tests/fixtures/models/keras_tf2onnx.onnx.
+a copy of the ONNX file at tests/fixtures/models/keras_tf2onnx.onnx, and its
+"keras_tf2onnx" entry merged by name into tests/fixtures/manifest.json.
 
 It must run in a separate environment, never the project's main one:
 
@@ -29,14 +30,29 @@ Versions known to work together (Python 3.11): tensorflow 2.21.0 (Keras
 3.15.1 as tf.keras), tf2onnx 1.17.0, onnx 1.23.2, onnxruntime 1.32.0,
 protobuf 7.36.2, numpy 2.4.6, scikit-learn 1.9.1, ai-edge-litert 2.3.0,
 tflite-micro 0.dev20261023182759.  tf-keras is installed but not used.
-The TFLite model is evaluated with ai_edge_litert's Interpreter (falls back
-to tf.lite.Interpreter) and, if importable, also with the TFLite-Micro
-Python interpreter.
+The TFLite model is evaluated with ai_edge_litert's Interpreter (builtin
+kernels, no XNNPACK delegate; falls back to tf.lite.Interpreter) and, if
+importable, also with the TFLite-Micro Python interpreter.
+
+Conversion notes: tf.nn.gelu lowers to Erfc, which tf2onnx 1.17 cannot
+convert, so GELU is written with tf.math.erf (ONNX: Mul/Erf/Add/Mul; TFLite:
+fused into the builtin GELU op, which tflite-micro does not register, so the
+int8 model does not load in TFLite-Micro).  With TFLITE_BUILTINS_INT8 the
+converter still leaves the NEG of every LayerNormalization mean in float
+(DEQUANTIZE -> NEG -> QUANTIZE); everything else is int8.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+
+# tf2onnx's constant folding/dedup iterates over sets, so initializer names (and which of
+# two equal constants is kept) depend on the string hash seed: pin it for a byte-identical
+# ONNX file.
+if os.environ.get("PYTHONHASHSEED") != "0":
+    os.environ["PYTHONHASHSEED"] = "0"
+    os.execv(sys.executable, [sys.executable, *sys.argv])
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
@@ -44,6 +60,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -221,6 +238,37 @@ def tflm_eval(path, Xte, yte, qparams, n=None):
     return acc
 
 
+def graph_ops(graph):
+    """Distinct op types, "domain::Op" outside the default domain, including subgraphs."""
+    import onnx
+
+    ops = set()
+    for n in graph.node:
+        ops.add(f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type)
+        for a in n.attribute:
+            for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                ops |= graph_ops(g)
+    return ops
+
+
+def write_manifest_entry(entry):
+    """Merge one entry by name into tests/fixtures/manifest.json (temp file + rename)."""
+    import json
+
+    path = REPO / "tests" / "fixtures" / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else []
+    names = [e["name"] for e in manifest]
+    if entry["name"] in names:
+        manifest[names.index(entry["name"])] = entry
+    else:
+        manifest.append(entry)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=120)
@@ -302,6 +350,15 @@ def main():
     tfl_acc, tfl_logits, qp = tflite_eval(tfl_path, Xte, yte)
     tflm_eval(tfl_path, Xte, yte, qp)
 
+    model_proto = onnx.load(str(fixture))
+    write_manifest_entry({
+        "name": "keras_tf2onnx", "file": "models/keras_tf2onnx.onnx", "exporter": "tf2onnx",
+        "opset": 17, "attention_impl": "explicit", "dynamic_batch": False, "blocks": BLOCKS,
+        "heads": HEADS, "head_dim": HEAD_DIM, "seq_len": SEQ, "causal": False, "window": None,
+        "global_tokens": 0, "torch_accuracy": None, "ort_accuracy": round(ort_acc, 6),
+        "keras_accuracy": round(keras_acc, 6), "tflite_int8_accuracy": round(tfl_acc, 6),
+        "ops": sorted(graph_ops(model_proto.graph)),
+    })
     print(f"SUMMARY keras={keras_acc:.4f} onnxruntime={ort_acc:.4f} tflite_int8={tfl_acc:.4f}")
 
 

@@ -82,7 +82,7 @@ def _input_type(value_info: onnx.ValueInfoProto, bind: Mapping[str, tuple[int, .
         return TensorType(dtype_name(elem), tuple(bind[value_info.name]))
     dims = []
     for axis, dim in enumerate(ttype.shape.dim):
-        if dim.HasField("dim_value") and dim.dim_value > 0:
+        if dim.HasField("dim_value") and dim.dim_value >= 0:
             dims.append(int(dim.dim_value))
         elif axis == 0:
             dims.append(1)  # the batch: a model runs one sample at a time
@@ -106,6 +106,9 @@ class _Importer:
 
     def shape(self, value: str) -> tuple[int, ...]:
         return self.graph.shape(value)
+
+    def dtype(self, value: str) -> str:
+        return self.graph.type(value).dtype
 
     def fresh(self, hint: str) -> str:
         return self.graph.fresh(hint)

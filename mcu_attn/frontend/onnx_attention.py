@@ -24,8 +24,9 @@ Semantics follow the ONNX reference implementation (the node tests' expected out
 - a query row whose bias is entirely -inf attends nothing: its probabilities are 0 (not NaN). The guard is a
   Where after the Softmax, with a constant condition when the bias is constant;
 - softmax_precision runs the Softmax in that float type and casts the probabilities back;
-- qk_matmul_output is, as in the reference, the scaled (and softcapped) scores for modes 0 and 1, the scores
-  plus bias for mode 2 and the guarded probabilities for mode 3.
+- qk_matmul_output is the scaled Q·Kᵀ (mode 0), the same after softcap (1), plus the bias (2), or the guarded
+  probabilities in the output type (3). (onnx's reference returns the softcapped scores for mode 0 too; no node
+  test has mode 0 with a softcap, and the spec text says "the output of qk matmul".)
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class _Builder:
 
 @rule("Attention")
 def attention(ctx: ImportContext, node: OnnxNode) -> None:
+    """Layout to [B, H, S, D], KV cache, GQA, scores, bias, softmax with the masked-row guard, P·V, layout back
+    (see the module docstring)."""
     b = _Builder(ctx, node)
     a = node.attrs
     q, k, v = node.inputs[:3]
@@ -98,11 +101,12 @@ def attention(ctx: ImportContext, node: OnnxNode) -> None:
     scale = a.get("scale")
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     scores = b.op("Mul", [scores, b.const("scale", np.array(scale, np_dtype))])
+    scaled = scores
     softcap = float(a.get("softcap", 0.0))
     if softcap > 0:
         cap = b.const("softcap", np.array(softcap, np_dtype))
         scores = b.op("Mul", [b.op("Tanh", [b.op("Div", [scores, cap])]), cap])
-    qk_scores = scores
+    capped = scores
 
     nonpad = const_input(ctx, node, 6, "nonpad_kv_seqlen") if node.opset >= 24 else None
     if nonpad is not None and past_len:
@@ -114,19 +118,20 @@ def attention(ctx: ImportContext, node: OnnxNode) -> None:
     bias = _bias(b, node.inputs[3] if len(node.inputs) > 3 else "", structure, kv_len, np_dtype)
     if bias is not None:
         scores = b.op("Add", [scores, bias])
+    with_bias = scores
 
     precision = a.get("softmax_precision")
     soft_dtype = dtype if precision is None else ONNX_DTYPES[precision]
     if soft_dtype != dtype:
         scores = b.op("Cast", [scores], {"to": soft_dtype})
     probs = b.op("Softmax", [scores], {"axis": -1})
-    probs = _guard_masked_rows(b, probs, bias, value_dtype(soft_dtype))
+    probs = _guard_masked_rows(b, probs, bias, np_dtype, value_dtype(soft_dtype))
     if soft_dtype != dtype:
         probs = b.op("Cast", [probs], {"to": dtype})
 
     mode = int(a.get("qk_matmul_output_mode", 0))
     if b.output(3):
-        exposed = {0: qk_scores, 1: qk_scores, 2: scores if bias is not None else qk_scores, 3: probs}[mode]
+        exposed = {0: scaled, 1: capped, 2: with_bias, 3: probs}[mode]
         b.op("Identity", [exposed], out=b.output(3))
     if rank == 3:
         merged = b.op("Transpose", [b.op("MatMul", [probs, v4])], {"perm": (0, 2, 1, 3)})
@@ -192,19 +197,16 @@ def _bias(b: _Builder, mask: str, allowed: np.ndarray | None, kv_len: int, np_dt
     return mask if structural is None else b.op("Add", [mask, b.const("bias", structural)])
 
 
-def _guard_masked_rows(b: _Builder, probs: str, bias: str | None, np_dtype: np.dtype) -> str:
+def _guard_masked_rows(b: _Builder, probs: str, bias: str | None, bias_dtype: np.dtype, probs_dtype: np.dtype) -> str:
     """Zero the probabilities of query rows whose bias is -inf for every key (Softmax gives NaN there)."""
     if bias is None:
         return probs
-    zero = np.zeros((), np_dtype)
+    zero = b.const("zero", np.zeros((), probs_dtype))
     value = b.ctx.const(bias)
     if value is not None:
         dead = np.isneginf(np.max(value, axis=-1, keepdims=True))
-        if not dead.any():
-            return probs
-        return b.op("Where", [b.const("dead_rows", dead), b.const("zero", zero), probs])
-    # at run time: max over keys below the lowest finite value means -inf (NaN compares false, as in ONNX)
+        return b.op("Where", [b.const("dead_rows", dead), zero, probs]) if dead.any() else probs
+    # at run time: a row maximum below the lowest finite value is -inf (NaN compares false, as in the reference)
     row_max = b.op("ReduceMax", [bias], {"axes": (-1,), "keepdims": 1})
-    lowest = b.const("lowest", np.array(np.finfo(b.ctx.const(b.const("probe", zero)).dtype).min, np_dtype))
-    dead = b.op("Less", [row_max, lowest])
-    return b.op("Where", [dead, b.const("zero", zero), probs])
+    dead = b.op("Less", [row_max, b.const("lowest", np.array(np.finfo(bias_dtype).min, bias_dtype))])
+    return b.op("Where", [dead, zero, probs])

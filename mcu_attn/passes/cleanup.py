@@ -11,10 +11,16 @@ from mcu_attn.passes.manager import PassResult
 
 class DropIdentities:
     name = "drop-identities"
-    why = "Identity, shape-preserving Reshape and Reshape-of-Reshape carry no computation and hide patterns"
+    why = ("Identity, shape-preserving Reshape, Reshape-of-Reshape and Transposes of unit axes move no data "
+           "and hide patterns")
 
     def run(self, graph: Graph, ctx) -> PassResult:
         dropped = 0
+        for node in graph.nodes:
+            if node.op == "Transpose" and _moves_only_unit_dims(graph.shape(node.inputs[0]), node.attr("perm")):
+                shape = graph.add_const("shape", np.array(graph.shape(node.outputs[0]), np.int64))
+                graph.insert_before(node, [Node("Reshape", [node.inputs[0], shape], list(node.outputs), {}, node.name)])
+                graph.remove([node])
         for node in graph.nodes:
             if node.op == "Reshape":
                 source = graph.producer(node.inputs[0])
@@ -28,6 +34,13 @@ class DropIdentities:
                 graph.replace_uses(node.outputs[0], node.inputs[0])
                 dropped += 1
         return PassResult(dropped > 0, {"dropped": dropped})
+
+
+def _moves_only_unit_dims(shape: tuple[int, ...], perm) -> bool:
+    """A transpose that keeps the order of the non-unit axes moves no element: it is a reshape."""
+    perm = list(range(len(shape)))[::-1] if perm is None else [int(p) for p in perm]
+    moved = [p for p in perm if shape[p] != 1]
+    return moved == sorted(moved)
 
 
 class DeadCode:

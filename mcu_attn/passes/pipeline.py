@@ -15,5 +15,7 @@ def frontend_pipeline() -> list:
         FuseLayerNorm(),    # before attention: LayerNorm spelled with Transpose/means must not look like layout
         FuseGelu(),         # one table lookup instead of five pointwise ops
         FuseAttention(),    # after Linear canonicalisation, so packed in-projections can be split per q/k/v
+        DropIdentities(),   # fusion leaves view Reshapes back to back (seq-first exports)
+        LinearOverLeadingDims(),  # ... and Linears behind such views
         DeadCode(),         # folding and fusion leave values nobody reads
     ]

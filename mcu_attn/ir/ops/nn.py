@@ -105,10 +105,15 @@ def reduce_sum(x, *, axes=None, keepdims=1, noop_with_empty_axes=0):
 
 @op("ReduceMax")
 def reduce_max(x, *, axes=None, keepdims=1, noop_with_empty_axes=0):
+    """The maximum over `axes`; over an empty set it is the lowest value of the dtype (-inf for floats)."""
     axes = _reduce_axes(x, axes, noop_with_empty_axes)
     if axes == ():
         return x
-    return np.max(x, axis=axes, keepdims=bool(keepdims))
+    if np.issubdtype(x.dtype, np.floating):
+        lowest = -np.inf
+    else:
+        lowest = False if x.dtype == np.bool_ else np.iinfo(x.dtype).min
+    return np.max(x, axis=axes, keepdims=bool(keepdims), initial=lowest)
 
 
 def attention_allowed(seq_len: int, window: int, global_tokens: int, causal: int) -> np.ndarray:

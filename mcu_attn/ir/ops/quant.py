@@ -49,7 +49,14 @@ def requantize_float(acc: np.ndarray, multiplier: np.ndarray, zero_point, dtype:
     return np.clip(y + np.asarray(zero_point, np.int64), low, high).astype(dtype)
 
 
-@op("QLinearMatMul")
+def _product_macs(node, graph) -> int:
+    """Output elements times the reduction length K (A's last axis, or its first when transposed)."""
+    a = graph.shape(node.inputs[0])
+    k = a[0] if node.attr("transA", 0) else a[-1]
+    return int(np.prod(graph.shape(node.outputs[0]), dtype=np.int64)) * int(k)
+
+
+@op("QLinearMatMul", macs=_product_macs)
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
     """Integer matmul of (a - a_zp) and (b - b_zp) in int32, requantized by a_scale*b_scale/y_scale."""
     acc = np.matmul(a.astype(np.int32) - np.asarray(a_zero_point, np.int32),
@@ -62,3 +69,65 @@ def _column_param(param: np.ndarray, b: np.ndarray) -> np.ndarray:
     """A per-column (last axis) parameter of the right operand of a matmul, or a scalar."""
     param = np.asarray(param)
     return param.reshape(()) if param.size == 1 else param.reshape(1, -1)
+
+
+@op("QGemm", onnx="com.microsoft.QGemm", macs=_product_macs)
+def qgemm(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c=None, y_scale=None, y_zero_point=None, *,
+          alpha=1.0, transA=0, transB=0):
+    """ONNX Runtime's quantized Gemm: acc = C + (A - a_zp)(B - b_zp) in int32 (C is int32 with scale
+    alpha*a_scale*b_scale), output scale alpha*a_scale*b_scale[/y_scale] per tensor or per column, computed in
+    float32 in that order; requantized like QLinearMatMul when y_zero_point is given, else float32."""
+    a = a.T if transA else a
+    b = b.T if transB else b
+    acc = np.matmul(a.astype(np.int32) - np.asarray(a_zero_point, np.int32),
+                    b.astype(np.int32) - _column_param(b_zero_point, b).astype(np.int32))
+    if c is not None:
+        acc = acc + c.astype(np.int32)
+    a_scale = np.asarray(a_scale, np.float32).reshape(())
+    scale = np.float32(alpha) * a_scale * _column_param(b_scale, b).astype(np.float32)
+    if y_scale is not None:
+        scale = scale / np.asarray(y_scale, np.float32).reshape(())
+    if y_zero_point is None:
+        return (acc.astype(np.float32) * scale).astype(np.float32)
+    return requantize_float(acc, scale, np.asarray(y_zero_point).reshape(()), y_zero_point.dtype)
+
+
+def unpack_nbits(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """Little-endian bit fields of uint8 bytes along the last axis: value i sits in byte i*bits//8 at bit
+    (i*bits) % 8 (for 4 bits: the low nibble first). Returns the first `count` values as int32."""
+    per_byte = 8 // bits
+    shifts = np.arange(per_byte, dtype=np.uint8) * bits
+    fields = (packed[..., :, None] >> shifts) & np.uint8((1 << bits) - 1)
+    return fields.reshape(*packed.shape[:-1], -1)[..., :count].astype(np.int32)
+
+
+def matmul_nbits_weight(b, scales, zero_points=None, *, K, N, bits, block_size):
+    """The float weight [N, K] of MatMulNBits: W[n, k] = (q[n, k] - zp[n, j]) * scale[n, j], j = k // block_size,
+    evaluated in the scales' float type."""
+    k_blocks = -(-K // block_size)
+    q = unpack_nbits(np.asarray(b, np.uint8).reshape(N, k_blocks, -1), bits, block_size).reshape(N, -1)[:, :K]
+    scale = np.asarray(scales).reshape(N, k_blocks)
+    if zero_points is None:
+        zp = np.full((N, k_blocks), 1 << (bits - 1))
+    elif np.issubdtype(zero_points.dtype, np.floating):
+        zp = zero_points.reshape(N, k_blocks)
+    else:
+        zp = unpack_nbits(zero_points.reshape(N, -1), bits, k_blocks)
+    block = np.arange(K) // block_size
+    return (q.astype(scale.dtype) - zp[:, block].astype(scale.dtype)) * scale[:, block]
+
+
+@op("MatMulNBits", onnx="com.microsoft.MatMulNBits", const_inputs=(1, 2, 3), macs=_product_macs)
+def matmul_nbits(a, b, scales, zero_points=None, g_idx=None, bias=None, *, K=0, N=0, bits=4, block_size=32,
+                 accuracy_level=0, weight_prepacked=0):
+    """ONNX Runtime's MatMulNBits: A @ Wᵀ + bias with W dequantized block-wise along K from uint8 B[N, k_blocks,
+    blob] (see `matmul_nbits_weight`). Zero points are packed like B, or floats [N, k_blocks], or 2^(bits-1) when
+    absent. accuracy_level only allows a runtime to compute in lower precision; this reference is the exact
+    (level 0) product. The deprecated g_idx and EP-specific prepacked layouts are refused."""
+    if g_idx is not None or weight_prepacked:
+        raise ValueError("MatMulNBits with g_idx or a prepacked weight is not supported")
+    if bits not in (2, 4, 8):
+        raise ValueError(f"MatMulNBits with {bits}-bit weights is not supported (2, 4 or 8)")
+    weight = matmul_nbits_weight(b, scales, zero_points, K=K, N=N, bits=bits, block_size=block_size)
+    y = np.matmul(a, weight.T.astype(a.dtype))
+    return (y + bias).astype(a.dtype) if bias is not None else y
