@@ -72,3 +72,23 @@ def test_every_float_export_normalises_to_the_same_ir() -> None:
         if entry["exporter"].split("+")[0] in ("legacy", "dynamo"):
             ops = dict(Counter(n.op for n in import_model(FIXTURES / entry["file"]).nodes))
             assert ops == expected, entry["name"]
+
+
+def test_prequantized_weights_keep_their_own_scales() -> None:
+    """QDQ weights fold to float with the model's QuantParams; requantizing with them gives back exactly the
+    int8 tensors stored in the file."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = FIXTURES / "models" / "quant_qdq.onnx"
+    stored = [numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer
+              if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2]
+    graph = import_model(path)
+    linears = [n for n in graph.nodes if n.op == "Linear"]
+    assert len(linears) == 14 and len(stored) == 14
+    for node in linears:
+        ttype = graph.type(node.inputs[1])
+        assert ttype.quant is not None and ttype.quant.axis == 1 and ttype.quant.bits == 8
+        recovered = np.rint(graph.const(node.inputs[1]) / np.array(ttype.quant.scale, np.float32)).astype(np.int8)
+        candidates = (recovered, recovered.T)  # Gemm(transB=1) stores the weight [out, in]
+        assert any(np.array_equal(r, s) for r in candidates for s in stored if r.shape == s.shape), node.name

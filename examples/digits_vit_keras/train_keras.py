@@ -47,10 +47,9 @@ from __future__ import annotations
 import os
 import sys
 
-# tf2onnx's constant folding/dedup iterates over sets, so initializer names (and which of
-# two equal constants is kept) depend on the string hash seed: pin it for a byte-identical
-# ONNX file.
-if os.environ.get("PYTHONHASHSEED") != "0":
+# tf2onnx iterates over sets of names in places: pin the string hash seed (see also
+# canonicalize_onnx) so that regenerating gives a byte-identical ONNX file.
+if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
     os.environ["PYTHONHASHSEED"] = "0"
     os.execv(sys.executable, [sys.executable, *sys.argv])
 
@@ -238,6 +237,86 @@ def tflm_eval(path, Xte, yte, qparams, n=None):
     return acc
 
 
+def patch_tf2onnx_merge():
+    """Make tf2onnx keep the node with the smallest name when it merges duplicated nodes
+    (e.g. the identical Tensordot Reshapes in front of the q/k/v Dense layers); by default
+    the survivor depends on the run-dependent node order."""
+    from tf2onnx.optimizer.merge_duplicated_nodes_optimizer import (
+        MergeDuplicatedNodesOptimizer as M,
+    )
+
+    if getattr(M, "_sorted_by_name", False):
+        return
+    orig = M._merge_nodes_that_are_duplicated
+
+    def merge(self, nodes, graph):
+        nodes.sort(key=lambda n: n.name)
+        return orig(self, nodes, graph)
+
+    M._merge_nodes_that_are_duplicated = merge
+    M._sorted_by_name = True
+
+
+def canonicalize_onnx(model):
+    """Deterministic node order and initializer names for a tf2onnx model.
+
+    tf2onnx's node order and the numbering of its folded constants (const_fold_opt__N)
+    vary from run to run. Nodes are put in depth-first post-order from the graph outputs;
+    initializers are deduplicated by content and named "<first consumer>/in<slot>"."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    order, seen = [], set()
+
+    def visit(name):
+        stack = [(name, False)]
+        while stack:
+            t, done = stack.pop()
+            n = producer.get(t)
+            if n is None:
+                continue
+            if done:
+                if id(n) not in seen:
+                    seen.add(id(n))
+                    order.append(n)
+                continue
+            if id(n) in seen:
+                continue
+            stack.append((t, True))
+            stack.extend((i, False) for i in reversed(n.input))
+
+    for o in g.output:
+        visit(o.name)
+    nodes = []
+    for src in order:
+        n = onnx.NodeProto()
+        n.CopyFrom(src)
+        nodes.append(n)
+    key = {k: (i.data_type, tuple(i.dims), numpy_helper.to_array(i).tobytes())
+           for k, i in inits.items()}
+    first, rename, new_inits = {}, {}, []
+    for n in nodes:
+        for slot, name in enumerate(n.input):
+            if name in inits and name not in rename:
+                k = key[name]
+                if k not in first:
+                    first[k] = f"{n.name}/in{slot}"
+                    t = onnx.TensorProto()
+                    t.CopyFrom(inits[name])
+                    t.name = first[k]
+                    new_inits.append(t)
+                rename[name] = first[k]
+        n.input[:] = [rename.get(x, x) for x in n.input]
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.initializer[:]
+    g.initializer.extend(new_inits)
+    return model
+
+
 def graph_ops(graph):
     """Distinct op types, "domain::Op" outside the default domain, including subgraphs."""
     import onnx
@@ -309,8 +388,10 @@ def main():
 
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_path = args.out / "digits_vit_keras.onnx"
+    patch_tf2onnx_merge()
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=17,
                                              output_path=None)
+    canonicalize_onnx(proto)
     proto.graph.name = "digits_vit_keras"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(onnx_path))

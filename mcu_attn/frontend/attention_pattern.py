@@ -22,7 +22,7 @@ import numpy as np
 from mcu_attn.frontend.layout import Chain, squeeze_leading, trace_back, trace_forward
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops.nn import attention_allowed
-from mcu_attn.ir.types import TensorType
+from mcu_attn.ir.types import QuantParams, TensorType
 from mcu_attn.passes.manager import PassResult
 
 MASKED = -1e4  # additive mask entries at or below this make exp() underflow to exactly 0 in float32
@@ -141,6 +141,14 @@ def _match_band(allowed: np.ndarray) -> dict | None:
     return None
 
 
+def _column_slice(ttype: TensorType, off: int, width: int) -> TensorType:
+    """Type of weight[:, off:off+width], keeping per-output-channel scales of a pre-quantized model."""
+    quant = ttype.quant
+    if quant is not None and quant.axis == 1:
+        quant = QuantParams(quant.scale[off:off + width], quant.zero_point[off:off + width], 1, quant.bits)
+    return TensorType(ttype.dtype, ttype.shape[:-1] + (width,), quant)
+
+
 def _block_name(softmax: Node) -> str:
     """The exporter's scope of the block ("/blocks/blocks.0/attn/Softmax" -> "/blocks/blocks.0/attn")."""
     name = softmax.name or ""
@@ -230,8 +238,9 @@ class FuseAttention:
         if off == 0 and width == full and graph.shape(root) == (1, seq, width):
             return root
         if producer is not None and producer.op == "Linear" and graph.shape(root)[-1] == full:
-            weight = graph.const(producer.inputs[1])[:, off:off + width]
-            inputs = [producer.inputs[0], graph.add_const(f"{root}_w", np.ascontiguousarray(weight))]
+            weight = np.ascontiguousarray(graph.const(producer.inputs[1])[:, off:off + width])
+            inputs = [producer.inputs[0], graph.add_const(f"{root}_w", weight,
+                                                          _column_slice(graph.type(producer.inputs[1]), off, width))]
             if len(producer.inputs) > 2:
                 inputs.append(graph.add_const(f"{root}_b", graph.const(producer.inputs[2])[off:off + width].copy()))
             x_shape = graph.shape(producer.inputs[0])

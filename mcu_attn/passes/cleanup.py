@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mcu_attn.ir.graph import Graph, Node
-from mcu_attn.ir.types import TensorType
+from mcu_attn.ir.types import QuantParams, TensorType
 from mcu_attn.passes.manager import PassResult
 
 
@@ -64,7 +64,7 @@ class CanonicalLinear:
                 continue
             bias = _constant_bias(graph, node)
             x = node.inputs[0]
-            inputs = [x, graph.add_const(f"{node.outputs[0]}_w", weight)]
+            inputs = [x, graph.add_const(f"{node.outputs[0]}_w", weight, _weight_type(graph, node, weight))]
             if bias is not None:
                 inputs.append(graph.add_const(f"{node.outputs[0]}_b", bias))
             out = node.outputs[0]
@@ -85,6 +85,17 @@ def _constant_weight(graph: Graph, node: Node) -> np.ndarray | None:
     weight = graph.const(node.inputs[1])
     weight = weight.T if node.attr("transB", 0) else weight
     return (weight * np.float32(node.attr("alpha", 1.0))).astype(weight.dtype)
+
+
+def _weight_type(graph: Graph, node: Node, weight: np.ndarray) -> TensorType:
+    """The [in, out] weight's type, keeping a pre-quantized model's own scales (transposed and scaled by
+    Gemm's transB and alpha where those apply)."""
+    quant = graph.type(node.inputs[1]).quant
+    if quant is not None and node.op == "Gemm":
+        axis = quant.axis if quant.axis is None or not node.attr("transB", 0) else 1 - quant.axis
+        alpha = abs(float(node.attr("alpha", 1.0)))
+        quant = QuantParams(tuple(s * alpha for s in quant.scale), quant.zero_point, axis, quant.bits)
+    return TensorType(TensorType.of(weight).dtype, weight.shape, quant)
 
 
 def _constant_bias(graph: Graph, node: Node) -> np.ndarray | None:
