@@ -59,7 +59,6 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402
-import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -72,6 +71,8 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+from fixture_tools import merge_manifest, model_ops  # noqa: E402
 SEED = 0
 DIM, HEADS, HEAD_DIM, MLP, BLOCKS, TOKENS, PATCH = 32, 4, 8, 64, 2, 16, 4
 SEQ = TOKENS + 1
@@ -317,37 +318,6 @@ def canonicalize_onnx(model):
     return model
 
 
-def graph_ops(graph):
-    """Distinct op types, "domain::Op" outside the default domain, including subgraphs."""
-    import onnx
-
-    ops = set()
-    for n in graph.node:
-        ops.add(f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type)
-        for a in n.attribute:
-            for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                ops |= graph_ops(g)
-    return ops
-
-
-def write_manifest_entry(entry):
-    """Merge one entry by name into tests/fixtures/manifest.json (temp file + rename)."""
-    import json
-
-    path = REPO / "tests" / "fixtures" / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else []
-    names = [e["name"] for e in manifest]
-    if entry["name"] in names:
-        manifest[names.index(entry["name"])] = entry
-    else:
-        manifest.append(entry)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=120)
@@ -432,14 +402,14 @@ def main():
     tflm_eval(tfl_path, Xte, yte, qp)
 
     model_proto = onnx.load(str(fixture))
-    write_manifest_entry({
+    merge_manifest([{
         "name": "keras_tf2onnx", "file": "models/keras_tf2onnx.onnx", "exporter": "tf2onnx",
         "opset": 17, "attention_impl": "explicit", "dynamic_batch": False, "blocks": BLOCKS,
         "heads": HEADS, "head_dim": HEAD_DIM, "seq_len": SEQ, "causal": False, "window": None,
         "global_tokens": 0, "torch_accuracy": None, "ort_accuracy": round(ort_acc, 6),
         "keras_accuracy": round(keras_acc, 6), "tflite_int8_accuracy": round(tfl_acc, 6),
-        "ops": sorted(graph_ops(model_proto.graph)),
-    })
+        "ops": model_ops(model_proto),
+    }])
     print(f"SUMMARY keras={keras_acc:.4f} onnxruntime={ort_acc:.4f} tflite_int8={tfl_acc:.4f}")
 
 
