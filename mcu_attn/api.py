@@ -35,14 +35,26 @@ def supported_onnx_ops() -> list[str]:
     return _supported()
 
 
-def evaluate_float(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray | None = None) -> dict:
-    """Run the float reference on every sample of a stack; accuracy when labels are given."""
+def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray | None = None, bits: int = 32,
+             calib: np.ndarray | None = None) -> dict:
+    """Run the float reference (bits 32) or the integer reference (bits 8/4, calibrated on `calib`) on every
+    sample of a stack; accuracy when labels are given, and the quantization report for integer runs."""
     from mcu_attn.data import accuracy, check_stack
+    from mcu_attn.errors import UserError
+    from mcu_attn.passes.quantize import quantize_graph, run_quantized
 
     graph = import_model(onnx_path)
     data = check_stack(graph, data, "data")
-    outputs = np.stack([run(graph, {graph.inputs[0]: sample})[graph.outputs[0]] for sample in data])
-    result: dict = {"samples": int(data.shape[0]), "outputs": outputs}
+    result: dict = {"samples": int(data.shape[0]), "bits": bits}
+    if bits == 32:
+        outputs = np.stack([run(graph, {graph.inputs[0]: sample})[graph.outputs[0]] for sample in data])
+    else:
+        if calib is None:
+            raise UserError(f"--bits {bits} needs calibration data (--calib C.npy)")
+        quantized = quantize_graph(graph, calib, bits)
+        outputs = run_quantized(quantized, data)
+        result["quantization"] = quantized.meta["quantization"].as_dict()
+    result["outputs"] = outputs
     if labels is not None:
         result["accuracy"] = accuracy(outputs, labels)
     return result

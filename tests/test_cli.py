@@ -47,7 +47,7 @@ def test_eval_float_accuracy_and_outputs(tmp_path) -> None:
     assert payload["accuracy"] > 0.93 and payload["outputs_path"] == str(out)
 
 
-def test_eval_without_float_says_what_is_missing() -> None:
+def test_eval_without_a_mode_says_what_is_missing() -> None:
     result = run_cli("eval", DIGITS / "digits_vit.onnx", "--data", DATA / "test_x.npy")
     assert result.returncode == 2 and "--float" in result.stderr
 

@@ -200,10 +200,10 @@ class FuseAttention:
             attrs, mask = analyse_mask(path.mask, heads, seq)
         except ValueError:
             return 0
-        views = [self._view(graph, c, off, heads * dim, seq, path.matmul)
-                 for c, off in zip(chains[:3], offsets)]
+        # insert before P·V: it depends on every root, so q, k and v are all defined by then
+        views = [self._view(graph, c, off, heads * dim, seq, pv) for c, off in zip(chains[:3], offsets)]
         scale = path.scale * q_chain.scale * k_chain.scale
-        self._emit(graph, out_chain, views, mask, path.matmul, _block_name(softmax), heads=heads, head_dim=dim,
+        self._emit(graph, out_chain, views, mask, pv, _block_name(softmax), heads=heads, head_dim=dim,
                    scale=float(scale), **attrs)
         return 1
 

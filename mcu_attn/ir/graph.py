@@ -38,6 +38,7 @@ class Graph:
         self._nodes: list[Node] = []
         self._index: tuple[dict[str, Node], dict[str, list[Node]]] | None = None
         self._counter = 0
+        self.meta: dict[str, object] = {}  # what passes report about the graph (e.g. "quantization")
 
     # ---- reading -------------------------------------------------------------------------------------------
     @property
@@ -175,4 +176,5 @@ class Graph:
         other.constants = dict(self.constants)
         other._nodes = [Node(n.op, list(n.inputs), list(n.outputs), dict(n.attrs), n.name) for n in self._nodes]
         other._counter = self._counter
+        other.meta = dict(self.meta)
         return other

@@ -1,0 +1,119 @@
+"""Integer arithmetic shared by the quantizer, the integer reference ops and (bit for bit) the C kernels.
+
+Conventions (DESIGN.md section 3; the same as TFLite Micro / gemmlowp):
+- real = scale * (q - zero_point); activations int8 per tensor (asymmetric), weights int8/int4 per output
+  channel (symmetric, zero point 0), biases int32 with scale s_x * s_w.
+- A real multiplier m > 0 is stored as (M, shift): m ~= M * 2^(shift - 31), M in [2^30, 2^31) (negative M for
+  negative m). `requantize(acc, M, shift)` is gemmlowp's
+  RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc << max(shift, 0), M), max(-shift, 0)):
+  a doubling high multiply rounded to nearest, then a rounding right shift with ties away from zero.
+- `rshift_round(x, n)` = (x + 2^(n-1)) >> n on int64 (ties toward +inf); used where the C code does the same.
+Everything here is vectorised numpy on int64, written so that C on int32/int64 gives identical bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """(M, shift) with real ~= M * 2^(shift-31); TFLite's QuantizeMultiplier, extended to negative reals."""
+    if real == 0.0:
+        return 0, 0
+    fraction, shift = math.frexp(real)  # real = fraction * 2^shift, |fraction| in [0.5, 1)
+    multiplier = int(round(fraction * (1 << 31)))
+    if abs(multiplier) == (1 << 31):
+        multiplier //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if shift > 30:
+        raise ValueError(f"multiplier {real} too large for a 32-bit requantization")
+    return multiplier, shift
+
+
+def _trunc_div_pow2(x: np.ndarray, bits: int) -> np.ndarray:
+    """x / 2^bits truncated toward zero, like C integer division of int64."""
+    magnitude = np.abs(x) >> bits
+    return np.where(x < 0, -magnitude, magnitude)
+
+
+def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    product = a * b
+    nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
+    result = _trunc_div_pow2(product + nudge, 31)
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    return np.where(overflow, INT32_MAX, result)
+
+
+def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.int64)
+    exponent = np.asarray(exponent, np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def requantize(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """acc * real multiplier, rounded, on int32 values (int64 arrays); broadcasts per-channel parameters."""
+    shift = np.asarray(shift, np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    shifted = np.asarray(acc, np.int64) << left
+    if np.any((shifted > INT32_MAX) | (shifted < INT32_MIN)):
+        raise OverflowError("requantize input exceeds int32 after the left shift")
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+
+
+def rshift_round(x: np.ndarray, bits: int) -> np.ndarray:
+    x = np.asarray(x, np.int64)
+    return (x + (np.int64(1) << (bits - 1))) >> bits if bits > 0 else x
+
+
+def saturate(x: np.ndarray, bits: int = 8) -> np.ndarray:
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return np.clip(x, low, high)
+
+
+def isqrt64(x: np.ndarray) -> np.ndarray:
+    """floor(sqrt(x)) of non-negative int64 values, exactly."""
+    x = np.asarray(x, np.int64)
+    root = np.floor(np.sqrt(x.astype(np.float64))).astype(np.int64)
+    root -= (root * root > x)
+    root += ((root + 1) * (root + 1) <= x)
+    return root
+
+
+def choose_qparams(low: float, high: float, bits: int = 8) -> tuple[float, int]:
+    """Asymmetric per-tensor (scale, zero point) covering [low, high] and always 0 exactly."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if high - low < 1e-12:
+        return 1.0, 0
+    scale = (high - low) / (qmax - qmin)
+    zero_point = int(round(qmin - low / scale))
+    return float(scale), int(min(max(zero_point, qmin), qmax))
+
+
+def symmetric_scales(weight: np.ndarray, bits: int, axis: int) -> np.ndarray:
+    """Per-channel symmetric scales (zero point 0) for weights, channel along `axis`."""
+    qmax = (1 << (bits - 1)) - 1
+    reduce_axes = tuple(a for a in range(weight.ndim) if a != axis % weight.ndim)
+    peak = np.max(np.abs(weight), axis=reduce_axes).astype(np.float64)
+    return np.where(peak > 0, peak / qmax, 1.0)
+
+
+def quantize(x: np.ndarray, scale, zero_point, bits: int = 8) -> np.ndarray:
+    """Round half to even like onnx's QuantizeLinear, then saturate."""
+    return saturate(np.rint(np.asarray(x, np.float64) / scale) + zero_point, bits).astype(np.int64)
+
+
+def dequantize(q: np.ndarray, scale, zero_point) -> np.ndarray:
+    return ((np.asarray(q, np.int64) - zero_point) * np.asarray(scale, np.float64)).astype(np.float32)
