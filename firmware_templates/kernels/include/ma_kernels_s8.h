@@ -1,0 +1,113 @@
+/* Integer (int8 / int4) kernels of mcu-attn. Contract: docs/integer-kernels.md; numpy references:
+ * mcu_attn/ir/ops/qops.py. Every kernel here matches its reference bit for bit.
+ *
+ * Portable C99 on <stdint.h> only: no floating point, no allocation, no global state. Signed right shifts
+ * are written so that they are floor divisions by a power of two on any compiler (ma_asr64), and signed
+ * overflow cannot happen for the parameter ranges the quantizer produces: shifts in [-31, 30] (what
+ * quantize_multiplier returns), linear k < 2^17, attention head_dim <= 2^15 and seq <= 2^16, layernorm
+ * c < 2^24. The static inline helpers below are the shared arithmetic (qmath.py in C); optimized kernels use
+ * the same helpers to stay bit-identical. */
+#ifndef MA_KERNELS_S8_H
+#define MA_KERNELS_S8_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- shared integer arithmetic (mcu_attn/reference/qmath.py) -------------------------------------------- */
+
+/* floor(x / 2^n) for 0 <= n <= 62, without relying on the implementation-defined >> of a negative value. */
+static inline int64_t ma_asr64(int64_t x, int32_t n) {
+    return x < 0 ? ~((~x) >> n) : x >> n;
+}
+
+/* (x + 2^(n-1)) >> n: round half toward +infinity (qmath.rshift_round), n >= 1. */
+static inline int64_t ma_rshift_round64(int64_t x, int32_t n) {
+    return ma_asr64(x + ((int64_t)1 << (n - 1)), n);
+}
+
+static inline int8_t ma_sat8(int64_t x) {
+    return (int8_t)(x < -128 ? -128 : (x > 127 ? 127 : x));
+}
+
+/* qmath.requantize: gemmlowp's SaturatingRoundingDoublingHighMul(acc << max(shift, 0), mult) followed by
+ * RoundingDivideByPOT(., max(-shift, 0)) (ties away from zero). The reference raises where acc << shift leaves
+ * int32; here that value saturates instead, so every input is defined behaviour. */
+static inline int32_t ma_requantize(int64_t acc, int32_t mult, int32_t shift) {
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    int64_t x, product, high, mask, remainder, threshold;
+    if (acc > INT32_MAX) acc = INT32_MAX;
+    if (acc < INT32_MIN) acc = INT32_MIN;
+    x = acc * ((int64_t)1 << left);
+    if (x > INT32_MAX) x = INT32_MAX;
+    if (x < INT32_MIN) x = INT32_MIN;
+    if (x == INT32_MIN && mult == INT32_MIN) {
+        high = INT32_MAX;
+    } else {
+        product = x * (int64_t)mult;
+        /* C99 division truncates toward zero, as gemmlowp's high multiply does */
+        high = (product + (product >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30))) / ((int64_t)1 << 31);
+    }
+    mask = ((int64_t)1 << right) - 1;
+    remainder = high & mask;
+    threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+    return (int32_t)(ma_asr64(high, right) + (remainder > threshold ? 1 : 0));
+}
+
+/* ---- kernels -------------------------------------------------------------------------------------------- */
+
+/* y[r][n] = sat8(requant(bias[n] + sum_k x[r][k] w[n][k], mult[n], shift[n]) + y_zp); w is [n][k]. */
+void ma_linear_s8(const int8_t *x, int32_t rows, int32_t k, int32_t n, const int8_t *w,
+                  const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t y_zp, int8_t *y);
+
+/* The same with int4 weights packed along k, two per byte, low nibble = even k: w is [n][(k + 1) / 2]. */
+void ma_linear_s4(const int8_t *x, int32_t rows, int32_t k, int32_t n, const uint8_t *w,
+                  const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t y_zp, int8_t *y);
+
+typedef struct {
+    int32_t seq, heads, head_dim, window, causal, global_tokens;
+    int32_t q_zp, k_zp, v_zp, out_zp, score_mult, score_shift, out_mult, out_shift;
+    const uint16_t *exp_table; /* [256] */
+} ma_attention_s8_params;
+
+/* q, k, v, out: [seq][heads * head_dim]. One query row at a time over the keys its window allows
+ * (window 0: all; causal: j <= i; the first global_tokens tokens see and are seen by all): O(seq * window)
+ * work per head, O(seq) scratch, never the seq x seq score matrix. */
+void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma_attention_s8_params *p,
+                     int32_t *scratch, int8_t *out);
+
+/* Number of int32 scratch words ma_attention_s8 needs: seq + head_dim. */
+int32_t ma_attention_s8_scratch(const ma_attention_s8_params *p);
+
+typedef struct {
+    int32_t c, out_zp;
+    int64_t eps;
+    const int32_t *mult, *shift, *bias; /* [c] each */
+} ma_layernorm_s8_params;
+
+/* Integer LayerNorm of `rows` rows of p->c values (x and y: [rows][c]). */
+void ma_layernorm_s8(const int8_t *x, int32_t rows, const ma_layernorm_s8_params *p, int8_t *y);
+
+/* y[i] = table[x[i] + 128]. */
+void ma_table_s8(const int8_t *x, int32_t count, const int8_t *table, int8_t *y);
+
+typedef struct {
+    int32_t a_zp, b_zp, a_mult, a_shift, b_mult, b_shift, out_mult, out_shift, out_zp;
+} ma_add_s8_params;
+
+/* y[i] = TFLite add of a[i] and b[i % b_count]; b_count divides count. */
+void ma_add_s8(const int8_t *a, const int8_t *b, int32_t count, int32_t b_count, const ma_add_s8_params *p,
+               int8_t *y);
+
+/* y[i] = sat8(requant(x[i] - in_zp, mult, shift) + out_zp). */
+void ma_requant_s8(const int8_t *x, int32_t count, int32_t in_zp, int32_t mult, int32_t shift, int32_t out_zp,
+                   int8_t *y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MA_KERNELS_S8_H */

@@ -1,0 +1,164 @@
+"""Integer ops: the quantized model's IR, with numpy references that the C kernels match bit for bit.
+
+docs/integer-kernels.md is the contract; each function below is its row of the table, on int64 numpy arrays
+built from the `qmath` primitives, returning int8. `requant(acc, M, s)` is `qmath.requantize` (a doubling high
+multiply by M in [2^30, 2^31), then a rounding shift, ties away from zero); `sat8` clamps to [-128, 127].
+
+QLinear: acc[n] = bias[n] + sum_k x[k] w[k, n] on int32 (the quantizer folds -x_zp * sum_k w[k, n] and the
+    rounded float bias into `bias`, so the inner loop is a plain dot product), then one requantization per output
+    channel. int4 weights (bits=4) are the values -8..7 held in an int8 array; the C kernel packs two per byte.
+
+QAttention: per head and query row i, over the keys j that `nn.attention_allowed` permits (window, causality,
+    global tokens), with no score matrix kept beyond one row:
+    1. acc_j = (q_i - q_zp) . (k_j - k_zp) and m = max_j acc_j (exact integer logits);
+    2. t_j = min(255, requant(m - acc_j)) is the logit gap in steps of Delta (1/16 by default), so
+       e_j = exp_table[t_j] = round(2^15 exp(-Delta t_j)) is a table lookup instead of an exponential;
+    3. sum = sum_j e_j, then ONE reciprocal per row, inv = floor(2^31 / sum), turns every e_j into a
+       probability p_j = round(e_j inv / 2^23) in units of 1/256 (0..256) with a multiply and a shift;
+    4. out = requant(sum_j p_j (v_j - v_zp)) + out_zp, the 1/256 folded into the output multiplier.
+    The gap m - acc_j is clamped so that requant's left shift cannot leave int32: any clamped gap already maps
+    to t = 255, so this only makes the op total (the contract's min(255, .) of the exact value).
+
+QLayerNorm: per row of C values, the mean and variance in integers: S = sum x, d_i = C x_i - S (C times the
+    centred value, so no division), V = sum d_i^2 = C (C sum x^2 - S^2), sigma = isqrt(V / C + eps) (= C times the
+    standard deviation in input steps; eps is C^2 epsilon / s_x^2), inv = floor(2^30 / sigma) (one reciprocal
+    per row), n_i = round(d_i inv / 2^15) = (x_i - mean) / std in Q15, and a per-channel requantization folds
+    gamma_i / s_y; beta_i / s_y is the int32 bias. The input zero point cancels in d_i.
+
+QTable: a 256-entry lookup (GELU and other pointwise nonlinearities, precomputed by the quantizer).
+QAdd: TensorFlow Lite's int8 add: both operands rescaled to a common 2^-20-finer scale, added, requantized.
+QRequant: a change of (scale, zero point).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mcu_attn.ir.graph import Graph, Node
+from mcu_attn.ir.ops.nn import attention_allowed
+from mcu_attn.ir.ops.registry import op
+from mcu_attn.reference.qmath import INT32_MAX, isqrt64, requantize, rshift_round, saturate
+
+
+def _i64(x) -> np.ndarray:
+    return np.asarray(x).astype(np.int64)
+
+
+def _sat8(x: np.ndarray) -> np.ndarray:
+    return saturate(x, 8).astype(np.int8)
+
+
+def _per_channel(values, count: int, name: str) -> np.ndarray:
+    array = _i64(values).reshape(-1)
+    if array.size != count:
+        raise ValueError(f"{name} needs {count} values, got {array.size}")
+    return array
+
+
+def _qlinear_macs(node: Node, graph: Graph) -> int:
+    k, n = graph.shape(node.inputs[1])
+    rows = int(np.prod(graph.shape(node.inputs[0])[:-1], dtype=np.int64))
+    return rows * int(k) * int(n)
+
+
+@op("QLinear", const_inputs=(1, 2), macs=_qlinear_macs, onnx=())
+def qlinear(x, w, bias, *, multiplier=(), shift=(), y_zp=0, bits=8):
+    """y = sat8(requant(bias + x @ w, multiplier[n], shift[n]) + y_zp); w [K, N] int8 (int4 values if bits=4)."""
+    if bits not in (4, 8):
+        raise ValueError(f"QLinear bits must be 4 or 8, not {bits}")
+    w64 = _i64(w)
+    low, high = (-8, 7) if bits == 4 else (-128, 127)
+    if w64.size and (w64.min() < low or w64.max() > high):
+        raise ValueError(f"QLinear weights exceed the int{bits} range")
+    n = w64.shape[1]
+    acc = np.matmul(_i64(x), w64) + _per_channel(bias, n, "bias")
+    y = requantize(acc, _per_channel(multiplier, n, "multiplier"), _per_channel(shift, n, "shift"))
+    return _sat8(y + y_zp)
+
+
+def _qattention_macs(node: Node, graph: Graph) -> int:
+    seq = graph.shape(node.inputs[0])[-2]
+    allowed = attention_allowed(seq, node.attr("window", 0), node.attr("global_tokens", 0), node.attr("causal", 0))
+    return 2 * int(allowed.sum()) * int(node.attr("heads", 1)) * int(node.attr("head_dim", 1))
+
+
+def _exp_table(table) -> np.ndarray:
+    array = _i64(table).reshape(-1)
+    if array.size != 256 or array.min() < 0 or array.max() > 0xFFFF:
+        raise ValueError("exp_table needs 256 values in the uint16 range")
+    if array[0] == 0:
+        raise ValueError("exp_table[0] (a zero logit gap) must be positive, or a row's sum can be zero")
+    return array
+
+
+@op("QAttention", macs=_qattention_macs, onnx=())
+def qattention(q, k, v, *, heads=1, head_dim=1, window=0, causal=0, global_tokens=0, q_zp=0, k_zp=0, v_zp=0,
+               out_zp=0, score_multiplier=0, score_shift=0, exp_table=(1 << 15,) * 256, out_multiplier=0,
+               out_shift=0):
+    """Integer softmax attention over q, k, v int8 [..., S, heads*head_dim] (see the module docstring)."""
+    if score_multiplier < 0:
+        raise ValueError("QAttention score_multiplier must be non-negative")
+    table = _exp_table(exp_table)
+    lead, seq = q.shape[:-2], q.shape[-2]
+
+    def split(t, zp):  # [..., S, H*D] -> [..., H, S, D], zero point removed
+        return (_i64(t) - zp).reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
+
+    qh, kh, vh = split(q, q_zp), split(k, k_zp), split(v, v_zp)
+    allowed = attention_allowed(seq, window, global_tokens, causal)
+    acc = np.matmul(qh, kh.swapaxes(-1, -2))                                  # [..., H, S, S] logits
+    row_max = np.max(np.where(allowed, acc, np.iinfo(np.int64).min), axis=-1, keepdims=True)
+    gap = np.where(allowed, row_max - acc, 0)
+    gap = np.minimum(gap, INT32_MAX >> max(int(score_shift), 0))            # keeps requant's left shift in int32
+    t = np.minimum(255, requantize(gap, score_multiplier, score_shift))
+    e = np.where(allowed, table[t], 0)
+    total = np.sum(e, axis=-1, keepdims=True)                                 # >= exp_table[0] > 0
+    inv = (np.int64(1) << 31) // total
+    p = (e * inv + (1 << 22)) >> 23                                          # 0..256, uint32 in C
+    out = requantize(np.matmul(p, vh), out_multiplier, out_shift)
+    return _sat8(out + out_zp).swapaxes(-2, -3).reshape(q.shape)
+
+
+@op("QLayerNorm", const_inputs=(1,), onnx=())
+def qlayernorm(x, bias, *, multiplier=(), shift=(), eps=0, out_zp=0):
+    """Integer LayerNorm over the last axis (see the module docstring); bias int32 [C] is beta / s_y."""
+    if eps < 0:
+        raise ValueError("QLayerNorm eps must be non-negative")
+    channels = x.shape[-1]
+    x64 = _i64(x)
+    total = np.sum(x64, axis=-1, keepdims=True)
+    d = channels * x64 - total
+    variance = np.sum(d * d, axis=-1, keepdims=True) // channels + int(eps)
+    sigma = np.maximum(1, isqrt64(variance))
+    inv = (np.int64(1) << 30) // sigma
+    n = rshift_round(d * inv, 15)
+    y = requantize(n, _per_channel(multiplier, channels, "multiplier"), _per_channel(shift, channels, "shift"))
+    return _sat8(y + _per_channel(bias, channels, "bias") + out_zp)
+
+
+@op("QTable", onnx=())
+def qtable(x, *, table=tuple(range(-128, 128))):
+    """y = table[x + 128]: any pointwise function of an int8 value, precomputed."""
+    lut = _i64(table).reshape(-1)
+    if lut.size != 256 or lut.min() < -128 or lut.max() > 127:
+        raise ValueError("QTable table needs 256 values in the int8 range")
+    return lut[_i64(x) + 128].astype(np.int8)
+
+
+@op("QAdd", onnx=())
+def qadd(a, b, *, a_zp=0, b_zp=0, a_multiplier=0, a_shift=0, b_multiplier=0, b_shift=0, out_multiplier=0,
+         out_shift=0, out_zp=0):
+    """TFLite's int8 add; b has a's shape or repeats over a's leading axes (b [C] or [1,S,C] vs a [1,S,C])."""
+    trailing = tuple(b.shape[next((i for i, d in enumerate(b.shape) if d != 1), b.ndim):])
+    if b.ndim > a.ndim or (trailing and tuple(a.shape[a.ndim - len(trailing):]) != trailing):
+        raise ValueError(f"QAdd cannot repeat b {b.shape} over a {a.shape}")
+    a1 = requantize((_i64(a) - a_zp) << 20, a_multiplier, a_shift)
+    b1 = requantize((_i64(b) - b_zp) << 20, b_multiplier, b_shift)
+    y = requantize(a1 + b1, out_multiplier, out_shift)
+    return np.broadcast_to(_sat8(y + out_zp), a.shape).copy()
+
+
+@op("QRequant", onnx=())
+def qrequant(x, *, in_zp=0, multiplier=0, shift=0, out_zp=0):
+    """y = sat8(requant(x - in_zp, multiplier, shift) + out_zp): a change of scale and zero point."""
+    return _sat8(requantize(_i64(x) - in_zp, multiplier, shift) + out_zp)

@@ -1,0 +1,545 @@
+"""The integer C kernels against the numpy references of the integer IR ops, bit for bit.
+
+docs/integer-kernels.md is the contract. All `firmware_templates/kernels/ref/*_s8.c` are compiled once per
+session with the host gcc (`-std=c99 -Wall -Wextra -Werror`) and called through ctypes; every case runs the IR
+op's reference (`mcu_attn/ir/ops/qops.py`) and the kernel on the same integers and requires identical outputs.
+Cases come from seeded random generators (one per op, covering extreme zero points, multipliers from
+`quantize_multiplier` over a wide range of real scales, and saturation) and from hypothesis, which draws the
+structure (shapes, windows, causality, global tokens) and a seed for the values. One test rebuilds the kernels
+with AddressSanitizer and UBSan and replays a sweep in a subprocess with the sanitizer runtime preloaded. Output
+and scratch buffers carry guard words, so even the plain build catches writes past the end.
+
+The last group checks the references themselves against float math on dequantized values, each with a stated
+error bound.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mcu_attn.codegen.host_cc import compile_shared
+from mcu_attn.ir.ops.nn import attention, attention_allowed, layer_norm
+from mcu_attn.ir.ops.registry import spec
+from mcu_attn.reference.qmath import choose_qparams, dequantize, quantize, quantize_multiplier, symmetric_scales
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNELS = ROOT / "firmware_templates" / "kernels"
+SOURCES = sorted((KERNELS / "ref").glob("*_s8.c"))
+INCLUDE = [KERNELS / "include"]
+FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared"]
+SANITIZE = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
+            "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+GUARD = 16  # guard words after every output and scratch buffer
+HYPOTHESIS = settings(max_examples=250, deadline=None, derandomize=True)
+
+# ---- ctypes bindings ------------------------------------------------------------------------------------------
+P = ctypes.c_void_p
+I32 = ctypes.c_int32
+
+
+class AttentionParams(ctypes.Structure):
+    _fields_ = [(name, I32) for name in ("seq", "heads", "head_dim", "window", "causal", "global_tokens", "q_zp",
+                                         "k_zp", "v_zp", "out_zp", "score_mult", "score_shift", "out_mult",
+                                         "out_shift")] + [("exp_table", P)]
+
+
+class LayerNormParams(ctypes.Structure):
+    _fields_ = [("c", I32), ("out_zp", I32), ("eps", ctypes.c_int64), ("mult", P), ("shift", P), ("bias", P)]
+
+
+class AddParams(ctypes.Structure):
+    _fields_ = [(name, I32) for name in ("a_zp", "b_zp", "a_mult", "a_shift", "b_mult", "b_shift", "out_mult",
+                                         "out_shift", "out_zp")]
+
+
+def _ptr(array: np.ndarray) -> P:
+    assert array.flags.c_contiguous
+    return array.ctypes.data_as(P)
+
+
+def _c(array, dtype) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(array).astype(dtype))
+
+
+class Guarded:
+    """A buffer of `count` elements followed by GUARD sentinel elements that must survive the call."""
+
+    def __init__(self, count: int, dtype) -> None:
+        self.count = count
+        self.buffer = np.full(count + GUARD, 0x5A, dtype)
+
+    def check(self) -> np.ndarray:
+        assert np.all(self.buffer[self.count:] == 0x5A), "kernel wrote past the end of a buffer"
+        return self.buffer[:self.count]
+
+
+def pack_int4(w_nk: np.ndarray) -> np.ndarray:
+    """[N, K] int4 values -> [N, (K+1)//2] bytes, low nibble = even k, odd K padded with a zero nibble."""
+    n, k = w_nk.shape
+    padded = np.zeros((n, k + (k & 1)), np.int64)
+    padded[:, :k] = w_nk
+    nibbles = (padded & 0xF).astype(np.uint8)
+    return np.ascontiguousarray(nibbles[:, 0::2] | (nibbles[:, 1::2] << 4))
+
+
+class Kernels:
+    """The C kernels behind the IR ops' calling convention: `run(op, inputs, attrs)` like the reference."""
+
+    def __init__(self, path: Path) -> None:
+        self.lib = ctypes.CDLL(str(path))
+        self.lib.ma_attention_s8_scratch.restype = I32
+        self.lib.ma_attention_s8_scratch.argtypes = [P]
+
+    def run(self, name: str, inputs: tuple, attrs: dict) -> np.ndarray:
+        return getattr(self, name)(*inputs, **attrs)
+
+    def QLinear(self, x, w, bias, *, multiplier, shift, y_zp, bits):
+        k, n = w.shape
+        rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+        xc, y = _c(x, np.int8), Guarded(rows * n, np.int8)
+        args = [_c(bias, np.int32), _c(multiplier, np.int32), _c(shift, np.int32)]
+        if bits == 4:
+            wc, fn = pack_int4(np.asarray(w, np.int64).T), self.lib.ma_linear_s4
+        else:
+            wc, fn = _c(np.asarray(w).T, np.int8), self.lib.ma_linear_s8
+        fn(_ptr(xc), I32(rows), I32(k), I32(n), _ptr(wc), *map(_ptr, args), I32(y_zp), _ptr(y.buffer))
+        return y.check().reshape(*x.shape[:-1], n)
+
+    def QAttention(self, q, k, v, *, heads, head_dim, window, causal, global_tokens, q_zp, k_zp, v_zp, out_zp,
+                   score_multiplier, score_shift, exp_table, out_multiplier, out_shift):
+        seq = q.shape[-2]
+        table = _c(exp_table, np.uint16)
+        params = AttentionParams(seq, heads, head_dim, window, causal, global_tokens, q_zp, k_zp, v_zp, out_zp,
+                                 score_multiplier, score_shift, out_multiplier, out_shift, _ptr(table))
+        scratch_words = self.lib.ma_attention_s8_scratch(ctypes.byref(params))
+        assert scratch_words <= seq + head_dim  # O(S): never the S x S score matrix
+        scratch, out = Guarded(scratch_words, np.int32), Guarded(q.size, np.int8)
+        qc, kc, vc = (_c(t, np.int8) for t in (q, k, v))
+        self.lib.ma_attention_s8(_ptr(qc), _ptr(kc), _ptr(vc), ctypes.byref(params), _ptr(scratch.buffer),
+                                 _ptr(out.buffer))
+        scratch.check()
+        return out.check().reshape(q.shape)
+
+    def QLayerNorm(self, x, bias, *, multiplier, shift, eps, out_zp):
+        c = x.shape[-1]
+        arrays = [_c(multiplier, np.int32), _c(shift, np.int32), _c(bias, np.int32)]
+        params = LayerNormParams(c, out_zp, eps, *map(_ptr, arrays))
+        xc, y = _c(x, np.int8), Guarded(x.size, np.int8)
+        self.lib.ma_layernorm_s8(_ptr(xc), I32(x.size // c), ctypes.byref(params), _ptr(y.buffer))
+        return y.check().reshape(x.shape)
+
+    def QTable(self, x, *, table):
+        xc, lut, y = _c(x, np.int8), _c(table, np.int8), Guarded(x.size, np.int8)
+        self.lib.ma_table_s8(_ptr(xc), I32(x.size), _ptr(lut), _ptr(y.buffer))
+        return y.check().reshape(x.shape)
+
+    def QAdd(self, a, b, **attrs):
+        names = ("a_zp", "b_zp", "a_multiplier", "a_shift", "b_multiplier", "b_shift", "out_multiplier",
+                 "out_shift", "out_zp")
+        params = AddParams(*(attrs[n] for n in names))
+        ac, bc, y = _c(a, np.int8), _c(b, np.int8), Guarded(a.size, np.int8)
+        self.lib.ma_add_s8(_ptr(ac), _ptr(bc), I32(a.size), I32(b.size), ctypes.byref(params), _ptr(y.buffer))
+        return y.check().reshape(a.shape)
+
+    def QRequant(self, x, *, in_zp, multiplier, shift, out_zp):
+        xc, y = _c(x, np.int8), Guarded(x.size, np.int8)
+        self.lib.ma_requant_s8(_ptr(xc), I32(x.size), I32(in_zp), I32(multiplier), I32(shift), I32(out_zp),
+                               _ptr(y.buffer))
+        return y.check().reshape(x.shape)
+
+
+def check_case(kernels: Kernels, name: str, inputs: tuple, attrs: dict) -> None:
+    with np.errstate(all="raise"):
+        expected = spec(name).reference(*inputs, **attrs)
+    got = kernels.run(name, inputs, attrs)
+    assert expected.dtype == np.int8 and got.shape == expected.shape
+    if not np.array_equal(got, expected):
+        bad = np.argwhere(got != expected)[:5].tolist()
+        raise AssertionError(f"{name} C != reference at {bad} ({int((got != expected).sum())} of {got.size}); "
+                             f"shapes {[np.shape(i) for i in inputs]}, attrs "
+                             f"{ {k: v for k, v in attrs.items() if k not in ('exp_table', 'table')} }")
+
+
+# ---- case generators: (inputs, attrs) from a numpy Generator; hypothesis may fix the structure -------------------
+def _zp(rng) -> int:
+    return int(rng.choice([-128, 127, 0])) if rng.random() < 0.35 else int(rng.integers(-128, 128))
+
+
+def _mult(rng, low: float, high: float, negative: float = 0.0) -> tuple[int, int]:
+    """quantize_multiplier of a real scale log-uniform in [2^low, 2^high] (negative with that probability)."""
+    real = 2.0 ** rng.uniform(low, high)
+    return quantize_multiplier(-real if rng.random() < negative else real)
+
+
+def _int8(rng, shape, low: int = -128, high: int = 127) -> np.ndarray:
+    mode = rng.random()
+    if mode < 0.1:  # only the extremes: saturation of every product
+        return rng.choice([low, high], size=shape).astype(np.int8)
+    if mode < 0.25:  # a narrow band around some centre: small variance, many ties
+        centre = int(rng.integers(low, high + 1))
+        return np.clip(centre + rng.integers(-3, 4, size=shape), low, high).astype(np.int8)
+    return rng.integers(low, high + 1, size=shape).astype(np.int8)
+
+
+def _mixed_mult(rng, typical: tuple[float, float], wide: tuple[float, float], negative: float = 0.0):
+    """Mostly real scales that keep outputs in range; a quarter from a wide range (saturation, underflow to 0)."""
+    return _mult(rng, *(wide if rng.random() < 0.25 else typical), negative)
+
+
+def _per_channel(rng, n: int, typical, wide, negative: float = 0.0) -> tuple[tuple, tuple]:
+    wide_case = rng.random() < 0.25
+    pairs = [_mult(rng, *(wide if wide_case else typical), negative) for _ in range(n)]
+    return tuple(m for m, _ in pairs), tuple(s for _, s in pairs)
+
+
+def _bias(rng, n: int, typical_bits: float, wide_bits: float) -> np.ndarray:
+    bits = wide_bits if rng.random() < 0.2 else typical_bits
+    return (rng.integers(-1, 2, n) * (2 ** rng.uniform(0, bits, n)).astype(np.int64)).astype(np.int32)
+
+
+def gen_qlinear(rng, rows=None, k=None, n=None, bits=None):
+    rows = rows or int(rng.integers(1, 5))
+    k = k or int(rng.integers(1, 70))
+    n = n or int(rng.integers(1, 12))
+    bits = bits or int(rng.choice([8, 4]))
+    x = _int8(rng, (1, rows, k) if rng.random() < 0.5 else (rows, k))
+    w = _int8(rng, (k, n), *((-8, 7) if bits == 4 else (-128, 127)))
+    # 2^-34 underflows to (0, 0); 2^1 is a left shift of 2
+    multiplier, shift = _per_channel(rng, n, (-20, -6), (-34, 1))
+    return (x, w, _bias(rng, n, 16, 24)), dict(multiplier=multiplier, shift=shift, y_zp=_zp(rng), bits=bits)
+
+
+def standard_exp_table(delta: float = 1 / 16) -> tuple[int, ...]:
+    return tuple(int(round(2 ** 15 * math.exp(-delta * t))) for t in range(256))
+
+
+def gen_qattention(rng, seq=None, heads=None, head_dim=None, window=None, causal=None, global_tokens=None):
+    seq = seq or int(rng.integers(1, 41))
+    heads = heads or int(rng.integers(1, 5))
+    head_dim = head_dim or int(rng.choice([1, 2, 3, 4, 8, 16]))
+    if window is None:
+        window = int(rng.choice([0, 1, 2, 3, 2 * int(rng.integers(0, 10)) + 1, int(rng.integers(1, seq + 1)),
+                                 seq + int(rng.integers(0, 5))]))
+    causal = int(rng.integers(0, 2)) if causal is None else causal
+    if global_tokens is None:
+        global_tokens = int(rng.choice([0, 0, 1, 2, int(rng.integers(0, seq + 1)), seq + 1]))
+    q, k, v = (_int8(rng, (1, seq, heads * head_dim)) for _ in range(3))
+    mode = rng.random()
+    if mode < 0.5:
+        table = standard_exp_table()
+    elif mode < 0.75:
+        table = standard_exp_table(2.0 ** rng.uniform(-6, 0))
+    else:  # any uint16 table with a positive first entry
+        table = tuple(int(t) for t in rng.integers(1, 65536, 1)) + tuple(int(t) for t in rng.integers(0, 65536, 255))
+    # wide: from underflow to (0, 0) (uniform attention) to left shifts of 30 (clamped gaps)
+    score_multiplier, score_shift = _mixed_mult(rng, (-14, 2), (-34, 29))
+    out_multiplier, out_shift = _mixed_mult(rng, (-16, -6), (-34, 2))
+    return (q, k, v), dict(heads=heads, head_dim=head_dim, window=window, causal=causal,
+                           global_tokens=global_tokens, q_zp=_zp(rng), k_zp=_zp(rng), v_zp=_zp(rng),
+                           out_zp=_zp(rng), score_multiplier=score_multiplier, score_shift=score_shift,
+                           exp_table=table, out_multiplier=out_multiplier, out_shift=out_shift)
+
+
+def gen_qlayernorm(rng, rows=None, c=None):
+    rows = rows or int(rng.integers(1, 5))
+    c = c or int(rng.integers(1, 97))
+    x = _int8(rng, (1, rows, c))
+    if rng.random() < 0.1:
+        x[..., :] = x[..., :1]  # constant rows: zero variance, sigma from eps (or the floor of 1)
+    eps = int(rng.choice([0, int(2 ** rng.uniform(0, 30)), int(round(c * c * 1e-5 / 0.05 ** 2))]))
+    multiplier, shift = _per_channel(rng, c, (-16, -7), (-34, 0), negative=0.2)  # gamma can be negative
+    return (x, _bias(rng, c, 7, 24)), dict(multiplier=multiplier, shift=shift, eps=eps, out_zp=_zp(rng))
+
+
+def gen_qtable(rng):
+    x = _int8(rng, tuple(int(d) for d in rng.integers(1, 9, int(rng.integers(1, 4)))))
+    return (x,), dict(table=tuple(int(t) for t in rng.integers(-128, 128, 256)))
+
+
+def gen_qadd(rng, seq=None, c=None, b_form=None):
+    seq, c = seq or int(rng.integers(1, 20)), c or int(rng.integers(1, 40))
+    b_shape = [(c,), (1, seq, c), (1, 1, c)][int(rng.integers(0, 3)) if b_form is None else b_form]
+    a, b = _int8(rng, (1, seq, c)), _int8(rng, b_shape)
+    s_a, s_b = 2.0 ** rng.uniform(-10, 0, 2)
+    s_y = max(s_a, s_b) * 2.0 ** rng.uniform(-2, 4)  # from saturating most sums to using a sixteenth of the range
+    twice = 2 * max(s_a, s_b)
+    (am, ash), (bm, bsh) = quantize_multiplier(s_a / twice), quantize_multiplier(s_b / twice)
+    om, osh = quantize_multiplier(twice / (2 ** 20 * s_y))
+    return (a, b), dict(a_zp=_zp(rng), b_zp=_zp(rng), a_multiplier=am, a_shift=ash, b_multiplier=bm, b_shift=bsh,
+                        out_multiplier=om, out_shift=osh, out_zp=_zp(rng))
+
+
+def gen_qrequant(rng):
+    x = _int8(rng, (int(rng.integers(1, 6)), int(rng.integers(1, 50))))
+    multiplier, shift = _mixed_mult(rng, (-3, 2), (-34, 7), negative=0.2)
+    return (x,), dict(in_zp=_zp(rng), multiplier=multiplier, shift=shift, out_zp=_zp(rng))
+
+
+GENERATORS = {"QLinear": gen_qlinear, "QAttention": gen_qattention, "QLayerNorm": gen_qlayernorm,
+              "QTable": gen_qtable, "QAdd": gen_qadd, "QRequant": gen_qrequant}
+SWEEP = {"QLinear": 600, "QAttention": 600, "QLayerNorm": 600, "QTable": 100, "QAdd": 400, "QRequant": 400}
+
+
+def sweep(library: str, seed: int, scale: float = 1.0) -> int:
+    """Run every generator's seeded sweep against `library`; returns the number of cases (raises on a mismatch)."""
+    kernels, cases = Kernels(Path(library)), 0
+    for index, (name, generate) in enumerate(GENERATORS.items()):
+        rng = np.random.default_rng([seed, index])
+        for _ in range(max(1, int(SWEEP[name] * scale))):
+            check_case(kernels, name, *generate(rng))
+            cases += 1
+    return cases
+
+
+# ---- bit-exact tests ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def kernels() -> Kernels:
+    return Kernels(compile_shared(SOURCES, INCLUDE, FLAGS, name="ma_kernels_s8"))
+
+
+def test_sources_are_all_there() -> None:
+    assert {p.name for p in SOURCES} >= {"linear_s8.c", "attention_s8.c", "layernorm_s8.c", "pointwise_s8.c"}
+
+
+@pytest.mark.parametrize("name", list(GENERATORS))
+def test_seeded_sweep(kernels: Kernels, name: str) -> None:
+    rng = np.random.default_rng(sum(map(ord, name)))
+    for _ in range(SWEEP[name]):
+        check_case(kernels, name, *GENERATORS[name](rng))
+
+
+SEEDS = st.integers(0, 2 ** 32 - 1)
+
+
+@HYPOTHESIS
+@given(seed=SEEDS, rows=st.integers(1, 4), k=st.integers(1, 80), n=st.integers(1, 10), bits=st.sampled_from([8, 4]))
+def test_qlinear_hypothesis(kernels: Kernels, seed: int, rows: int, k: int, n: int, bits: int) -> None:
+    check_case(kernels, "QLinear", *gen_qlinear(np.random.default_rng(seed), rows, k, n, bits))
+
+
+@HYPOTHESIS
+@given(seed=SEEDS, seq=st.integers(1, 40), heads=st.integers(1, 4), head_dim=st.integers(1, 12),
+       window=st.one_of(st.sampled_from([0, 1, 2, 3, 5, 7, 64]), st.integers(0, 45)), causal=st.integers(0, 1),
+       global_tokens=st.one_of(st.just(0), st.integers(0, 42)))
+def test_qattention_hypothesis(kernels: Kernels, seed, seq, heads, head_dim, window, causal, global_tokens) -> None:
+    inputs, attrs = gen_qattention(np.random.default_rng(seed), seq, heads, head_dim, window, causal, global_tokens)
+    check_case(kernels, "QAttention", inputs, attrs)
+
+
+@HYPOTHESIS
+@given(seed=SEEDS, rows=st.integers(1, 4), c=st.integers(1, 128))
+def test_qlayernorm_hypothesis(kernels: Kernels, seed: int, rows: int, c: int) -> None:
+    check_case(kernels, "QLayerNorm", *gen_qlayernorm(np.random.default_rng(seed), rows, c))
+
+
+@HYPOTHESIS
+@given(seed=SEEDS, seq=st.integers(1, 16), c=st.integers(1, 33), b_form=st.integers(0, 2))
+def test_qadd_hypothesis(kernels: Kernels, seed: int, seq: int, c: int, b_form: int) -> None:
+    check_case(kernels, "QAdd", *gen_qadd(np.random.default_rng(seed), seq, c, b_form))
+
+
+def test_attention_key_sets(kernels: Kernels) -> None:
+    """Each key set exactly: with v one-hot per key and a flat table, out = 1/|keys| on exactly the allowed keys."""
+    for seq, window, causal, global_tokens in [(9, 0, 0, 0), (9, 0, 1, 0), (9, 1, 0, 0), (9, 2, 0, 0), (9, 3, 1, 0),
+                                               (9, 4, 0, 2), (9, 4, 1, 2), (9, 20, 0, 0), (9, 3, 1, 20), (1, 5, 1, 1)]:
+        allowed = attention_allowed(seq, window, global_tokens, causal)
+        q = np.zeros((1, seq, seq), np.int8)
+        v = np.eye(seq, dtype=np.int8)[None] * 127
+        m, s = quantize_multiplier(1.0)
+        attrs = dict(heads=1, head_dim=seq, window=window, causal=causal, global_tokens=global_tokens, q_zp=0,
+                     k_zp=0, v_zp=0, out_zp=0, score_multiplier=m, score_shift=s, exp_table=(1 << 15,) * 256,
+                     out_multiplier=m, out_shift=s - 8)
+        got = kernels.run("QAttention", (q, q, v), attrs)[0]
+        assert np.array_equal(got != 0, allowed), (seq, window, causal, global_tokens)
+        check_case(kernels, "QAttention", (q, q, v), attrs)
+
+
+def test_int4_packing_odd_k(kernels: Kernels) -> None:
+    """Odd K: the last byte of each row holds one weight in its low nibble; the padding nibble is ignored."""
+    w = np.array([[-8], [7], [-1]], np.int8)                        # [K=3, N=1]
+    assert pack_int4(w.T.astype(np.int64)).tolist() == [[0x78, 0x0F]]  # k0 = -8 low, k1 = 7 high; k2 = -1 low, zero pad
+    x = np.array([[1, 2, 3]], np.int8)
+    m, s = quantize_multiplier(0.5)
+    inputs, attrs = (x, w, np.zeros(1, np.int32)), dict(multiplier=(m,), shift=(s,), y_zp=0, bits=4)
+    assert spec("QLinear").reference(*inputs, **attrs).tolist() == [[2]]  # (-8 + 14 - 3) * 0.5 = 1.5: ties away
+    check_case(kernels, "QLinear", inputs, attrs)
+
+
+def test_sanitizers() -> None:
+    """ASan + UBSan build of all kernels, driven through ctypes in a subprocess with the runtime preloaded."""
+    runtimes = [subprocess.run(["gcc", f"-print-file-name={lib}"], capture_output=True, text=True).stdout.strip()
+                for lib in ("libasan.so", "libubsan.so")]
+    if not all(os.path.isabs(r) and os.path.exists(r) for r in runtimes):
+        pytest.skip("the gcc sanitizer runtimes are not installed")
+    library = compile_shared(SOURCES, INCLUDE, SANITIZE, name="ma_kernels_s8_asan")
+    env = {**os.environ, "LD_PRELOAD": ":".join(runtimes), "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0",
+           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_kernels_s8 as t; "
+            f"print('cases', t.sweep({str(library)!r}, seed=7))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
+    assert "cases" in result.stdout and "ERROR" not in result.stderr, result.stderr[-6000:]
+
+
+# ---- the references against float math on dequantized values -------------------------------------------------
+# Each case quantizes float data the way the quantizer does (docs/integer-kernels.md, "Parameter derivation"),
+# runs the integer reference, and compares it with the float op on the *dequantized* inputs, quantized to the
+# same output grid: only the integer op's own error is measured, in output LSBs. Each bound is derived in its test.
+FLOAT_CASES = 60
+
+
+def _qtensor(x: np.ndarray) -> tuple[np.ndarray, float, int, np.ndarray]:
+    scale, zp = choose_qparams(float(x.min()), float(x.max()))
+    q = quantize(x, scale, zp).astype(np.int8)
+    return q, scale, zp, (q.astype(np.float64) - zp) * scale
+
+
+def _right(shift) -> np.ndarray:
+    return np.maximum(-np.asarray(shift, np.int64), 0)
+
+
+def test_qlinear_matches_float() -> None:
+    """|int - round(float)| <= 1 LSB. Before its final rounding the integer value is z + e, z the exact output in
+    LSBs, with |e| <= the bias rounding (0.5 s_x s_w / s_y) + the high multiply's rounding (0.5 / 2^right, none when
+    right = 0) + the multiplier's 2^-31 relative error. |round(z + e) - round(z)| <= floor(1 + |e|), which is 1
+    while |e| < 1, i.e. while the real multiplier s_x s_w / s_y is below ~1.5: the test asserts that too."""
+    rng = np.random.default_rng(11)
+    for _ in range(FLOAT_CASES):
+        rows, k, n, bits = int(rng.integers(1, 5)), int(rng.integers(2, 96)), int(rng.integers(1, 16)), [8, 4][_ % 2]
+        xq, s_x, x_zp, x_hat = _qtensor(rng.normal(rng.normal(), rng.uniform(0.2, 3), (rows, k)))
+        w = rng.normal(0, 1 / math.sqrt(k), (k, n))
+        s_w = symmetric_scales(w, bits, axis=1)
+        wq = quantize(w, s_w, 0, bits).astype(np.int8)
+        b = rng.normal(0, 0.2, n)
+        y = x_hat @ (wq * s_w) + b
+        s_y, y_zp = choose_qparams(float(y.min()), float(y.max()))
+        bias = np.round(b / (s_x * s_w)).astype(np.int64) - x_zp * wq.astype(np.int64).sum(axis=0)
+        pairs = [quantize_multiplier(s_x * s_w[i] / s_y) for i in range(n)]
+        shift = [s for _, s in pairs]
+        right = _right(shift)
+        budget = 0.5 * s_x * s_w / s_y + np.where(right > 0, 0.5 * 2.0 ** -right, 0) + 1e-6
+        assert np.all(budget < 1)
+        got = spec("QLinear").reference(xq, wq, bias.astype(np.int32), multiplier=tuple(m for m, _ in pairs),
+                                        shift=tuple(shift), y_zp=y_zp, bits=bits)
+        assert np.max(np.abs(got.astype(np.int64) - quantize(y, s_y, y_zp))) <= 1
+
+
+def attention_error_bound(keys: int, delta: float, score_shift: int, out_shift: int, v_peak: float,
+                          s_out: float) -> float:
+    """Worst case |int - round(float)| in output LSBs of QAttention against float softmax attention.
+
+    t_j is the logit gap in steps of delta, rounded twice (high multiply, then shift): off by at most
+    r = 0.5 + 2^-(right+1) steps, so each weight is off by a factor within exp(+-r delta) and each normalised
+    probability by a factor within exp(+-2 r delta). The table entries are rounded to 2^-16 of the largest weight,
+    each p_j to 1/512 (plus the floor of the reciprocal, 2^-23 per unit): at most keys (2^-9 + 2^-15) more in
+    total. The probability error times the largest |v| bounds the output error; the output's own double rounding
+    and the float side's rounding add 1 + 2^-(right_out+1).
+    """
+    r = 0.5 + 2.0 ** -(max(-score_shift, 0) + 1)
+    prob_error = math.expm1(2 * r * delta) + keys * (2 ** -9 + 2 ** -15)
+    return prob_error * v_peak / s_out + 1 + 2.0 ** -(max(-out_shift, 0) + 1)
+
+
+def test_qattention_matches_float() -> None:
+    rng = np.random.default_rng(12)
+    delta = 1 / 16
+    worst = 0.0
+    for case in range(FLOAT_CASES):
+        seq, heads, dim = int(rng.integers(1, 41)), int(rng.integers(1, 4)), int(rng.choice([4, 8, 16]))
+        window, causal = int(rng.choice([0, 1, 2, 3, 5, 8, 64])), case % 2
+        global_tokens = int(rng.choice([0, 0, 1, 2]))
+        spread = rng.uniform(0.5, 2.5)  # logits from about +-1 (flat softmax) to +-15 (nearly one-hot)
+        (qq, s_q, q_zp, q_hat), (kq, s_k, k_zp, k_hat), (vq, s_v, v_zp, v_hat) = (
+            _qtensor(rng.normal(rng.normal(0, 0.3), spread, (1, seq, heads * dim))) for _ in range(3))
+        scale = 1 / math.sqrt(dim)
+        out = attention(q_hat, k_hat, v_hat, heads=heads, head_dim=dim, scale=scale, causal=causal, window=window,
+                        global_tokens=global_tokens)
+        s_out, out_zp = choose_qparams(float(out.min()), float(out.max()))
+        sm, ss = quantize_multiplier(s_q * s_k * scale / delta)
+        om, osh = quantize_multiplier(s_v / (256 * s_out))
+        got = spec("QAttention").reference(qq, kq, vq, heads=heads, head_dim=dim, window=window, causal=causal,
+                                           global_tokens=global_tokens, q_zp=q_zp, k_zp=k_zp, v_zp=v_zp,
+                                           out_zp=out_zp, score_multiplier=sm, score_shift=ss,
+                                           exp_table=standard_exp_table(delta), out_multiplier=om, out_shift=osh)
+        keys = int(attention_allowed(seq, window, global_tokens, causal).sum(axis=1).max())
+        bound = attention_error_bound(keys, delta, ss, osh, float(np.abs(v_hat).max()), s_out)
+        error = float(np.max(np.abs(got.astype(np.int64) - quantize(out, s_out, out_zp))))
+        assert error <= bound, (case, error, bound)
+        worst = max(worst, error / bound)
+    assert worst > 0  # the bound is not vacuous
+
+
+def test_qlayernorm_matches_float() -> None:
+    """|int - round(float)| <= 1.5 + 2^-(right+1) + e_n LSB: the bias and the output are each rounded (0.5 each, the
+    output twice), the float side rounds once (0.5), and e_n = |gamma| / s_y times the error of n / 2^15 as the
+    normalised value: sigma = floor(isqrt(.)) is short by at most 1 (relative 1/sigma), eps is rounded to an
+    integer (relative 1/sigma^2), inv = floor(2^30 / sigma) loses sigma / 2^30, n is rounded by 2^-16."""
+    rng = np.random.default_rng(13)
+    for _ in range(FLOAT_CASES):
+        rows, c, eps = int(rng.integers(1, 5)), int(rng.integers(2, 129)), 1e-5
+        xq, s_x, x_zp, x_hat = _qtensor(rng.normal(rng.normal(0, 2), rng.uniform(0.1, 3), (1, rows, c)))
+        gamma = rng.uniform(0.3, 2, c) * rng.choice([-1, 1], c)
+        beta = rng.normal(0, 0.5, c)
+        mean = x_hat.mean(axis=-1, keepdims=True)
+        norm = (x_hat - mean) / np.sqrt(x_hat.var(axis=-1, keepdims=True) + eps)
+        y = norm * gamma + beta
+        s_y, y_zp = choose_qparams(float(y.min()), float(y.max()))
+        pairs = [quantize_multiplier(g / (s_y * 2 ** 15)) for g in gamma]
+        eps_q = int(round(c * c * eps / s_x ** 2))
+        got = spec("QLayerNorm").reference(xq, np.round(beta / s_y).astype(np.int32),
+                                           multiplier=tuple(m for m, _ in pairs), shift=tuple(s for _, s in pairs),
+                                           eps=eps_q, out_zp=y_zp)
+        x64 = xq.astype(np.int64)
+        sigma = np.maximum(1, np.floor(np.sqrt(c * (x64 ** 2).sum(-1, keepdims=True) - x64.sum(-1, keepdims=True) ** 2
+                                               + eps_q)))
+        e_n = np.abs(gamma) / s_y * (np.abs(norm) * (1 / sigma + 1 / sigma ** 2 + sigma / 2 ** 30) + 2 ** -16)
+        bound = 1.5 + 0.5 * 2.0 ** -_right([s for _, s in pairs]) + e_n + 1e-6
+        assert np.all(np.abs(got.astype(np.int64) - quantize(y, s_y, y_zp)) <= bound)
+
+
+def test_qadd_matches_float() -> None:
+    """|int - round(float)| <= 1 LSB: a' and b' carry 20 extra fraction bits (their rounding costs
+    2 twice / (2^20 s_y) < 0.01 LSB) and the high multiply rounds by at most 2^-(right+1) before the final
+    rounding, so the error e before the two final roundings is far below 1 and floor(1 + |e|) = 1."""
+    rng = np.random.default_rng(14)
+    for _ in range(FLOAT_CASES):
+        seq, c = int(rng.integers(1, 20)), int(rng.integers(1, 40))
+        (aq, s_a, a_zp, a_hat), (bq, s_b, b_zp, b_hat) = (
+            _qtensor(rng.normal(rng.normal(), rng.uniform(0.1, 4), (1, seq, c))) for _ in range(2))
+        y = a_hat + b_hat
+        s_y, y_zp = choose_qparams(float(y.min()), float(y.max()))
+        twice = 2 * max(s_a, s_b)
+        (am, ash), (bm, bsh) = quantize_multiplier(s_a / twice), quantize_multiplier(s_b / twice)
+        om, osh = quantize_multiplier(twice / (2 ** 20 * s_y))
+        got = spec("QAdd").reference(aq, bq, a_zp=a_zp, b_zp=b_zp, a_multiplier=am, a_shift=ash, b_multiplier=bm,
+                                     b_shift=bsh, out_multiplier=om, out_shift=osh, out_zp=y_zp)
+        assert np.max(np.abs(got.astype(np.int64) - quantize(y, s_y, y_zp))) <= 1
+
+
+def test_ops_in_the_ir() -> None:
+    """Shape inference runs the references on zeros; MAC counts follow Linear's and Attention's rules."""
+    from mcu_attn.ir.graph import Graph, Node
+    from mcu_attn.ir.ops.registry import infer_types, node_macs
+    from mcu_attn.ir.types import TensorType
+
+    graph = Graph()
+    graph.add_input("x", TensorType("int8", (1, 10, 8)))
+    w = graph.add_const("w", np.ones((8, 6), np.int8))
+    bias = graph.add_const("b", np.zeros(6, np.int32))
+    m, s = quantize_multiplier(0.01)
+    linear = graph.append(Node("QLinear", ["x", w, bias], ["y"], dict(multiplier=(m,) * 6, shift=(s,) * 6, bits=4)))
+    graph.types["y"] = infer_types(graph, linear)[0]
+    assert graph.types["y"] == TensorType("int8", (1, 10, 6)) and node_macs(graph, linear) == 10 * 8 * 6
+    attn = graph.append(Node("QAttention", ["y", "y", "y"], ["z"], dict(heads=2, head_dim=3, window=3, causal=1)))
+    assert infer_types(graph, attn)[0] == TensorType("int8", (1, 10, 6))
+    assert node_macs(graph, attn) == 2 * int(attention_allowed(10, 3, 0, 1).sum()) * 2 * 3
