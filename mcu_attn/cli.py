@@ -84,13 +84,17 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from mcu_attn.data import load_labels, load_stack
 
-    if not args.float:
-        raise UserError("eval needs --float (integer evaluation arrives with the quantizer)")
+    bits = 32 if args.float else args.bits
+    if bits is None:
+        raise UserError("eval needs --float or --bits 8|4|32 (integer runs also need --calib C.npy)")
     data = load_stack(args.data, "data")
     labels = load_labels(args.labels, data.shape[0]) if args.labels else None
-    result = api.evaluate_float(args.model, data, labels)
-    payload = {"model": args.model, "mode": "float", "samples": result["samples"],
-               "accuracy": result.get("accuracy")}
+    calib = load_stack(args.calib, "calibration") if args.calib else None
+    result = api.evaluate(args.model, data, labels, bits, calib)
+    payload = {"model": args.model, "mode": "float" if bits == 32 else f"int{bits}", "bits": bits,
+               "samples": result["samples"], "accuracy": result.get("accuracy")}
+    if "quantization" in result:
+        payload["quantization"] = result["quantization"]
     if args.outputs:
         _save_npy_atomic(args.outputs, result["outputs"])
         payload["outputs_path"] = args.outputs
@@ -99,6 +103,27 @@ def cmd_eval(args: argparse.Namespace) -> None:
     else:
         accuracy = "n/a (no labels)" if payload["accuracy"] is None else f"{payload['accuracy']:.4f}"
         print(f"{payload['mode']} reference on {payload['samples']} samples: accuracy {accuracy}")
+        if "quantization" in payload:
+            report = payload["quantization"]
+            print(f"  observers {report['observer_counts']}, weights {report['weight_bits']}-bit"
+                  + (f", kept at 8-bit: {', '.join(report['kept_8bit'])}" if report["kept_8bit"] else ""))
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    import time
+
+    from mcu_attn.build import BuildOptions, build
+
+    started = time.monotonic()
+    report = build(args.model, args.target, args.output, BuildOptions(bits=args.bits, calib=args.calib))
+    check = report["host_check"]
+    verdict = ""
+    if check:
+        agreement = ("bit-exact" if check["bit_exact"] else f"max |error| {check['max_abs_error']:.3g}")
+        verdict = f"; host check on {check['samples']} {check['source']} samples: {agreement}"
+    print(f"built {args.output} for {report['target']} (--bits {report['bits']}) in "
+          f"{time.monotonic() - started:.1f} s: arena {report['ram_bytes']:,} B, const data "
+          f"{report['flash_bytes']:,} B{verdict}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,10 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model")
     evaluate.add_argument("--data", required=True, help=".npy stack of samples along axis 0")
     evaluate.add_argument("--labels", help=".npy integer class per sample")
-    evaluate.add_argument("--float", action="store_true", help="the float reference")
+    mode = evaluate.add_mutually_exclusive_group()
+    mode.add_argument("--float", action="store_true", help="the float reference (same as --bits 32)")
+    mode.add_argument("--bits", type=int, choices=(8, 4, 32), help="integer reference with 8- or 4-bit weights")
+    evaluate.add_argument("--calib", help=".npy stack of calibration samples (integer runs)")
     evaluate.add_argument("--outputs", help="write the output stack to this .npy file")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
+
+    build = sub.add_parser("build", help="generate, compile and check C code for a target")
+    build.add_argument("model")
+    build.add_argument("--target", required=True, help="a target name (`mcu-attn targets`); host for now")
+    build.add_argument("-o", "--output", required=True, help="output directory (replaced when made by a build)")
+    build.add_argument("--bits", type=int, choices=(8, 4, 32), default=32,
+                       help="8/4: integer weights (int8 activations); 32: the float baseline")
+    build.add_argument("--calib", help=".npy stack of calibration samples (needed for --bits 8 and 4)")
+    build.set_defaults(func=cmd_build)
     return parser
 
 
