@@ -8,7 +8,6 @@ COPY scripts/install-system-deps.sh scripts/install-system-deps.sh
 RUN bash scripts/install-system-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY mcu_attn mcu_attn
-COPY firmware_templates firmware_templates
 COPY examples examples
 RUN pip install --no-cache-dir .
 

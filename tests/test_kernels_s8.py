@@ -1,6 +1,6 @@
 """The integer C kernels against the numpy references of the integer IR ops, bit for bit.
 
-docs/integer-kernels.md is the contract. All `firmware_templates/kernels/ref/*_s8.c` are compiled once per
+docs/integer-kernels.md is the contract. All `mcu_attn/firmware_templates/kernels/ref/*_s8.c` are compiled once per
 session with the host gcc (`-std=c99 -Wall -Wextra -Werror`) and called through ctypes; every case runs the IR
 op's reference (`mcu_attn/ir/ops/qops.py`) and the kernel on the same integers and requires identical outputs.
 Cases come from seeded random generators (one per op, covering extreme zero points, multipliers from
@@ -33,7 +33,7 @@ from mcu_attn.ir.ops.registry import spec
 from mcu_attn.reference.qmath import choose_qparams, dequantize, quantize, quantize_multiplier, symmetric_scales
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNELS = ROOT / "firmware_templates" / "kernels"
+KERNELS = ROOT / "mcu_attn" / "firmware_templates" / "kernels"
 SOURCES = sorted((KERNELS / "ref").glob("*_s8.c"))
 INCLUDE = [KERNELS / "include"]
 FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared"]

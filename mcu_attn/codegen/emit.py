@@ -1,0 +1,275 @@
+"""Code generation: an IR graph (after the frontend pipeline, float or quantized) -> a self-contained C project.
+
+1. Every node finds its emitter in `ops.EMITTERS` (an unsupported op is a UserError naming it) and becomes a
+   memory-planner step: views, in-place candidates and scratch come from the emitter entry.
+2. `memory.plan_memory` places every intermediate in one arena (the input and output stay in the caller's
+   buffers where possible).
+3. Each non-view node emits kernel calls; the emitters register the data the calls read through `EmitContext`.
+4. Jinja2 templates (`mcu_attn/firmware_templates/model`, `harness`; StrictUndefined) write that data and those calls
+   out verbatim: all decisions and arithmetic are made here, none in the templates.
+The result is deterministic: names derive from the graph, iteration follows node order or sorted keys, and no
+path, time or host detail reaches the files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jinja2
+import numpy as np
+
+from mcu_attn.codegen import ops
+from mcu_attn.codegen.cformat import CTYPES, Names, c_float, c_initializer, c_int
+from mcu_attn.codegen.kernels import KERNELS, TEMPLATES, kernel_files
+from mcu_attn.codegen.memory import Location, MemoryPlan, Step, plan_memory
+from mcu_attn.errors import UserError
+from mcu_attn.ir.graph import Graph, Node
+from mcu_attn.ir.ops import node_macs
+
+EXECUTABLE = "model_host"
+IO_DTYPES = ("float32", "int8")
+
+
+@dataclass(frozen=True)
+class ConstArray:
+    name: str
+    ctype: str
+    values: np.ndarray
+    comment: str
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.size) * _CSIZE[self.ctype]
+
+
+_CSIZE = {"float": 4, "int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4,
+          "int64_t": 8}
+
+
+@dataclass
+class Project:
+    """The generated files (relative path -> bytes) and what the report needs to know about them."""
+    files: dict[str, bytes]
+    plan: MemoryPlan
+    layers: list[dict]
+    weights_bytes: int      # constant tensors in weights.c
+    params_bytes: int       # operator parameters in model.c (tables, strides; structs as on a 32-bit target)
+    kernel_functions: list[str]   # the ma_* functions model.c calls
+
+
+class EmitContext:
+    """What an emitter may ask for while it turns one node into calls."""
+
+    def __init__(self, graph: Graph, plan: MemoryPlan) -> None:
+        self.graph = graph
+        self.plan = plan
+        self.names = Names()
+        self.weights: dict[tuple[str, str], ConstArray] = {}
+        self.tables: dict[tuple[str, tuple], ConstArray] = {}
+        self.structs: list[dict] = []
+        self.checks: list[dict] = []
+        self.struct_bytes = 0
+        self.step = -1  # the node being emitted (its scratch)
+
+    # ---- pointers ------------------------------------------------------------------------------------------
+    def _location(self, value: str, write: bool) -> Location:
+        location = self.plan.values[value]
+        if write and location.storage in ("input", "const"):
+            raise AssertionError(f"{value} would be written in {location.storage} storage")
+        return location
+
+    def _bytes_base(self, location: Location) -> str:
+        if location.storage == "const":
+            return f"(const uint8_t *){self._natural(location.root)}"
+        return {"arena": "ma_arena", "input": "(const uint8_t *)in", "output": "(uint8_t *)out"}[location.storage]
+
+    def ptr(self, value: str, write: bool = False, offset: int = 0) -> str:
+        """A typed pointer expression to `value` (plus `offset` bytes)."""
+        location = self._location(value, write)
+        ctype = CTYPES[self.graph.type(value).dtype]
+        total = location.offset + offset
+        if total == 0 and location.storage in ("input", "output"):
+            return "in" if location.storage == "input" else "out"
+        if total == 0 and location.storage == "const":
+            return self._natural(location.root)
+        qualifier = "" if write else "const "
+        return f"({qualifier}{ctype} *)({self._bytes_base(location)} + {total})"
+
+    def raw(self, value: str, write: bool = False, offset: int = 0) -> str:
+        """A byte pointer expression to `value` (plus `offset` bytes), for the any-type layout kernels."""
+        location = self._location(value, write)
+        total = location.offset + offset
+        base = self._bytes_base(location)
+        return f"{base} + {total}" if total else base
+
+    def scratch(self, ctype: str) -> str:
+        return f"({ctype} *)(ma_arena + {self.plan.scratch[self.step]})"
+
+    # ---- data ----------------------------------------------------------------------------------------------
+    def weight(self, value: str, layout: str, make: Callable[[], np.ndarray], ctype: str) -> str:
+        """A constant tensor in weights.c, in the layout a kernel reads (`make` builds it once)."""
+        key = (value, layout)
+        if key not in self.weights:
+            hint = value if layout == "natural" else f"{value}_{layout}"
+            array = np.asarray(make())
+            shape = "x".join(str(d) for d in array.shape)
+            self.weights[key] = ConstArray(self.names.get("ma_w_", hint), ctype, array,
+                                           f"{value} ({layout}, {ctype} {shape})")
+        return self.weights[key].name
+
+    def _natural(self, value: str) -> str:
+        dtype = self.graph.type(value).dtype
+        if dtype not in CTYPES or dtype == "int4":
+            raise UserError(f"constant {value!r} of type {dtype} cannot be read directly by the C kernels")
+        return self.weight(value, "natural", lambda: self.graph.const(value), CTYPES[dtype])
+
+    def table(self, hint: str, values, ctype: str) -> str:
+        """A small static const array of operator parameters in model.c (identical ones are shared)."""
+        array = np.asarray(values, np.int64).reshape(-1)
+        key = (ctype, tuple(array.tolist()))
+        if key not in self.tables:
+            self.tables[key] = ConstArray(self.names.get("ma_t_", hint), ctype, array, hint)
+        return self.tables[key].name
+
+    def struct(self, ctype: str, node: Node, fields: list[tuple[str, object]]) -> str:
+        name = self.names.get("ma_p_", node.name or node.outputs[0])
+        self.structs.append({"ctype": ctype, "name": name,
+                             "fields": [{"name": key, "value": self.literal(value)} for key, value in fields]})
+        # size on a 32-bit target: 4-byte ints, floats and pointers, 8-byte int64 fields
+        self.struct_bytes += sum(8 if isinstance(v, tuple) and v[0] == "int64_t" else 4 for _, v in fields)
+        return name
+
+    def check(self, expr: str, bound: int) -> None:
+        self.checks.append({"expr": expr, "bound": str(bound)})
+
+    @staticmethod
+    def literal(value, ctype: str | None = None) -> str:
+        """C text of a parameter: float, int, (ctype, int) or an expression given as a string."""
+        if isinstance(value, tuple):
+            ctype, value = value
+        if isinstance(value, str):
+            return value
+        if isinstance(value, float) or ctype == "float":
+            return c_float(value)
+        return c_int(int(value), ctype or "int32_t")
+
+
+def _comment(text: str) -> str:
+    return text.replace("*/", "* /")
+
+
+def _sizes(graph: Graph) -> dict[str, int]:
+    return {name: ttype.size * ttype.np_dtype.itemsize for name, ttype in graph.types.items()}
+
+
+def _steps(graph: Graph) -> list[Step]:
+    steps = []
+    for node in graph.nodes:
+        entry = ops.lookup(node)
+        inputs = tuple(v for v in node.inputs if v)
+        view = entry.view(graph, node) if entry.view else None
+        scratch = entry.scratch(graph, node) if entry.scratch else 0
+        used = [o for o in node.outputs[1:] if o and (graph.consumers(o) or o in graph.outputs)]
+        steps.append(Step(inputs, (node.outputs[0], *used),
+                          (node.inputs[0], view) if view is not None else None,
+                          tuple(p for p in entry.inplace if p < len(node.inputs) and node.inputs[p]), scratch))
+    return steps
+
+
+def _check_interface(graph: Graph) -> None:
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise UserError(f"code generation needs one input and one output; the model has {len(graph.inputs)} "
+                        f"and {len(graph.outputs)}")
+    for name in graph.inputs + graph.outputs:
+        dtype = graph.type(name).dtype
+        if dtype not in IO_DTYPES:
+            raise UserError(f"model input/output {name!r} is {dtype}; generated code takes float32 or int8")
+
+
+def _io_macros(graph: Graph, prefix: str, value: str) -> list[dict]:
+    ttype = graph.type(value)
+    macros = [{"name": f"MA_{prefix}_COUNT", "value": str(ttype.size)},
+              {"name": f"MA_{prefix}_RANK", "value": str(len(ttype.shape))},
+              {"name": f"MA_{prefix}_SHAPE", "value": "{" + ", ".join(map(str, ttype.shape)) + "}"}]
+    if ttype.dtype == "int8":
+        if ttype.quant is None or ttype.quant.per_channel:
+            raise UserError(f"int8 model {prefix.lower()} {value!r} needs one scale and zero point")
+        macros += [{"name": f"MA_{prefix}_SCALE", "value": c_float(ttype.quant.scale[0])},
+                   {"name": f"MA_{prefix}_ZERO_POINT", "value": str(int(ttype.quant.zero_point[0]))}]
+    return macros
+
+
+def _array_view(array: ConstArray) -> dict:
+    return {"name": array.name, "ctype": array.ctype, "length": max(1, int(array.values.size)),
+            "body": c_initializer(array.values, array.ctype), "comment": _comment(array.comment)}
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+                              autoescape=False)
+
+
+def generate(graph: Graph) -> Project:
+    """The C project for `graph`: model.h/.c, weights.h/.c, kernels/, main.c and a Makefile."""
+    _check_interface(graph)
+    steps, sizes = _steps(graph), _sizes(graph)
+    plan = plan_memory(steps, sizes, graph.inputs, graph.outputs, graph.constants)
+    ctx = EmitContext(graph, plan)
+    rendered_steps, layers, functions = [], [], set()
+    for index, (node, step) in enumerate(zip(graph.nodes, steps)):
+        ctx.step = index
+        calls = [] if step.view_of is not None else ops.lookup(node).emit(ctx, node)
+        out = node.outputs[0]
+        location = plan.values[out]
+        kind = "view" if step.view_of is not None else ("in place" if index in plan.inplace_steps else "")
+        if calls:
+            functions.update(call.fn for call in calls)
+            note = f", {kind}" if kind else ""
+            rendered_steps.append({"comment": _comment(f"{node.name or out}: {node.op} -> "
+                                                       f"{graph.type(out).describe()}{note}"),
+                                   "calls": [{"fn": c.fn, "args": list(c.args)} for c in calls]})
+        layers.append({"name": node.name or out, "op": node.op, "macs": node_macs(graph, node),
+                       "shape": list(graph.shape(out)), "storage": location.storage, "kind": kind or "kernel",
+                       "arena_offset": location.offset if location.storage == "arena" else None,
+                       "scratch_offset": plan.scratch.get(index)})
+    output = graph.outputs[0]
+    if plan.copy_out:
+        rendered_steps.append({"comment": "the output is not a whole planned buffer: copy it out",
+                               "calls": [{"fn": "memcpy", "args": ["out", ctx.raw(output),
+                                                                   str(sizes[output])]}]})
+
+    model = graph.name
+    in_ctype, out_ctype = (CTYPES[graph.type(v).dtype] for v in (graph.inputs[0], output))
+    weights = [_array_view(a) for a in ctx.weights.values()]
+    tables = [_array_view(a) for a in ctx.tables.values()]
+    weights_bytes = sum(a.nbytes for a in ctx.weights.values())
+    params_bytes = sum(a.nbytes for a in ctx.tables.values()) + ctx.struct_bytes
+    macros = (_io_macros(graph, "INPUT", graph.inputs[0]) + _io_macros(graph, "OUTPUT", output)
+              + [{"name": "MA_ARENA_BYTES", "value": str(plan.arena_bytes)}])
+
+    kernel_functions = sorted(f for f in functions if f.startswith("ma_"))
+    kernel_paths = kernel_files(kernel_functions)
+    kernel_rel = {path: "kernels/" + path.relative_to(KERNELS).as_posix() for path in kernel_paths}
+    sources = ["main.c", "model.c", "weights.c"] + sorted(r for r in kernel_rel.values() if r.endswith(".c"))
+    headers = ["model.h", "weights.h"] + sorted(r for r in kernel_rel.values() if r.endswith(".h"))
+
+    env = _environment()
+    common = {"model": _comment(model), "executable": EXECUTABLE}
+    texts = {
+        "model.h": env.get_template("model/model.h.j2").render(
+            **common, macros=macros, input_ctype=in_ctype, output_ctype=out_ctype),
+        "model.c": env.get_template("model/model.c.j2").render(
+            **common, arena_bytes=plan.arena_bytes, arena_length=max(8, plan.arena_bytes), tables=tables,
+            structs=ctx.structs, checks=ctx.checks, steps=rendered_steps, input_ctype=in_ctype,
+            output_ctype=out_ctype),
+        "weights.h": env.get_template("model/weights.h.j2").render(
+            **common, weights=weights, weights_bytes=weights_bytes),
+        "weights.c": env.get_template("model/weights.c.j2").render(**common, weights=weights),
+        "main.c": env.get_template("harness/main.c.j2").render(**common),
+        "Makefile": env.get_template("harness/Makefile.j2").render(**common, sources=sources, headers=headers),
+    }
+    files = {name: text.encode() for name, text in texts.items()}
+    files.update({rel: path.read_bytes() for path, rel in kernel_rel.items()})
+    return Project(dict(sorted(files.items())), plan, layers, weights_bytes, params_bytes, kernel_functions)

@@ -1,0 +1,42 @@
+/* mcu-attn kernels: the one header generated models include.
+ *
+ * Integer kernels (ma_kernels_s8.h) and the float baseline (ma_kernels_f32.h) follow docs/integer-kernels.md.
+ * The layout kernels below move elements of any size; generated code passes strides it computed offline.
+ */
+#ifndef MA_KERNELS_H
+#define MA_KERNELS_H
+
+#include <stdint.h>
+
+#include "ma_kernels_s8.h"
+#include "ma_kernels_f32.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Alignment of arena and weight arrays. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MA_ALIGN(n) __attribute__((aligned(n)))
+#else
+#define MA_ALIGN(n)
+#endif
+
+/* The highest rank the layout kernels accept (generated code merges adjacent axes before calling). */
+#define MA_MAX_RANK 6
+
+/* y[i0..] = x[i0..] for every index of `shape`; strides are in bytes, x strides may be negative (x points at
+ * the first element read). Element size is any number of bytes. Ranks above MA_MAX_RANK do nothing. */
+void ma_copy_strided(const void *x, void *y, int32_t elem_size, int32_t rank, const int32_t *shape,
+                     const int32_t *x_strides, const int32_t *y_strides);
+/* y = transpose(x, perm) for a contiguous x of `shape`: y's axis d is x's axis perm[d]. */
+void ma_permute(const void *x, void *y, int32_t elem_size, int32_t rank, const int32_t *shape, const int32_t *perm);
+/* y[o][c] = x[o][indices[c]] over blocks of inner_bytes: take along one axis (indices in [0, axis_dim)). */
+void ma_gather(const void *x, void *y, int32_t outer, int32_t axis_dim, int32_t inner_bytes,
+               const int32_t *indices, int32_t count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MA_KERNELS_H */
