@@ -143,9 +143,13 @@ def _attention_f32(ctx, node: Node) -> list[Call]:
     params = ctx.struct("ma_attention_f32_params", node, [
         ("seq", seq), ("heads", attrs["heads"]), ("head_dim", attrs["head_dim"]), ("window", attrs["window"]),
         ("causal", attrs["causal"]), ("global_tokens", attrs["global_tokens"]), ("scale", float(attrs["scale"]))])
-    step = seq * width * 4
-    return [Call("ma_attention_f32", (*(ctx.ptr(v, offset=i * step) for v in node.inputs[:3]), f"&{params}",
-                                      ctx.scratch("float"), ctx.ptr(node.outputs[0], write=True, offset=i * step)))
+    return _attention_calls(ctx, node, "ma_attention_f32", params, "float", lead, seq * width * 4)
+
+
+def _attention_calls(ctx, node: Node, kernel: str, params: str, scratch: str, lead: int, step: int) -> list[Call]:
+    """One attention kernel call per leading (batch) slice of q, k, v and the output, `step` bytes apart."""
+    return [Call(kernel, (*(ctx.ptr(v, offset=i * step) for v in node.inputs[:3]), f"&{params}",
+                          ctx.scratch(scratch), ctx.ptr(node.outputs[0], write=True, offset=i * step)))
             for i in range(lead)]
 
 
@@ -229,10 +233,7 @@ def _qattention(ctx, node: Node) -> list[Call]:
                ("out_mult", attrs["out_multiplier"]), ("out_shift", attrs["out_shift"]), ("exp_table", table)]
     params = ctx.struct("ma_attention_s8_params", node, fields)
     ctx.check(f"ma_attention_s8_scratch(&{params})", _attention_scratch_s8(graph, node) // 4)
-    step = seq * width
-    return [Call("ma_attention_s8", (*(ctx.ptr(v, offset=i * step) for v in node.inputs[:3]), f"&{params}",
-                                     ctx.scratch("int32_t"), ctx.ptr(node.outputs[0], write=True, offset=i * step)))
-            for i in range(lead)]
+    return _attention_calls(ctx, node, "ma_attention_s8", params, "int32_t", lead, seq * width)
 
 
 @emitter("QLayerNorm")
