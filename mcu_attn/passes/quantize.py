@@ -255,7 +255,9 @@ def _convert(graph: Graph, ranges: dict[str, Range], layer_bits: dict[str, int],
 
 
 def run_quantized(graph: Graph, samples: np.ndarray) -> np.ndarray:
-    """Float samples in, dequantized float outputs out, through the integer graph."""
+    """Float samples in (a stack, with or without the batch axis), dequantized float outputs out, through the
+    integer graph."""
+    samples = check_stack(graph, samples, "data")
     (x_scale,), (x_zp,) = graph.type(graph.inputs[0]).quant.scale, graph.type(graph.inputs[0]).quant.zero_point
     out_quant = graph.type(graph.outputs[0]).quant
     outputs = []
