@@ -28,9 +28,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcu_attn.codegen.host_cc import compile_shared
-from mcu_attn.ir.ops.nn import attention, attention_allowed, layer_norm
+from mcu_attn.ir.ops.nn import attention, attention_allowed
 from mcu_attn.ir.ops.registry import spec
-from mcu_attn.reference.qmath import choose_qparams, dequantize, quantize, quantize_multiplier, symmetric_scales
+from mcu_attn.reference.qmath import choose_qparams, quantize, quantize_multiplier, symmetric_scales
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "mcu_attn" / "firmware_templates" / "kernels"
