@@ -29,9 +29,8 @@ from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import spec
 from mcu_attn.ir.types import QuantParams, TensorType
 from mcu_attn.passes.calibrate import Range, choose_range, collect
-from mcu_attn.passes.cleanup import CanonicalLinear, DeadCode
 from mcu_attn.passes.manager import run_pipeline
-from mcu_attn.passes.prequant import AbsorbPrequantized
+from mcu_attn.passes.pipeline import prequantized_pipeline
 from mcu_attn.reference.interpreter import run
 from mcu_attn.reference.qmath import (choose_qparams, dequantize, quantize, quantize_multiplier, saturate,
                                       symmetric_scales)
@@ -286,7 +285,7 @@ def quantize_graph(graph: Graph, calib: np.ndarray, bits: int = 8, observer: str
         raise UserError("quantization needs a single-input model")
     calib = check_stack(graph, calib, "calibration data")
     graph = graph.copy()
-    run_pipeline(graph, [AbsorbPrequantized(), CanonicalLinear(), DeadCode()])
+    run_pipeline(graph, prequantized_pipeline())
     observed = collect(graph, calib)
     ranges = {name: choose_range(values, observer) for name, values in observed.items()}
     layer_bits: dict[str, int] = {}
