@@ -1,4 +1,4 @@
-"""`mcu-attn build`: ONNX -> IR -> (quantized) -> C project in `-o DIR`, compiled and checked on the host.
+"""`mcu-attn build`: ONNX -> IR -> (quantized) -> C project in `-o DIR`, compiled for the target.
 
 The output directory is written atomically: everything is built in a temporary directory next to it (same file
 system) and renamed into place at the end, so after any error `-o DIR` is exactly as it was. A directory may
@@ -7,6 +7,14 @@ only be replaced when it is empty or carries the marker file of an earlier build
 For `--target host` the project is compiled with its own Makefile and the harness runs on check samples (the
 first calibration samples, else seeded random inputs); `report.json` records how its outputs compare with the
 numpy reference of the same graph: bit-exact for integer models, the largest absolute difference for float.
+
+For a Cortex-M target (docs/firmware.md) the project gets the board files (`mcu_attn/codegen/firmware.py`) and
+is compiled with arm-none-eabi-gcc in four steps: (1) the planned sizes (constant data against flash, arena and
+I/O buffers against SRAM) are checked before anything is compiled; (2) `make objects` compiles every source with
+-fstack-usage/-fcallgraph-info; (3) a first link with no stack reserved gives the ELF the stack analysis reads
+(`mcu_attn/codegen/stack.py`); (4) linker.ld is written again with that bound reserved and the final link either
+fits or GNU ld names the overflow, which becomes a one-line error. Without the toolchain the sources and
+report.json are written all the same and the build ends with an error saying how to install it.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.ir.ops import node_macs
 from mcu_attn.passes.quantize import quantize_graph
-from mcu_attn.targets.table import get_target
+from mcu_attn.targets.table import Target, get_target
 
 MARKER = ".mcu-attn-build"
 MARKER_TEXT = "made by `mcu-attn build`; a later build with the same -o replaces this directory\n"
@@ -55,18 +63,15 @@ def check_out_dir(out_dir: Path) -> None:
                         f"(no {MARKER} file); choose another directory or empty it")
 
 
-def _check_options(target: str, options: BuildOptions) -> str:
-    """The target's table name, after refusing what this build cannot do."""
+def _check_options(target: str, options: BuildOptions) -> Target:
+    """The target's table entry, after refusing what this build cannot do."""
     resolved = get_target(target)
-    if resolved.name != "host":
-        raise UserError(f"--target {target}: Cortex-M targets arrive with the firmware work; "
-                        f"only --target host builds for now")
     if options.bits not in BITS:
         raise UserError(f"--bits {options.bits}: choose 8, 4 or 32")
     if options.bits != 32:
         if not options.calib:
             raise UserError(f"--bits {options.bits} needs --calib C.npy (calibration samples)")
-    return resolved.name
+    return resolved
 
 
 def _load_calib(graph: Graph, options: BuildOptions) -> np.ndarray | None:
@@ -113,13 +118,23 @@ def _io(graph: Graph, name: str) -> dict:
     return entry
 
 
-def make_report(target: str, model: str, options: BuildOptions, float_graph: Graph, graph: Graph,
-                project: Project, check: dict | None) -> dict:
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def make_report(target: Target, model: str, options: BuildOptions, float_graph: Graph, graph: Graph,
+                project: Project, check: dict | None, firmware: dict | None = None,
+                model_path: Path | None = None) -> dict:
+    """report.json. `model`/`calib` name the copies in DIR/source/ (reproducible trees); the sha256s identify
+    the files used."""
     from mcu_attn.summary import attention_blocks, count_params
 
     quantization = graph.meta.get("quantization")
-    return {
-        "target": target,
+    planned = planned_sizes(graph, project)
+    report = {
+        "target": target.name,
         "model": model,
         "bits": options.bits,
         "params": count_params(float_graph),
@@ -128,7 +143,7 @@ def make_report(target: str, model: str, options: BuildOptions, float_graph: Gra
         "ram_bytes": project.plan.arena_bytes,
         "weights_bytes": project.weights_bytes,
         "arena_bytes": project.plan.arena_bytes,
-        "elf": EXECUTABLE if target == "host" else None,
+        "elf": EXECUTABLE if target.is_host else None,
         "input": _io(graph, graph.inputs[0]),
         "output": _io(graph, graph.outputs[0]),
         "attention": attention_blocks(float_graph),
@@ -137,6 +152,85 @@ def make_report(target: str, model: str, options: BuildOptions, float_graph: Gra
         "host_check": check,
         "quantization": quantization.as_dict() if hasattr(quantization, "as_dict") else None,
     }
+    if not target.is_host:
+        report["planned"] = planned
+        report["model_sha256"] = _sha256(model_path) if model_path else None
+        report["calib"] = SOURCE_CALIB if options.calib else None
+        report["calib_sha256"] = _sha256(Path(options.calib)) if options.calib else None
+        report["core"] = target.core
+        report["memory"] = {"flash": {"base": target.flash_base, "bytes": target.flash_bytes},
+                            "sram": {"base": target.sram_base, "bytes": target.sram_bytes}}
+        report.update(firmware or {"flash_bytes": planned["flash_bytes"], "ram_bytes": planned["ram_bytes"],
+                                   "compiled": False})
+    return report
+
+
+def planned_sizes(graph: Graph, project: Project) -> dict:
+    """What the memory plan alone says, before compiling: constant data for flash, arena + I/O for SRAM."""
+    io = sum(graph.type(v).size * graph.type(v).np_dtype.itemsize for v in (graph.inputs[0], graph.outputs[0]))
+    return {"flash_bytes": project.weights_bytes + project.params_bytes,
+            "ram_bytes": project.plan.arena_bytes + io, "arena_bytes": project.plan.arena_bytes, "io_bytes": io}
+
+
+def check_fits(target: Target, planned: dict) -> None:
+    """Refuse a model whose planned constant data or buffers alone exceed the target (step 1 of the build)."""
+    for what, need, have in (("flash", planned["flash_bytes"], target.flash_bytes),
+                             ("SRAM", planned["ram_bytes"], target.sram_bytes)):
+        if need > have:
+            detail = ("weights and operator parameters" if what == "flash"
+                      else f"arena {planned['arena_bytes']:,} B + input/output {planned['io_bytes']:,} B")
+            raise UserError(f"the model does not fit {target.name}: {what} overflows by {need - have:,} bytes "
+                            f"({detail} = {need:,} B; the target has {have:,} B)")
+
+
+def _overflow_error(target: Target, error) -> UserError:
+    sizes = {"FLASH": target.flash_bytes, "RAM": target.sram_bytes}
+    parts = [f"{'SRAM' if name == 'RAM' else name.lower()} overflows by {count:,} bytes "
+             f"(the target has {sizes.get(name, 0):,} B)" for name, count in error.regions]
+    return UserError(f"the model does not fit {target.name}: " + "; ".join(parts) + " (reported by the linker)")
+
+
+def compile_firmware(directory: Path, target: Target, model: str) -> dict:
+    """Steps 2-4 in `directory` (a written project): the report entries of the linked firmware."""
+    from mcu_attn.codegen import elfinfo, firmware
+    from mcu_attn.codegen.stack import stack_bound
+    from mcu_attn.targets import toolchain
+
+    toolchain.make(directory, "objects")
+    elf = directory / firmware.ELF
+    try:
+        (directory / firmware.LINKER_SCRIPT).write_bytes(firmware.linker_script(target, model, 0))
+        toolchain.make(directory, firmware.ELF)
+        stack = stack_bound(elf, sorted((directory / "build").rglob("*.ci")))
+        elf.unlink()
+        (directory / firmware.LINKER_SCRIPT).write_bytes(firmware.linker_script(target, model, stack.bytes))
+        toolchain.make(directory, firmware.ELF)
+    except toolchain.LinkOverflow as error:
+        elf.unlink(missing_ok=True)
+        raise _overflow_error(target, error) from None
+    section_list = elfinfo.sections(elf)
+    use = elfinfo.memory_use(section_list, target.sram_base, target.sram_bytes)
+    symbols = elfinfo.symbols(elf, list(HARNESS_SYMBOLS))
+    return {"compiled": True, "elf": firmware.ELF, "flash_bytes": use["flash_bytes"],
+            "ram_bytes": use["ram_static_bytes"] + stack.bytes, "ram_static_bytes": use["ram_static_bytes"],
+            "sections": section_list, "stack": stack.as_dict(), "symbols": symbols,
+            "renode": sorted(f"renode/{target.name}.{ext}" for ext in ("resc", "robot"))
+            if target.renode_platform else [], "qemu_machine": target.qemu_machine}
+
+
+HARNESS_SYMBOLS = ("ma_harness_input", "ma_harness_output", "ma_harness_idle", "ma_harness_infer",
+                   "ma_harness_halt", "ma_run", "ma_init", "Reset_Handler", "main")
+
+
+def _add_layer_symbols(report: dict, directory: Path) -> None:
+    """Address and code size of each layer function in the ELF (report.json layers[i])."""
+    from mcu_attn.codegen import elfinfo
+
+    found = elfinfo.symbols(directory / report["elf"], [layer["symbol"] for layer in report["layers"]])
+    for layer in report["layers"]:
+        entry = found.get(layer["symbol"])
+        layer["address"] = entry["address"] if entry else None
+        layer["code_bytes"] = entry["size"] if entry else None
 
 
 def _write_tree(root: Path, files: dict[str, bytes]) -> None:
@@ -171,7 +265,7 @@ def _swap_into_place(staging: Path, out_dir: Path) -> None:
 def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
           options: BuildOptions = BuildOptions()) -> dict:
     """Build `onnx_path` for `target` into `out_dir`; returns the report (also written as report.json)."""
-    target = _check_options(target, options)
+    resolved = _check_options(target, options)
     check_out_dir(Path(out_dir))
     out_dir = Path(out_dir).resolve()
     float_graph = import_model(onnx_path)
@@ -180,17 +274,35 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
     if options.bits != 32:
         graph = quantize_graph(float_graph, calib, options.bits)
     project = generate(graph)
+    files = dict(project.files)
+    sources = _source_files(Path(onnx_path), options)
+    files.update(sources)
+    missing: list[str] = []
+    if not resolved.is_host:
+        from mcu_attn.codegen import firmware
+        from mcu_attn.targets import toolchain
+
+        check_fits(resolved, planned_sizes(graph, project))
+        files.update(firmware.board_files(project, resolved, graph.name))
+        missing = toolchain.missing_tools()
+        if missing:  # the project is complete without the ELF: write the script a later `make` links with
+            files[firmware.LINKER_SCRIPT] = firmware.linker_script(resolved, graph.name, 0)
 
     created = _make_parents(out_dir.parent)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary directory
-        _write_tree(staging, {**project.files, MARKER: MARKER_TEXT.encode()})
-        check = None
-        if target == "host":
+        _write_tree(staging, {**dict(sorted(files.items())), MARKER: MARKER_TEXT.encode()})
+        check = firmware_entries = None
+        if resolved.is_host:
             samples, source = _check_inputs(float_graph, calib, options.check_samples)
             check = {"source": source, **host_check(staging, graph, samples)}
-        report = make_report(target, Path(onnx_path).name, options, float_graph, graph, project, check)
+        elif not missing:
+            firmware_entries = compile_firmware(staging, resolved, graph.name)
+        report = make_report(resolved, SOURCE_MODEL, options, float_graph, graph, project, check,
+                             firmware_entries, Path(onnx_path))
+        if firmware_entries:
+            _add_layer_symbols(report, staging)
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         _swap_into_place(staging, out_dir)
     except BaseException:
@@ -198,7 +310,26 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
         for directory in reversed(created):  # parents made for this build go too: nothing half-written
             directory.rmdir()
         raise
+    if missing:
+        from mcu_attn.targets.toolchain import INSTALL_HINT
+
+        raise UserError(f"{' and '.join(missing)} not found on PATH: wrote the sources to {out_dir} without "
+                        f"compiling them; {INSTALL_HINT}, then run `make -C {out_dir}`")
     return report
+
+
+SOURCE_MODEL = "source/model.onnx"
+SOURCE_CALIB = "source/calib.npy"
+
+
+def _source_files(model: Path, options: BuildOptions) -> dict[str, bytes]:
+    """The model and calibration data the build used, copied into DIR/source/: the build directory is
+    self-contained, so `simulate DIR` can rebuild the reference anywhere (Docker included), and the tree stays
+    reproducible (no paths of the machine that built it)."""
+    files = {SOURCE_MODEL: model.read_bytes()}
+    if options.calib:
+        files[SOURCE_CALIB] = Path(options.calib).read_bytes()
+    return files
 
 
 def _make_parents(directory: Path) -> list[Path]:

@@ -45,18 +45,28 @@ def _save_npy_atomic(path: str, array: np.ndarray) -> None:
 def cmd_targets(args: argparse.Namespace) -> None:
     from mcu_attn.targets.table import TARGETS
 
-    rows = [{"name": t.name, "aliases": list(t.aliases), "core": t.core, "clock_mhz": t.clock_hz / 1e6,
-             "flash_kb": t.flash_bytes // 1024, "sram_kb": t.sram_bytes // 1024, "extra_ram": t.extra_ram,
-             "source": t.source} for t in TARGETS]
+    rows = [{**t.as_dict(), "clock_mhz": t.clock_hz / 1e6, "flash_kb": t.flash_bytes // 1024,
+             "sram_kb": t.sram_bytes // 1024} for t in TARGETS]
     if args.json:
         _print_json({"targets": rows})
         return
-    print(f"{'target':<11} {'core':<11} {'clock':>9} {'flash':>8} {'sram':>8}  other RAM / source")
-    for row in rows:
-        name = row["name"] + (f" ({','.join(row['aliases'])})" if row["aliases"] else "")
-        clock = f"{row['clock_mhz']:.0f} MHz" if row["clock_mhz"] else "-"
-        print(f"{name:<11} {row['core']:<11} {clock:>9} {row['flash_kb']:>5} KB {row['sram_kb']:>5} KB  "
-              f"{row['extra_ram']}; {row['source']}")
+    print(f"{'target':<16} {'core':<11} {'fpu':<12} {'clock':>8} {'flash':>9} {'sram':>8}  {'run I':>8} {'V':>4} "
+          f"{'WS':>2}  emulation")
+    for t, row in zip(TARGETS, rows):
+        name = t.name + (f" ({','.join(t.aliases)})" if t.aliases else "")
+        clock = f"{row['clock_mhz']:.0f} MHz" if t.clock_hz else "-"
+        current = f"{t.run_current_a * 1e3:.3g} mA" if t.run_current_a is not None else "-"
+        volts = f"{t.voltage_v:.1f}" if t.voltage_v is not None else "-"
+        waits = str(t.flash_wait_states) if t.flash_wait_states is not None else "-"
+        emulation = ", ".join(filter(None, (f"QEMU {t.qemu_machine}" if t.qemu_machine else "",
+                                            f"Renode {t.renode_platform}" if t.renode_platform else ""))) or "-"
+        print(f"{name:<16} {t.core:<11} {t.fpu or '-':<12} {clock:>8} {row['flash_kb']:>6} KB {row['sram_kb']:>5} KB"
+              f"  {current:>8} {volts:>4} {waits:>2}  {emulation}")
+        if not t.is_host:
+            print(f"{'':<16} flash @0x{t.flash_base:08X}, SRAM @0x{t.sram_base:08X} ({t.extra_ram}); console "
+                  f"{t.console_uart} @0x{t.console_uart_base:08X}; DWT {'yes' if t.has_dwt else 'no'}")
+        print(f"{'':<16} source: {t.source}")
+    print("Every constant's citation: mcu-attn targets --json (\"citations\"), or docs/targets.md.")
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -109,6 +119,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
                   + (f", kept at 8-bit: {', '.join(report['kept_8bit'])}" if report["kept_8bit"] else ""))
 
 
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
 def cmd_build(args: argparse.Namespace) -> None:
     import time
 
@@ -116,14 +130,51 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     started = time.monotonic()
     report = build(args.model, args.target, args.output, BuildOptions(bits=args.bits, calib=args.calib))
+    elapsed = time.monotonic() - started
     check = report["host_check"]
-    verdict = ""
-    if check:
-        agreement = ("bit-exact" if check["bit_exact"] else f"max |error| {check['max_abs_error']:.3g}")
-        verdict = f"; host check on {check['samples']} {check['source']} samples: {agreement}"
-    print(f"built {args.output} for {report['target']} (--bits {report['bits']}) in "
-          f"{time.monotonic() - started:.1f} s: arena {report['ram_bytes']:,} B, const data "
-          f"{report['flash_bytes']:,} B{verdict}")
+    if report["target"] == "host":
+        verdict = ""
+        if check:
+            agreement = ("bit-exact" if check["bit_exact"] else f"max |error| {check['max_abs_error']:.3g}")
+            verdict = f"; host check on {check['samples']} {check['source']} samples: {agreement}"
+        print(f"built {args.output} for {report['target']} (--bits {report['bits']}) in {elapsed:.1f} s: arena "
+              f"{report['ram_bytes']:,} B, const data {report['flash_bytes']:,} B{verdict}")
+        return
+    memory = report["memory"]
+    print(f"built {args.output}/{report['elf']} for {report['target']} ({report['core']}, --bits {report['bits']}) "
+          f"in {elapsed:.1f} s")
+    constants = report["planned"]["flash_bytes"]
+    print(f"  flash {report['flash_bytes']:>9,} B of {memory['flash']['bytes']:,} "
+          f"({_percent(report['flash_bytes'], memory['flash']['bytes'])}): weights and operator parameters "
+          f"{constants:,} B, code and the rest {report['flash_bytes'] - constants:,} B")
+    stack = report["stack"]
+    print(f"  SRAM  {report['ram_bytes']:>9,} B of {memory['sram']['bytes']:,} "
+          f"({_percent(report['ram_bytes'], memory['sram']['bytes'])}): arena {report['arena_bytes']:,} B, "
+          f"data+bss+noinit {report['ram_static_bytes']:,} B (arena included), stack {stack['bytes']:,} B "
+          f"({' > '.join(f['function'] for f in stack['chain'])})")
+    print(f"  {report['params']:,} params, {report['macs']:,} MACs, {len(report['layers'])} layer functions"
+          + (f"; Renode: {', '.join(report['renode'])}" if report["renode"] else "")
+          + (f"; QEMU: -M {report['qemu_machine']}" if report["qemu_machine"] else ""))
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from mcu_attn.data import load_labels, load_stack
+    from mcu_attn.sim.report import format_table
+    from mcu_attn.sim.run import SimOptions, simulate
+
+    data = load_stack(args.data, "data") if args.data else None
+    labels = None
+    if args.labels:
+        if data is None:
+            raise UserError("--labels needs --data (the labels of those samples)")
+        labels = load_labels(args.labels, data.shape[0])
+    options = SimOptions(engine=args.engine, limit=args.limit, cycle_model=args.cycle_model, model=args.model,
+                         calib=args.calib)
+    result = simulate(args.dir, data, labels, options)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_table(result, args.top))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,12 +204,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="generate, compile and check C code for a target")
     build.add_argument("model")
-    build.add_argument("--target", required=True, help="a target name (`mcu-attn targets`); host for now")
+    build.add_argument("--target", required=True,
+                       help="a target name or alias (`mcu-attn targets`): a Cortex-M part or core, or host")
     build.add_argument("-o", "--output", required=True, help="output directory (replaced when made by a build)")
     build.add_argument("--bits", type=int, choices=(8, 4, 32), default=32,
                        help="8/4: integer weights (int8 activations); 32: the float baseline")
     build.add_argument("--calib", help=".npy stack of calibration samples (needed for --bits 8 and 4)")
     build.set_defaults(func=cmd_build)
+
+    simulate = sub.add_parser("simulate", help="run a Cortex-M build in an emulator: outputs checked against the "
+                              "reference, instructions counted per layer, cycles and energy estimated")
+    simulate.add_argument("dir", help="a directory made by `mcu-attn build MODEL --target T -o DIR`")
+    simulate.add_argument("--data", help=".npy stack of samples (default: the first calibration samples)")
+    simulate.add_argument("--labels", help=".npy integer class per sample (accuracy)")
+    simulate.add_argument("--engine", choices=("unicorn", "qemu", "renode"), default="unicorn",
+                          help="unicorn (in-process, default), qemu (qemu-system-arm) or renode")
+    simulate.add_argument("--limit", type=int, help="simulate only the first N samples")
+    simulate.add_argument("--cycle-model", help="JSON file overriding cycle-model constants (docs/cycle-model.md)")
+    simulate.add_argument("--model", help="the ONNX model, when report.json's path no longer points at it")
+    simulate.add_argument("--calib", help="the calibration .npy, when report.json's path no longer points at it")
+    simulate.add_argument("--top", type=int, default=10, help="layers listed in the table (default 10)")
+    simulate.add_argument("--json", action="store_true")
+    simulate.set_defaults(func=cmd_simulate)
     return parser
 
 

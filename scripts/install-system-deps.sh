@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# System packages mcu-attn uses on Debian/Ubuntu: the Arm GNU toolchain with newlib (firmware builds) and QEMU
-# (second emulation engine). Shared by .ci/run and the Dockerfile so CI exercises the image's install steps.
+# System packages mcu-attn uses on Debian/Ubuntu: the Arm GNU toolchain with newlib (firmware builds), make and
+# CMake (the generated projects), and QEMU (an emulation engine). Shared by .ci/run and the Dockerfile, so CI
+# exercises every install step of the image except the Renode download, which the Dockerfile does itself.
 # Installs only what is missing; needs root (or sudo).
 set -euo pipefail
-packages=(gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
+packages=(gcc make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

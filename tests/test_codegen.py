@@ -283,7 +283,7 @@ def _expect_clean_failure(result, phrase: str) -> None:
 
 @pytest.mark.parametrize("args,phrase", [
     (["--target", "esp32"], "unknown target 'esp32'"),
-    (["--target", "stm32"], "Cortex-M targets arrive with the firmware work"),
+    (["--target", "stm32", "--bits", "4"], "needs --calib"),
     (["--target", "host", "--bits", "7"], "invalid choice: 7"),
     (["--target", "host", "--bits", "8"], "needs --calib"),
     (["--target", "host", "--bits", "32", "--calib", "absent.npy"], "no such file"),

@@ -13,7 +13,8 @@ path, time or host detail reaches the files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Callable
 
 import jinja2
@@ -56,6 +57,8 @@ class Project:
     weights_bytes: int      # constant tensors in weights.c
     params_bytes: int       # operator parameters in model.c (tables, strides; structs as on a 32-bit target)
     kernel_functions: list[str]   # the ma_* functions model.c calls
+    sources: list[str] = field(default_factory=list)   # C sources in link order (main.c first)
+    headers: list[str] = field(default_factory=list)
 
 
 class EmitContext:
@@ -140,6 +143,11 @@ class EmitContext:
         self.struct_bytes += sum(8 if isinstance(v, tuple) and v[0] == "int64_t" else 4 for _, v in fields)
         return name
 
+    def data_bytes(self) -> int:
+        """Bytes of constant data registered so far (weights, tables, parameter structs): per-layer accounting."""
+        return (sum(a.nbytes for a in self.weights.values()) + sum(a.nbytes for a in self.tables.values())
+                + self.struct_bytes)
+
     def check(self, expr: str, bound: int) -> None:
         self.checks.append({"expr": expr, "bound": str(bound)})
 
@@ -153,6 +161,12 @@ class EmitContext:
         if isinstance(value, float) or ctype == "float":
             return c_float(value)
         return c_int(int(value), ctype or "int32_t")
+
+
+def layer_symbol(index: int, name: str, width: int = 3) -> str:
+    """`ma_layer_NNN_<name>`: the function holding one node's kernel calls (docs/firmware.md)."""
+    stem = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")[:48] or "node"
+    return f"ma_layer_{index:0{width}d}_{stem}"
 
 
 def _comment(text: str) -> str:
@@ -217,28 +231,33 @@ def generate(graph: Graph) -> Project:
     steps, sizes = _steps(graph), _sizes(graph)
     plan = plan_memory(steps, sizes, graph.inputs, graph.outputs, graph.constants)
     ctx = EmitContext(graph, plan)
-    rendered_steps, layers, functions = [], [], set()
+    rendered_layers, layers, functions = [], [], set()
+    width = max(3, len(str(len(graph.nodes) - 1)))
     for index, (node, step) in enumerate(zip(graph.nodes, steps)):
         ctx.step = index
+        before = ctx.data_bytes()
         calls = [] if step.view_of is not None else ops.lookup(node).emit(ctx, node)
         out = node.outputs[0]
         location = plan.values[out]
         kind = "view" if step.view_of is not None else ("in place" if index in plan.inplace_steps else "")
-        if calls:
-            functions.update(call.fn for call in calls)
-            note = f", {kind}" if kind else ""
-            rendered_steps.append({"comment": _comment(f"{node.name or out}: {node.op} -> "
-                                                       f"{graph.type(out).describe()}{note}"),
-                                   "calls": [{"fn": c.fn, "args": list(c.args)} for c in calls]})
-        layers.append({"name": node.name or out, "op": node.op, "macs": node_macs(graph, node),
-                       "shape": list(graph.shape(out)), "storage": location.storage, "kind": kind or "kernel",
+        functions.update(call.fn for call in calls)
+        note = f", {kind}" if kind else ""
+        symbol = layer_symbol(index, node.name or out, width)
+        rendered_layers.append({"symbol": symbol,
+                                "comment": _comment(f"{node.name or out}: {node.op} -> "
+                                                    f"{graph.type(out).describe()}{note}"),
+                                "calls": [{"fn": c.fn, "args": list(c.args)} for c in calls]})
+        fresh = location.storage == "arena" and not kind and location.root == out
+        layers.append({"name": node.name or out, "op": node.op, "symbol": symbol,
+                       "macs": node_macs(graph, node), "shape": list(graph.shape(out)),
+                       "storage": location.storage, "kind": kind or "kernel",
                        "arena_offset": location.offset if location.storage == "arena" else None,
-                       "scratch_offset": plan.scratch.get(index)})
+                       "scratch_offset": plan.scratch.get(index),
+                       "arena_bytes": (sizes[out] if fresh else 0) + steps[index].scratch,
+                       "weights_bytes": ctx.data_bytes() - before})
     output = graph.outputs[0]
-    if plan.copy_out:
-        rendered_steps.append({"comment": "the output is not a whole planned buffer: copy it out",
-                               "calls": [{"fn": "memcpy", "args": ["out", ctx.raw(output),
-                                                                   str(sizes[output])]}]})
+    if plan.copy_out and rendered_layers:  # the last layer function ends with the copy into the caller's buffer
+        rendered_layers[-1]["calls"].append({"fn": "memcpy", "args": ["out", ctx.raw(output), str(sizes[output])]})
 
     model = graph.name
     in_ctype, out_ctype = (CTYPES[graph.type(v).dtype] for v in (graph.inputs[0], output))
@@ -262,7 +281,7 @@ def generate(graph: Graph) -> Project:
             **common, macros=macros, input_ctype=in_ctype, output_ctype=out_ctype),
         "model.c": env.get_template("model/model.c.j2").render(
             **common, arena_bytes=plan.arena_bytes, arena_length=max(8, plan.arena_bytes), tables=tables,
-            structs=ctx.structs, checks=ctx.checks, steps=rendered_steps, input_ctype=in_ctype,
+            structs=ctx.structs, checks=ctx.checks, layers=rendered_layers, input_ctype=in_ctype,
             output_ctype=out_ctype),
         "weights.h": env.get_template("model/weights.h.j2").render(
             **common, weights=weights, weights_bytes=weights_bytes),
@@ -272,4 +291,5 @@ def generate(graph: Graph) -> Project:
     }
     files = {name: text.encode() for name, text in texts.items()}
     files.update({rel: path.read_bytes() for path, rel in kernel_rel.items()})
-    return Project(dict(sorted(files.items())), plan, layers, weights_bytes, params_bytes, kernel_functions)
+    return Project(dict(sorted(files.items())), plan, layers, weights_bytes, params_bytes, kernel_functions,
+                   sources, headers)

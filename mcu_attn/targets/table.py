@@ -1,48 +1,216 @@
-"""The boards and cores mcu-attn knows. Every figure is from the vendor datasheet named beside it.
+"""The boards and cores mcu-attn knows, with every constant's source.
 
-Flash and SRAM are what the linker may use for the model firmware: contiguous main SRAM only (CCM/DTCM and
-backup RAM are listed separately because ordinary DMA-less code may still use them for the arena).
+Memory. `flash_*` and `sram_*` are what the linker may use for the model firmware: one contiguous flash region and
+one contiguous SRAM region (the TCM/CCM/backup RAMs that are not contiguous with it are listed in `extra_ram`).
+
+Clock and energy. `clock_hz` is the highest core clock the datasheet allows; `run_current_a` is the typical supply
+current in Run mode at that clock with code executing from flash, at `voltage_v`; `flash_wait_states` is the
+number the reference manual prescribes at that clock; `flash_cache` names what hides them. The cycle and energy
+models (`mcu_attn/sim`) read these. The generated firmware itself runs at the reset clock (no PLL set-up, so that
+emulators without a clock-tree model boot it too); cycles are counted, so that does not change the counts.
+
+Citations. `source` covers the core, clock and memory map; `citations` gives one string per other constant
+(`cite(field)`). A citation says "not verified" where the number could not be checked against the document
+named, so that nobody mistakes a recollection for a datasheet figure. docs/targets.md has the same table.
+
+Console. `console_uart` names the UART register interface the harness polls (`mcu_attn/firmware_templates/cortexm/
+console_*.c`): "stm32-usart-sr" (STM32F4: SR/DR), "stm32-usart-isr" (STM32F7/H7/L4: ISR/TDR), "nrf-uarte"
+(nRF52 UARTE, EasyDMA) and "cmsdk-uart" (Arm CMSDK APB UART of the MPS2 FPGA images).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mcu_attn.errors import UserError
 
 KB = 1024
+MB = 1024 * KB
+
+_FPU_FLAGS = {
+    None: ("-mfloat-abi=soft",),
+    "fpv4-sp-d16": ("-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
+    "fpv5-sp-d16": ("-mfpu=fpv5-sp-d16", "-mfloat-abi=hard"),
+    "fpv5-d16": ("-mfpu=fpv5-d16", "-mfloat-abi=hard"),
+}
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
-    core: str
+    core: str                        # the -mcpu name: cortex-m4, cortex-m7, cortex-m33 (or "host")
+    fpu: str | None                  # the -mfpu name, None without an FPU
     clock_hz: int
-    flash_bytes: int
     flash_base: int
-    sram_bytes: int
+    flash_bytes: int
     sram_base: int
+    sram_bytes: int
     extra_ram: str
-    source: str
+    source: str                      # core, clock and memory map
     aliases: tuple[str, ...] = ()
+    renode_platform: str | None = None   # platforms/cpus/*.repl inside a Renode installation
+    qemu_machine: str | None = None      # qemu-system-arm -M name whose memory map and console UART match
+    pyocd_target: str | None = None
+    console_uart: str | None = None      # register interface, see the module docstring
+    console_uart_base: int | None = None
+    has_dwt: bool = False                # DWT cycle counter (DWT->CYCCNT)
+    run_current_a: float | None = None
+    voltage_v: float | None = None
+    flash_wait_states: int | None = None
+    flash_cache: str = "none"
+    citations: tuple[tuple[str, str], ...] = field(default=())
 
+    @property
+    def is_host(self) -> bool:
+        return self.name == "host"
+
+    @property
+    def cflags(self) -> tuple[str, ...]:
+        """-mcpu/-mthumb/-mfpu/-mfloat-abi for arm-none-eabi-gcc (empty for the host)."""
+        if self.is_host:
+            return ()
+        return (f"-mcpu={self.core}", "-mthumb", *_FPU_FLAGS[self.fpu])
+
+    def cite(self, name: str) -> str:
+        """The source of one constant (`source` when it has no citation of its own)."""
+        return dict(self.citations).get(name, self.source)
+
+    def as_dict(self) -> dict:
+        """Everything `mcu-attn targets --json` prints (addresses as integers)."""
+        names = ("name", "aliases", "core", "fpu", "clock_hz", "flash_base", "flash_bytes", "sram_base",
+                 "sram_bytes", "extra_ram", "renode_platform", "qemu_machine", "pyocd_target", "console_uart",
+                 "console_uart_base", "has_dwt", "run_current_a", "voltage_v", "flash_wait_states", "flash_cache",
+                 "source")
+        entry = {key: getattr(self, key) for key in names}
+        entry["aliases"] = list(self.aliases)
+        entry["cflags"] = list(self.cflags)
+        entry["citations"] = dict(self.citations)
+        return entry
+
+
+# ---- citations ---------------------------------------------------------------------------------------------------
+# The memory maps, clocks and flash wait states of the ST parts are in their reference manuals (RM) and
+# datasheets (DS); the Nordic part's in its Product Specification (PS). "not verified" marks a number recalled
+# from the document named that could not be checked against it when the table was written.
+
+_F746_RUN = ("ST DS10916 (STM32F745xx/STM32F746xx datasheet), sec. 6.3.6 'Supply current characteristics', "
+             "Run mode from flash (ART and L1-cache on), 216 MHz, all peripherals disabled, typical: about "
+             "100 mA. Rounded; not verified against the table")
+_F407_RUN = ("ST DS8626 (STM32F405xx/STM32F407xx datasheet), sec. 5.3.6, Table 20 'Typical and maximum current "
+             "consumption in Run mode, code with data processing running from Flash memory (ART accelerator "
+             "enabled)', 168 MHz, all peripherals disabled, typical 40 mA (= the 238 uA/MHz ST quotes for this "
+             "line). Not verified against the table")
+_H743_RUN = ("ST DS12110 (STM32H742xI/G STM32H743xI/G datasheet), sec. 6.3.6, Run mode current from flash, "
+             "480 MHz (VOS0), all peripherals disabled, typical: order of 150 mA. Not verified against the table; "
+             "treat as an estimate")
+_L476_RUN = ("ST DS10198 (STM32L476xx datasheet), cover page '100 uA/MHz run mode (LDO mode)' times 80 MHz; "
+             "sec. 6.3.5 'Current consumption in Run mode, code with data processing running from Flash, ART "
+             "enable (Cache ON Prefetch OFF)', Range 1, 80 MHz gives the full figure. Derived, not verified "
+             "against the table")
+_NRF_RUN = ("Nordic nRF52840 Product Specification v1.x, sec. 'Current consumption > Electrical specification > "
+            "CPU running', ICPU0: CPU running CoreMark at 64 MHz from flash, cache enabled, clock HFXO, "
+            "regulator DC/DC, 3 V: 3.3 mA typical (about 52 uA/MHz). Not verified against the table")
+_WS = {
+    "stm32f746": "ST RM0385 (STM32F75xxx/74xxx reference manual), sec. 3.3.2, Table 5 'Number of wait states "
+                 "according to CPU clock (HCLK) frequency': 7 WS for 210 < HCLK <= 216 MHz at 2.7-3.6 V. "
+                 "Not verified against the table",
+    "stm32f407": "ST RM0090 (STM32F405/415/407/417/427/437/429/439 reference manual), sec. 3.5.1, Table 10 "
+                 "'Number of wait states according to CPU clock (HCLK) frequency': 5 WS for 150 < HCLK <= 168 MHz "
+                 "at 2.7-3.6 V (also reproduced in ST's STM32F4 standard peripheral library, FLASH_SetLatency)",
+    "stm32h743": "ST RM0433 (STM32H742/743/753/750 reference manual), sec. 4.3.8, Table 17 'FLASH recommended "
+                 "number of wait states and programming delay': 4 WS at ACLK 240 MHz (core 480 MHz, VOS0). "
+                 "Not verified against the table",
+    "stm32l476": "ST RM0351 (STM32L4x5/L4x6 reference manual), sec. 3.3.3, Table 9 'Number of wait states "
+                 "according to CPU clock (HCLK) frequency': 4 WS for 64 < HCLK <= 80 MHz in Range 1. "
+                 "Not verified against the table",
+    "nrf52840": "Nordic nRF52840 PS: no programmable flash wait states and no wait-state figure found (not "
+                "verified); 0 assumed, with the instruction cache (NVMC ICACHECNF) on as in the ICPU0 current figure",
+}
+_UART = {
+    "stm32f746": "USART1 at 0x40011000: ST RM0385 sec. 2.2.2 Table 1 (memory map); Renode platforms/cpus/"
+                 "stm32f746.repl maps usart1 (STM32F7_USART) there",
+    "stm32f407": "USART1 at 0x40011000: ST RM0090 sec. 2.3 Table 1; Renode platforms/cpus/stm32f4.repl (STM32_UART) "
+                 "and QEMU netduinoplus2 (first -serial) map it there",
+    "stm32h743": "USART1 at 0x40011000: ST RM0433 sec. 2.3.2 Table 8; Renode platforms/cpus/stm32h7.repl "
+                 "(STM32F7_USART)",
+    "stm32l476": "USART1 at 0x40013800: ST RM0351 sec. 2.2.2 Table 1 (memory map). Not verified against the table",
+    "nrf52840": "UARTE0 at 0x40002000: nRF52840 PS sec. 'Memory > Instantiation'; Renode platforms/cpus/"
+                "nrf52840.repl (NRF52840_UART, easyDMA: true)",
+}
+_MPS2 = ("Arm MPS2 FPGA image as QEMU 7.2 models it (qemu-system-arm -M {machine}, `info mtree`): {memory}; "
+         "console is the CMSDK APB UART0 at {uart}. No silicon: no clock, current or flash wait states")
+_NO_SILICON = "none: an FPGA image, not a part with a datasheet"
+
+
+def _cites(name: str, run: str, volts: str) -> tuple[tuple[str, str], ...]:
+    return (("run_current_a", run), ("voltage_v", volts), ("flash_wait_states", _WS[name]),
+            ("console_uart_base", _UART[name]))
+
+
+_ST_VOLTS = "VDD = 3.3 V, the condition of the typical Run-mode figures in the ST datasheet named for run_current_a"
 
 TARGETS: tuple[Target, ...] = (
-    Target("stm32f746", "cortex-m7", 216_000_000, 1024 * KB, 0x0800_0000, 320 * KB, 0x2000_0000,
-           "64 KB DTCM inside the 320 KB, 16 KB ITCM",
-           "ST DS10916 (STM32F745xx/STM32F746xx datasheet) sec. 1 and 3.4-3.5", aliases=("stm32",)),
-    Target("stm32f407", "cortex-m4f", 168_000_000, 1024 * KB, 0x0800_0000, 128 * KB, 0x2000_0000,
+    Target("stm32f746", "cortex-m7", "fpv5-sp-d16", 216_000_000, 0x0800_0000, 1 * MB, 0x2000_0000, 320 * KB,
+           "the 320 KB are 64 KB DTCM + 240 KB SRAM1 + 16 KB SRAM2; +16 KB ITCM RAM, 4 KB backup SRAM",
+           "ST DS10916 (STM32F745xx/STM32F746xx datasheet) sec. 1, 3.4 (memories) and Figure 'Memory map'",
+           aliases=("stm32",), renode_platform="platforms/cpus/stm32f746.repl", pyocd_target="stm32f746nghx",
+           console_uart="stm32-usart-isr", console_uart_base=0x4001_1000, has_dwt=True, run_current_a=0.100,
+           voltage_v=3.3, flash_wait_states=7, flash_cache="ART accelerator + L1 I/D cache (4 KB each)",
+           citations=_cites("stm32f746", _F746_RUN, _ST_VOLTS)),
+    Target("stm32f407", "cortex-m4", "fpv4-sp-d16", 168_000_000, 0x0800_0000, 1 * MB, 0x2000_0000, 128 * KB,
            "+64 KB CCM data RAM at 0x10000000",
-           "ST DS8626 (STM32F405xx/STM32F407xx datasheet) sec. 2.2.4-2.2.6"),
-    Target("stm32h743", "cortex-m7", 480_000_000, 2048 * KB, 0x0800_0000, 512 * KB, 0x2400_0000,
-           "+128 KB DTCM at 0x20000000, 64 KB ITCM, 288 KB AHB SRAM",
-           "ST DS12110 (STM32H742xI/G STM32H743xI/G datasheet) sec. 3.3.1-3.3.2"),
-    Target("stm32l476", "cortex-m4f", 80_000_000, 1024 * KB, 0x0800_0000, 96 * KB, 0x2000_0000,
+           "ST DS8626 (STM32F405xx/STM32F407xx datasheet) sec. 2.2.4-2.2.6 and Figure 18 'Memory map'",
+           renode_platform="platforms/cpus/stm32f4.repl", qemu_machine="netduinoplus2",
+           pyocd_target="stm32f407vgtx", console_uart="stm32-usart-sr", console_uart_base=0x4001_1000,
+           has_dwt=True, run_current_a=0.040, voltage_v=3.3, flash_wait_states=5,
+           flash_cache="ART accelerator (instruction cache + prefetch)",
+           citations=_cites("stm32f407", _F407_RUN, _ST_VOLTS)),
+    Target("stm32h743", "cortex-m7", "fpv5-d16", 480_000_000, 0x0800_0000, 2 * MB, 0x2400_0000, 512 * KB,
+           "+128 KB DTCM at 0x20000000, 64 KB ITCM, 288 KB AHB SRAM (D2), 64 KB SRAM4 (D3)",
+           "ST DS12110 (STM32H742xI/G STM32H743xI/G datasheet) sec. 3.3.1-3.3.2 (480 MHz: revision V, VOS0)",
+           renode_platform="platforms/cpus/stm32h743.repl", pyocd_target="stm32h743zitx",
+           console_uart="stm32-usart-isr", console_uart_base=0x4001_1000, has_dwt=True, run_current_a=0.150,
+           voltage_v=3.3, flash_wait_states=4, flash_cache="L1 I/D cache (16 KB each)",
+           citations=_cites("stm32h743", _H743_RUN, _ST_VOLTS)),
+    Target("stm32l476", "cortex-m4", "fpv4-sp-d16", 80_000_000, 0x0800_0000, 1 * MB, 0x2000_0000, 96 * KB,
            "+32 KB SRAM2 at 0x10000000",
-           "ST DS10198 (STM32L476xx datasheet) sec. 3.5-3.6"),
-    Target("nrf52840", "cortex-m4f", 64_000_000, 1024 * KB, 0x0000_0000, 256 * KB, 0x2000_0000,
-           "none", "Nordic nRF52840 Product Specification v1.8 sec. 4.2 (memory) and 5 (CPU)"),
-    Target("host", "host", 0, 0, 0, 0, 0, "n/a", "the build machine (native run, used by tests)"),
+           "ST DS10198 (STM32L476xx datasheet) sec. 3.5-3.6 and Figure 'Memory map'",
+           pyocd_target="stm32l476rgtx", console_uart="stm32-usart-isr", console_uart_base=0x4001_3800,
+           has_dwt=True, run_current_a=0.008, voltage_v=3.0, flash_wait_states=4,
+           flash_cache="ART accelerator (1 KB instruction cache, 256 B data cache)",
+           citations=_cites("stm32l476", _L476_RUN,
+                            "VDD = 3.0 V, the typical-value condition of ST DS10198 sec. 6.3.5")),
+    Target("nrf52840", "cortex-m4", "fpv4-sp-d16", 64_000_000, 0x0000_0000, 1 * MB, 0x2000_0000, 256 * KB,
+           "none",
+           "Nordic nRF52840 Product Specification v1.x sec. 'Memory' (flash at 0, RAM at 0x20000000) and 'CPU'",
+           renode_platform="platforms/cpus/nrf52840.repl", pyocd_target="nrf52840", console_uart="nrf-uarte",
+           console_uart_base=0x4000_2000, has_dwt=True, run_current_a=0.0033, voltage_v=3.0,
+           flash_wait_states=0, flash_cache="instruction cache (NVMC ICACHECNF)",
+           citations=_cites("nrf52840", _NRF_RUN,
+                            "3 V on VDD, the common condition of the nRF52840 PS current-consumption scenarios")),
+    Target("cortex-m4", "cortex-m4", "fpv4-sp-d16", 25_000_000, 0x0000_0000, 4 * MB, 0x2000_0000, 4 * MB,
+           "the image has 64 KB more block RAM at 0x01000000",
+           _MPS2.format(machine="mps2-an386", memory="4 MB ZBT SSRAM1 at 0 (code), 4 MB SSRAM2/3 at 0x20000000",
+                        uart="0x40004000") + "; 25 MHz is the FPGA image's nominal clock",
+           qemu_machine="mps2-an386", pyocd_target="cortex_m", console_uart="cmsdk-uart",
+           console_uart_base=0x4000_4000, has_dwt=True,
+           citations=(("run_current_a", _NO_SILICON), ("flash_wait_states", _NO_SILICON))),
+    Target("cortex-m7", "cortex-m7", "fpv5-d16", 25_000_000, 0x0000_0000, 4 * MB, 0x2000_0000, 4 * MB,
+           "the image has 16 MB PSRAM at 0x60000000",
+           _MPS2.format(machine="mps2-an500", memory="4 MB ZBT SSRAM1 at 0 (code), 4 MB SSRAM2/3 at 0x20000000",
+                        uart="0x40004000") + "; 25 MHz is the FPGA image's nominal clock",
+           qemu_machine="mps2-an500", pyocd_target="cortex_m", console_uart="cmsdk-uart",
+           console_uart_base=0x4000_4000, has_dwt=True,
+           citations=(("run_current_a", _NO_SILICON), ("flash_wait_states", _NO_SILICON))),
+    Target("cortex-m33", "cortex-m33", "fpv5-sp-d16", 25_000_000, 0x1000_0000, 4 * MB, 0x3800_0000, 4 * MB,
+           "runs in the Secure state: code and data use the Secure aliases",
+           _MPS2.format(machine="mps2-an505", memory="4 MB ZBT SSRAM1 at 0x10000000 (Secure alias of 0, code), "
+                        "2+2 MB SSRAM2/3 at 0x38000000 (Secure alias of 0x28000000)", uart="0x50200000 (Secure)")
+           + "; 25 MHz is the FPGA image's nominal clock",
+           qemu_machine="mps2-an505", pyocd_target="cortex_m", console_uart="cmsdk-uart",
+           console_uart_base=0x5020_0000, has_dwt=True,
+           citations=(("run_current_a", _NO_SILICON), ("flash_wait_states", _NO_SILICON))),
+    Target("host", "host", None, 0, 0, 0, 0, 0, "n/a", "the build machine (native run, used by tests)"),
 )
 
 

@@ -1,0 +1,77 @@
+"""The Cortex-M half of a generated project (docs/firmware.md): board files from the target table.
+
+`board_files(project, target, model)` adds, to the model sources `emit.generate` wrote, the harness `main.c`
+(replacing the host one), `board.h`, `console.c` (the console UART driver the target's `console_uart` names),
+`startup.c`, `Makefile`, `CMakeLists.txt` with `cmake/arm-none-eabi.cmake`, and `renode/<target>.resc/.robot`
+where the target has a Renode platform. `linker_script(target, model, stack_bytes)` renders `linker.ld` once the
+stack bound is known (it comes from compiling, see `mcu_attn/codegen/stack.py`). Everything is rendered from
+templates under `mcu_attn/firmware_templates/{cortexm,renode}` with StrictUndefined; nothing depends on the output
+path or the time, so two builds give the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mcu_attn.codegen.emit import Project, _environment
+from mcu_attn.codegen.kernels import TEMPLATES
+from mcu_attn.targets.boards import console
+from mcu_attn.targets.table import Target
+
+ELF = "model.elf"
+LINKER_SCRIPT = "linker.ld"
+BOARD_SOURCES = ("main.c", "startup.c", "console.c")
+RENODE_UARTS = {"stm32f746": "sysbus.usart1", "stm32f407": "sysbus.usart1", "stm32h743": "sysbus.usart1",
+                "nrf52840": "sysbus.uart0"}
+RENODE_TIMEOUT_S = 120   # seconds of host time the Robot test waits for the line (the Cortex-M7 runs ~100 MIPS)
+
+
+def _hex(value: int) -> str:
+    return f"0x{value:08X}"
+
+
+def arch_flags(target: Target) -> str:
+    return " ".join(target.cflags)
+
+
+def firmware_sources(project: Project) -> list[str]:
+    """Link order: the harness and board files, then the model sources and kernels as emit listed them."""
+    return list(BOARD_SOURCES) + [s for s in project.sources if s != "main.c"]
+
+
+def board_files(project: Project, target: Target, model: str) -> dict[str, bytes]:
+    """The Cortex-M project files for `target`, keyed by relative path (linker.ld comes later)."""
+    env = _environment()
+    board = console(target)
+    common = {"model": model, "target": target.name, "core": target.core}
+    sources = firmware_sources(project)
+    headers = ["board.h"] + project.headers
+    texts = {
+        "board.h": env.get_template("cortexm/board.h.j2").render(
+            **common, has_fpu=int(target.fpu is not None), has_dwt=int(target.has_dwt),
+            has_cache=int(target.core == "cortex-m7"), macros=list(board.macros)),
+        "main.c": env.get_template("cortexm/main.c.j2").render(**common),
+        "startup.c": env.get_template("cortexm/startup.c.j2").render(**common),
+        "Makefile": env.get_template("cortexm/Makefile.j2").render(
+            **common, arch_flags=arch_flags(target), sources=sources, headers=headers),
+        "CMakeLists.txt": env.get_template("cortexm/CMakeLists.txt.j2").render(
+            **common, arch_flags=arch_flags(target), sources=sources,
+            project_name=re.sub(r"[^0-9A-Za-z_]+", "_", model).strip("_") or "model"),
+        "cmake/arm-none-eabi.cmake": env.get_template("cortexm/arm-none-eabi.cmake.j2").render(),
+    }
+    if target.renode_platform:
+        uart = RENODE_UARTS[target.name]
+        renode = {**common, "platform": target.renode_platform, "uart": uart, "timeout": RENODE_TIMEOUT_S}
+        texts[f"renode/{target.name}.resc"] = env.get_template("renode/board.resc.j2").render(**renode)
+        texts[f"renode/{target.name}.robot"] = env.get_template("renode/board.robot.j2").render(**renode)
+    files = {name: text.encode() for name, text in texts.items()}
+    files["console.c"] = (TEMPLATES / "cortexm" / board.source).read_bytes()
+    return files
+
+
+def linker_script(target: Target, model: str, stack_bytes: int) -> bytes:
+    env = _environment()
+    return env.get_template("cortexm/linker.ld.j2").render(
+        model=model, target=target.name, flash_base=_hex(target.flash_base), flash_bytes=target.flash_bytes,
+        sram_base=_hex(target.sram_base), sram_bytes=target.sram_bytes, stack_bytes=stack_bytes,
+        stack_note="" if stack_bytes else " /* no bound computed yet (report.json \"compiled\") */").encode()

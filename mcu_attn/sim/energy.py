@@ -1,0 +1,48 @@
+"""Energy ESTIMATES: estimated cycles x the energy of one cycle at the target's clock and supply.
+
+    energy_uj = cycles / clock_hz x run_current_a x voltage_v x 1e6
+
+`run_current_a` is the datasheet's typical run-mode supply current at `clock_hz` (code running from flash,
+peripherals as the datasheet's test condition states) and `voltage_v` its supply voltage; both are cited in the
+target table. There is no separate memory-access term: the datasheet run currents are measured while code runs
+from flash with the cache/accelerator on, so flash and SRAM traffic of ordinary code is already inside them,
+and no datasheet here gives a per-access energy we could add without double counting. The result inherits the
+cycle model's uncertainty and the run current's (typical, not maximum; one temperature).
+
+Targets without silicon (the MPS2 FPGA images) have no run current: their energy is None, not a guess.
+"""
+
+from __future__ import annotations
+
+from mcu_attn.errors import UserError
+
+TARGET_FIELDS = ("clock_hz", "run_current_a", "voltage_v", "flash_wait_states", "flash_cache")
+
+
+def target_field(target, name: str):
+    """A field of the target table, or a UserError naming it when this version of the table lacks it."""
+    if not hasattr(target, name):
+        raise UserError(f"target {target.name}: the target table has no {name!r} field, which simulate needs "
+                        f"for its estimates")
+    return getattr(target, name)
+
+
+def has_energy_model(target) -> bool:
+    """False for targets without a datasheet run current (FPGA images such as the MPS2 boards)."""
+    return all(target_field(target, name) for name in ("clock_hz", "run_current_a", "voltage_v"))
+
+
+def energy_uj(cycles: float, target) -> float | None:
+    """Estimated energy of `cycles` at the target's clock, run current and voltage; None without a run current."""
+    if not has_energy_model(target):
+        return None
+    clock = float(target_field(target, "clock_hz"))
+    current = float(target_field(target, "run_current_a"))
+    voltage = float(target_field(target, "voltage_v"))
+    return cycles / clock * current * voltage * 1e6
+
+
+def power_mw(target) -> float | None:
+    if not has_energy_model(target):
+        return None
+    return float(target_field(target, "run_current_a")) * float(target_field(target, "voltage_v")) * 1e3

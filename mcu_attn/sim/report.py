@@ -1,0 +1,55 @@
+"""The console table of `mcu-attn simulate` (the JSON payload is the contract; this is for people)."""
+
+from __future__ import annotations
+
+
+def _number(value, digits: int = 0) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def format_table(result: dict, top: int = 10) -> str:
+    lines = []
+    lines.append(f"{result['target']} ({result['core']}), --bits {result['bits']}, engine {result['engine']}"
+                 + (f" ({result['machine']})" if result.get("machine") else ""))
+    verdict = "bit-exact" if result["bit_exact"] else f"{result['mismatched_samples']} samples differ"
+    if "max_abs_error" in result:
+        verdict = ("within tolerance" if result["bit_exact"] else verdict) + \
+            f", max |error| {result['max_abs_error']:.3g}"
+    lines.append(f"outputs vs numpy reference on {result['samples']} samples ({result['data']}): {verdict}")
+    if result.get("accuracy") is not None:
+        lines.append(f"accuracy {result['accuracy']:.4f} (reference {result['reference_accuracy']:.4f})")
+    per_mac = (f", {result['instructions_per_mac']:.2f} instr/MAC, {result['cycles_per_mac']:.2f} cycles/MAC"
+               if result.get("instructions_per_mac") else "")
+    lines.append(f"per inference (sample {result['profiled_sample']}): {result['instructions']:,} instructions, "
+                 f"~{result['cycles']:,} cycles (estimate), ~{result['time_ms']:.2f} ms at "
+                 f"{result['estimate']['clock_hz'] / 1e6:.0f} MHz"
+                 + (f", ~{result['energy_uj']:,.1f} uJ" if result["energy_uj"] is not None else "")
+                 + per_mac)
+    breakdown = result["cycle_breakdown"]
+    memory = result["memory"]
+    lines.append(f"  cycles: core {breakdown['core']:,} + flash wait states {breakdown['flash_data_wait']:,} "
+                 f"(data) + {breakdown['flash_fetch_wait']:,} (fetch); data reads {memory['flash_reads']:,} flash / "
+                 f"{memory['sram_reads']:,} SRAM, writes {memory['data_writes']:,}")
+    if "cross_check" in result:
+        check = result["cross_check"]
+        lines.append(f"  instructions: qemu {check['qemu_instructions']:,}, unicorn {check['unicorn_instructions']:,}"
+                     f" ({'agree' if check['agree'] else 'DIFFER'})")
+    if result.get("functions"):
+        lines.append("  hottest functions: " + ", ".join(
+            f"{f['function']} {f['share'] * 100:.1f}%" for f in result["functions"][:5]))
+    if result.get("energy_uj") is None:
+        lines.append("  energy: n/a (the target table has no datasheet run current for this target)")
+    layers = sorted(result["layers"], key=lambda layer: -layer["cycles"])[:top]
+    lines.append("")
+    lines.append(f"{'layer':<52} {'op':<11} {'instructions':>12} {'cycles':>11} {'share':>6} {'uJ':>8}")
+    for layer in layers:
+        name = layer["name"] if len(layer["name"]) <= 52 else "..." + layer["name"][-49:]
+        lines.append(f"{name:<52} {layer['op'] or '-':<11} {layer['instructions']:>12,} {layer['cycles']:>11,} "
+                     f"{layer['share'] * 100:>5.1f}% {_number(layer['energy_uj'], 2):>8}")
+    if len(result["layers"]) > top:
+        lines.append(f"... {len(result['layers']) - top} more layers (--top N, or --json)")
+    lines.append("")
+    lines.append("note: " + result["estimate"]["note"])
+    return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""`mcu-attn simulate`: run a build's firmware on samples, compare with the numpy reference, profile one sample.
+
+1. Read DIR (build_dir.BuildDir): target, I/O quantization, layer symbols, ELF; rebuild the reference graph.
+2. Correctness: every sample through the chosen engine (Unicorn without hooks, QEMU, or Renode), outputs
+   compared with the reference: `bit_exact` for integer builds, within `FLOAT_TOLERANCE` for float builds;
+   `accuracy` / `reference_accuracy` with labels.
+3. Profile sample 0: executed blocks -> instruction classes per layer (profile.py), then the cycle model
+   (cycles.py) and the energy model (energy.py). Instructions are those of one `ma_harness_infer` call:
+   start-up and I/O are excluded. Cycles and energy are ESTIMATES (see docs/cycle-model.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcu_attn.errors import UserError
+from mcu_attn.sim import cycles as cycle_model
+from mcu_attn.sim.build_dir import FLOAT_TOLERANCE, BuildDir
+from mcu_attn.sim.elf import load_firmware
+from mcu_attn.sim.energy import energy_uj, power_mw, target_field
+from mcu_attn.sim.profile import COUNT_FIELDS, Profile
+from mcu_attn.sim.unicorn import MemoryMap, UnicornRunner
+
+ENGINES = ("unicorn", "qemu", "renode")
+DEFAULT_SAMPLES = 16
+ESTIMATE_NOTE = ("cycles and energy are estimates: instruction counts from the emulator, cycles from a per-core "
+                 "timing table and a flash wait-state/cache model (docs/cycle-model.md), energy = cycles / clock x "
+                 "datasheet run current x supply voltage; no emulator used here is cycle-accurate")
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    engine: str = "unicorn"
+    limit: int | None = None
+    cycle_model: str | None = None    # JSON overrides of the cycle model constants
+    model: str | None = None          # overrides report.json's model path
+    calib: str | None = None          # overrides report.json's calib path
+
+
+def memory_map(target) -> MemoryMap:
+    return MemoryMap(target.flash_base, target.flash_bytes, target.sram_base, target.sram_bytes,
+                     boot_alias=target.flash_base != 0)
+
+
+def _compare(build: BuildDir, got: np.ndarray, expected: np.ndarray) -> dict:
+    if build.output.dtype == "int8":
+        same = [bool(np.array_equal(g, e)) for g, e in zip(got, expected)]
+        return {"bit_exact": all(same), "mismatched_samples": int(len(same) - sum(same)),
+                "comparison": "bit for bit"}
+    difference = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+    bound = FLOAT_TOLERANCE * np.maximum(1.0, np.abs(expected.astype(np.float64)))
+    within = [bool(np.all(d <= b)) for d, b in zip(difference, bound)]
+    return {"bit_exact": all(within), "identical": bool(np.array_equal(got, expected)),
+            "mismatched_samples": int(len(within) - sum(within)),
+            "max_abs_error": float(difference.max()) if difference.size else 0.0,
+            "comparison": f"float build: |device - numpy| <= {FLOAT_TOLERANCE:g} x max(1, |numpy|)"}
+
+
+def _row_entries(build: BuildDir, profile: Profile, estimate, target) -> list[dict]:
+    macs = build.layer_macs()
+    total_cycles = estimate.total or 1.0
+    rows = []
+    for index, (name, symbol, op) in enumerate(zip(profile.names, profile.symbols, profile.ops)):
+        counts = {field: int(profile.counts[index, i]) for i, field in enumerate(COUNT_FIELDS)}
+        cycles = float(estimate.rows[index])
+        entry = {"name": name, "symbol": symbol or "ma_harness_infer", "op": op,
+                 "instructions": counts["instructions"], "cycles": int(round(cycles)),
+                 "energy_uj": energy_uj(cycles, target), "share": cycles / total_cycles,
+                 "macs": macs.get(symbol, 0) if symbol else 0,
+                 "flash_reads": counts["flash_reads"], "sram_reads": counts["reads"] - counts["flash_reads"],
+                 "writes": counts["writes"], "taken_branches": counts["taken"],
+                 "flash_wait_cycles": int(round(float(estimate.flash_data[index] + estimate.flash_fetch[index])))}
+        rows.append(entry)
+    return rows
+
+
+def hot_functions(profile: Profile, firmware, count: int = 10) -> list[dict]:
+    """The functions (by ELF symbol) that executed the most instructions, kernels and libgcc helpers included."""
+    functions = sorted((address, name) for name, address in firmware.symbols.items()
+                       if firmware.sizes.get(name) and name in firmware.functions)
+    if not functions or profile.code_instructions is None:
+        return []
+    starts = np.array([address for address, _ in functions], np.int64)
+    owner = np.searchsorted(starts, profile.code_starts, side="right") - 1
+    totals = np.bincount(np.clip(owner, 0, None), weights=profile.code_instructions, minlength=len(functions))
+    total = float(profile.code_instructions.sum()) or 1.0
+    ranked = np.argsort(-totals)[:count]
+    return [{"function": functions[i][1], "instructions": int(totals[i]), "share": float(totals[i] / total)}
+            for i in ranked if totals[i] > 0]
+
+
+def estimate_payload(build: BuildDir, profile: Profile, overrides: dict) -> dict:
+    """instructions, cycles, energy and the per-layer table of one profiled inference."""
+    target = build.target
+    timing = cycle_model.core_timing(target.core, overrides)
+    flash = cycle_model.flash_timing(target, overrides)
+    estimate = cycle_model.estimate(profile, timing, flash, (target.flash_base, target.flash_base + target.flash_bytes))
+    instructions = profile.total("instructions")
+    cycles = estimate.total
+    macs = int(build.report.get("macs") or 0)
+    classes = {field: profile.total(field) for field in COUNT_FIELDS if field != "instructions"}
+    clock = float(target_field(target, "clock_hz"))
+    return {
+        "instructions": instructions,
+        "cycles": int(round(cycles)),
+        "energy_uj": energy_uj(cycles, target),
+        "time_ms": cycles / clock * 1e3,
+        "macs": macs,
+        "instructions_per_mac": instructions / macs if macs else None,
+        "cycles_per_mac": cycles / macs if macs else None,
+        "cycle_breakdown": {"core": int(round(float(estimate.core.sum()))),
+                            "flash_data_wait": int(round(float(estimate.flash_data.sum()))),
+                            "flash_fetch_wait": int(round(float(estimate.flash_fetch.sum())))},
+        "memory": {"data_reads": classes["reads"], "flash_reads": classes["flash_reads"],
+                   "sram_reads": classes["reads"] - classes["flash_reads"], "data_writes": classes["writes"],
+                   "flash_data_misses": int(estimate.data_misses.sum()),
+                   "flash_fetch_misses": int(estimate.fetch_misses.sum())},
+        "classes": classes,
+        "layers": _row_entries(build, profile, estimate, target),
+        "estimate": {"note": ESTIMATE_NOTE, "clock_hz": clock, "power_mw": power_mw(target),
+                     **estimate.assumptions()},
+    }
+
+
+def _unicorn_outputs(build: BuildDir, firmware, samples: np.ndarray) -> list[bytes]:
+    runner = UnicornRunner(firmware, memory_map(build.target), build.target.core)
+    return [runner.infer(np.ascontiguousarray(s).tobytes()) for s in samples]
+
+
+def unicorn_profile(build: BuildDir, firmware, sample: np.ndarray) -> tuple[bytes, Profile]:
+    runner = UnicornRunner(firmware, memory_map(build.target), build.target.core, record=True)
+    return runner.profile(np.ascontiguousarray(sample).tobytes(), build.layers(firmware.symbols))
+
+
+def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray | None = None,
+             options: SimOptions = SimOptions()) -> dict:
+    if options.engine not in ENGINES:
+        raise UserError(f"--engine {options.engine}: choose {', '.join(ENGINES)}")
+    if options.limit is not None and options.limit < 1:
+        raise UserError(f"--limit {options.limit}: must be at least 1")
+    build = BuildDir(directory, options.model, options.calib)
+    overrides = cycle_model.load_overrides(options.cycle_model)
+    for field in ("clock_hz", "run_current_a", "voltage_v", "flash_wait_states"):
+        target_field(build.target, field)  # fail before any long run
+    firmware = load_firmware(build.elf)
+    engine = None  # QEMU / Renode refuse a target or a missing binary before any long step
+    if options.engine == "qemu":
+        from mcu_attn.sim.qemu import QemuRunner
+
+        engine = QemuRunner(build, firmware)
+    elif options.engine == "renode":
+        from mcu_attn.sim.renode import RenodeRunner
+
+        engine = RenodeRunner(build, firmware)
+    source = "--data"
+    if data is None:
+        if labels is not None:
+            raise UserError("--labels needs --data (the labels of those samples)")
+        data, source = build.default_samples(options.limit or DEFAULT_SAMPLES)
+    if labels is not None and len(labels) != len(data):
+        raise UserError(f"--labels: {len(labels)} labels for {len(data)} samples")
+    if options.limit:
+        data = data[:options.limit]
+        labels = labels[:options.limit] if labels is not None else None
+    prepared = build.prepare(data)
+    if prepared.nbytes // len(prepared) != firmware.sizes.get("ma_harness_input", build.input.nbytes):
+        raise UserError(f"{build.elf}: ma_harness_input holds {firmware.sizes['ma_harness_input']} bytes, "
+                        f"report.json's input needs {build.input.nbytes}")
+    expected = build.reference(prepared)
+
+    payload: dict = {"engine": options.engine, "target": build.target.name, "core": build.target.core,
+                     "bits": build.bits, "samples": int(len(prepared)), "data": source, "profiled_sample": 0}
+    extra: dict = {}
+    if options.engine == "unicorn":
+        raw = _unicorn_outputs(build, firmware, prepared)
+        _, profile = unicorn_profile(build, firmware, prepared[0])
+    elif options.engine == "qemu":
+        qemu = engine
+        raw = [qemu.infer(np.ascontiguousarray(s).tobytes()) for s in prepared]
+        _, reference_profile = unicorn_profile(build, firmware, prepared[0])
+        profile = qemu.profile(np.ascontiguousarray(prepared[0]).tobytes(), build.layers(firmware.symbols),
+                               reference_profile)
+        extra["cross_check"] = {"unicorn_instructions": reference_profile.total("instructions"),
+                                "qemu_instructions": profile.total("instructions"),
+                                "agree": reference_profile.total("instructions") == profile.total("instructions")}
+        payload["machine"] = qemu.machine
+    else:
+        renode = engine
+        raw = [renode.infer(np.ascontiguousarray(s).tobytes()) for s in prepared]
+        _, profile = unicorn_profile(build, firmware, prepared[0])
+        extra["renode"] = renode.summary()
+    got = np.stack([build.decode(r) for r in raw])
+    payload.update(_compare(build, got, expected))
+    if labels is not None:
+        from mcu_attn.data import accuracy
+
+        payload["accuracy"] = accuracy(build.dequantize(got), labels)
+        payload["reference_accuracy"] = accuracy(build.dequantize(expected), labels)
+    else:
+        payload["accuracy"] = payload["reference_accuracy"] = None
+    payload.update(estimate_payload(build, profile, overrides))
+    payload["functions"] = hot_functions(profile, firmware)
+    payload.update(extra)
+    return payload

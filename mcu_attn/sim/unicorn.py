@@ -1,0 +1,182 @@
+"""The default engine: the firmware ELF in Unicorn's Cortex-M CPU model, in-process.
+
+1. Map the target's flash and SRAM (plus the boot alias of flash at 0 on parts that have one, any other RAM
+   the ELF's sections use, the peripheral window and the private peripheral bus as plain RAM, so start-up code
+   that writes clock, FPU or debug registers runs), copy the PT_LOAD segments, take SP and the reset vector
+   from the vector table at the start of flash.
+2. Run from reset until the PC reaches `ma_harness_idle` (start-up done: .data copied, .bss zeroed, `ma_init`).
+   Unicorn's M-profile CPU has the FPU usable without CPACR, so an FPU-enable in start-up is harmless.
+3. Per sample: write the input bytes to `ma_harness_input`, call `ma_harness_infer` with LR = `ma_harness_halt`
+   (Thumb bit set), run until the PC reaches `ma_harness_halt`, read `ma_harness_output`. These runs have no
+   hooks: Unicorn executes translated blocks at full speed.
+4. One sample is profiled: a block hook records every executed block (address and size), a memory hook limited
+   to the flash range records data reads from flash; `profile.build_profile` turns that into per-layer counts.
+Unicorn is a functional emulator: it counts and classifies instructions, and the cycles come from the model
+in `cycles.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcu_attn.errors import UserError
+from mcu_attn.sim.elf import Firmware
+from mcu_attn.sim.profile import BlockCache, LayerRef, Profile, build_profile
+
+PAGE = 0x1000
+PERIPHERALS = (0x4000_0000, 0x2000_0000)      # Cortex-M peripheral region (ARMv7-M ARM B3.1)
+PRIVATE_PERIPHERAL_BUS = (0xE000_0000, 0x0010_0000)
+STARTUP_TIMEOUT_S = 30
+INFER_TIMEOUT_S = 120
+
+_CPU_MODELS = {"cortex-m0": "UC_CPU_ARM_CORTEX_M0", "cortex-m3": "UC_CPU_ARM_CORTEX_M3",
+               "cortex-m4": "UC_CPU_ARM_CORTEX_M4", "cortex-m7": "UC_CPU_ARM_CORTEX_M7",
+               "cortex-m33": "UC_CPU_ARM_CORTEX_M33"}
+
+
+@dataclass(frozen=True)
+class MemoryMap:
+    flash_base: int
+    flash_bytes: int
+    sram_base: int
+    sram_bytes: int
+    boot_alias: bool    # flash also appears at address 0 (STM32 boot from main flash)
+
+
+def cpu_model(core: str) -> int:
+    from unicorn import arm_const
+
+    key = core.lower().rstrip("f") if core.lower().endswith(("m4f", "m7f")) else core.lower()
+    if key not in _CPU_MODELS:
+        raise UserError(f"core {core!r}: no Unicorn CPU model (known: {', '.join(sorted(_CPU_MODELS))})")
+    return getattr(arm_const, _CPU_MODELS[key])
+
+
+def _page_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Union of (start, size) ranges, widened to whole pages."""
+    spans = sorted((start // PAGE * PAGE, -(-(start + size) // PAGE) * PAGE) for start, size in ranges if size)
+    merged: list[list[int]] = []
+    for start, stop in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    return [(start, stop - start) for start, stop in merged]
+
+
+class UnicornRunner:
+    """One emulator instance with the firmware booted to `ma_harness_idle`."""
+
+    def __init__(self, firmware: Firmware, memory: MemoryMap, core: str, record: bool = False) -> None:
+        from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_MEM_READ, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
+
+        self.firmware = firmware
+        self.memory = memory
+        self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
+        self.uc.ctl_set_cpu_model(cpu_model(core))
+        ranges = [(memory.flash_base, memory.flash_bytes), (memory.sram_base, memory.sram_bytes),
+                  PERIPHERALS, PRIVATE_PERIPHERAL_BUS]
+        if memory.boot_alias and memory.flash_base:
+            ranges.append((0, memory.flash_bytes))
+        ranges += [(region.address, region.size) for region in firmware.regions]
+        ranges += list(firmware.allocated)
+        for start, size in _page_ranges(ranges):
+            self.uc.mem_map(start, size)
+        for region in firmware.regions:
+            self.uc.mem_write(region.address, region.data)
+            if memory.boot_alias and memory.flash_base <= region.address < memory.flash_base + memory.flash_bytes:
+                self.uc.mem_write(region.address - memory.flash_base, region.data)
+        self.recording = False
+        self.trace_starts: list[int] = []
+        self.trace_sizes: list[int] = []
+        self.flash_addresses: list[int] = []
+        self.flash_positions: list[int] = []
+        if record:
+            self.uc.hook_add(UC_HOOK_BLOCK, self._on_block)
+            self.uc.hook_add(UC_HOOK_MEM_READ, self._on_flash_read, begin=memory.flash_base,
+                             end=memory.flash_base + memory.flash_bytes - 1)
+        self._boot()
+
+    # ---- hooks (profiling only) ------------------------------------------------------------------------------
+    def _on_block(self, uc, address, size, user_data) -> None:
+        if self.recording:
+            self.trace_starts.append(address)
+            self.trace_sizes.append(size)
+
+    def _on_flash_read(self, uc, access, address, size, value, user_data) -> None:
+        if self.recording:
+            self.flash_addresses.append(address)
+            self.flash_positions.append(len(self.trace_starts) - 1)
+
+    # ---- running ----------------------------------------------------------------------------------------------
+    def _where(self, pc: int) -> str:
+        best = None
+        for name, address in self.firmware.symbols.items():
+            if address <= pc and (best is None or address > best[1]):
+                best = (name, address)
+        return f"{pc:#x}" + (f" ({best[0]}+{pc - best[1]:#x})" if best else "")
+
+    def _run(self, start: int, stop: int, timeout_s: int, what: str) -> None:
+        from unicorn import UcError
+        from unicorn.arm_const import UC_ARM_REG_PC
+
+        try:
+            self.uc.emu_start(start | 1, stop, timeout=timeout_s * 1_000_000)
+        except UcError as err:
+            pc = self.uc.reg_read(UC_ARM_REG_PC)
+            raise UserError(f"{self.firmware.path}: {what} stopped at {self._where(pc)}: {err}") from None
+        pc = self.uc.reg_read(UC_ARM_REG_PC)
+        if pc != stop:
+            raise UserError(f"{self.firmware.path}: {what} did not reach {self._where(stop)} within "
+                            f"{timeout_s} s (PC at {self._where(pc)})")
+
+    def _boot(self) -> None:
+        from unicorn.arm_const import UC_ARM_REG_MSP, UC_ARM_REG_SP
+
+        base = self.memory.flash_base
+        stack, reset = (int(v) for v in np.frombuffer(bytes(self.uc.mem_read(base, 8)), "<u4"))
+        self.uc.reg_write(UC_ARM_REG_MSP, stack)
+        self.uc.reg_write(UC_ARM_REG_SP, stack)
+        self._run(reset & ~1, self.firmware.address("ma_harness_idle"), STARTUP_TIMEOUT_S,
+                  "start-up (reset to ma_harness_idle)")
+        self.idle_sp = self.uc.reg_read(UC_ARM_REG_SP)
+
+    def infer(self, sample: bytes) -> bytes:
+        """Run `ma_harness_infer` once on the raw input bytes; the raw output bytes."""
+        from unicorn.arm_const import UC_ARM_REG_LR, UC_ARM_REG_SP
+
+        fw = self.firmware
+        if len(sample) != fw.sizes.get("ma_harness_input", len(sample)):
+            raise UserError(f"input of {len(sample)} bytes, the firmware's ma_harness_input holds "
+                            f"{fw.sizes['ma_harness_input']}")
+        self.uc.mem_write(fw.address("ma_harness_input"), sample)
+        halt = fw.address("ma_harness_halt")
+        self.uc.reg_write(UC_ARM_REG_SP, self.idle_sp)
+        self.uc.reg_write(UC_ARM_REG_LR, halt | 1)
+        self._run(fw.address("ma_harness_infer"), halt, INFER_TIMEOUT_S, "ma_harness_infer")
+        return bytes(self.uc.mem_read(fw.address("ma_harness_output"), fw.sizes["ma_harness_output"]))
+
+    def profile(self, sample: bytes, layers: list[LayerRef]) -> tuple[bytes, Profile]:
+        """Run one sample with the block and flash-read hooks on; its output and its profile."""
+        self.trace_starts.clear(), self.trace_sizes.clear()
+        self.flash_addresses.clear(), self.flash_positions.clear()
+        self.recording = True
+        try:
+            output = self.infer(sample)
+        finally:
+            self.recording = False
+        halt = self.firmware.address("ma_harness_halt")
+        starts = np.array(self.trace_starts, np.int64)
+        sizes = np.array(self.trace_sizes, np.int64)
+        keep = starts != halt  # the stop address may be reported as a block before Unicorn stops
+        starts, sizes = starts[keep], sizes[keep]
+        positions = np.array(self.flash_positions, np.int64)
+        positions = np.cumsum(keep)[np.clip(positions, 0, None)] - 1 if len(keep) else positions
+        cache = BlockCache(lambda address, count: bytes(self.uc.mem_read(address, count)))
+        pairs, order = np.unique(np.stack([starts, sizes], axis=1), axis=0, return_inverse=True)
+        blocks = [cache.by_size(int(a), int(s)) for a, s in pairs]
+        profile = build_profile(starts, blocks, order.reshape(-1), layers, halt,
+                                np.array(self.flash_addresses, np.int64), positions)
+        return output, profile
