@@ -45,7 +45,7 @@ _STM32 = {
     "stm32l476": _stm32(0x4002_1000, (0x4C, 0), (0x60, 14), 0x4800_0000, 4_000_000),
 }
 
-_SOURCES = {"stm32-usart-sr": "console_stm32_usart_sr.c", "stm32-usart-isr": "console_stm32_usart_isr.c",
+_SOURCES = {"stm32-usart-sr": "console_stm32_usart.c", "stm32-usart-isr": "console_stm32_usart.c",
             "nrf-uarte": "console_nrf_uarte.c", "cmsdk-uart": "console_cmsdk_uart.c"}
 
 
@@ -56,6 +56,8 @@ def console(target: Target) -> Console:
     macros = {"MA_CONSOLE_BASE": f"0x{target.console_uart_base:08X}u"}
     if target.console_uart.startswith("stm32"):
         macros.update(_STM32[target.name])
+        if target.console_uart == "stm32-usart-isr":
+            macros["MA_USART_ISR_LAYOUT"] = "1"
     elif target.console_uart == "nrf-uarte":
         macros.update({"MA_UARTE_TXD_PIN": "6", "MA_UARTE_BAUDRATE": "0x01D7E000u"})  # P0.06, 115200 baud
     elif target.console_uart == "cmsdk-uart":

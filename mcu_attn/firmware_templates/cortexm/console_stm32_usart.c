@@ -1,14 +1,25 @@
-/* Console on an STM32F7/H7/L4 USART (ISR/TDR register layout), written by polling. No vendor headers: the register
- * offsets are those of the reference manuals (RM0385 sec. 31.8, RM0433 sec. 48.7, RM0351 sec. 40.8). */
+/* Console on an STM32 USART, written by polling. No vendor headers. Two register layouts:
+ * - SR/DR (STM32F4, RM0090 sec. 30.6): SR at 0x00, DR at 0x04, BRR at 0x08, CR1 at 0x0C with UE at bit 13;
+ * - ISR/TDR (STM32F7/H7/L4, RM0385 sec. 31.8, RM0433 sec. 48.7, RM0351 sec. 40.8, when board.h defines
+ *   MA_USART_ISR_LAYOUT): CR1 at 0x00 with UE at bit 0, BRR at 0x0C, ISR at 0x1C, TDR at 0x28.
+ * TXE (bit 7) and TC (bit 6) sit at the same positions in SR and ISR. */
 #include "board.h"
 
+#ifdef MA_USART_ISR_LAYOUT
 #define USART_CR1 (MA_CONSOLE_BASE + 0x00u)
 #define USART_BRR (MA_CONSOLE_BASE + 0x0Cu)
-#define USART_ISR (MA_CONSOLE_BASE + 0x1Cu)
-#define USART_TDR (MA_CONSOLE_BASE + 0x28u)
-#define ISR_TXE (1u << 7)
-#define ISR_TC (1u << 6)
+#define USART_STATUS (MA_CONSOLE_BASE + 0x1Cu)
+#define USART_DATA (MA_CONSOLE_BASE + 0x28u)
 #define CR1_UE (1u << 0)
+#else
+#define USART_STATUS (MA_CONSOLE_BASE + 0x00u)
+#define USART_DATA (MA_CONSOLE_BASE + 0x04u)
+#define USART_BRR (MA_CONSOLE_BASE + 0x08u)
+#define USART_CR1 (MA_CONSOLE_BASE + 0x0Cu)
+#define CR1_UE (1u << 13)
+#endif
+#define STATUS_TXE (1u << 7)
+#define STATUS_TC (1u << 6)
 #define CR1_TE (1u << 3)
 
 void ma_console_init(void)
@@ -28,10 +39,10 @@ void ma_console_init(void)
 void ma_console_write(const char *text, uint32_t length)
 {
     for (uint32_t i = 0; i < length; ++i) {
-        while ((MA_REG(USART_ISR) & ISR_TXE) == 0u) {
+        while ((MA_REG(USART_STATUS) & STATUS_TXE) == 0u) {
         }
-        MA_REG(USART_TDR) = (uint8_t)text[i];
+        MA_REG(USART_DATA) = (uint8_t)text[i];
     }
-    while ((MA_REG(USART_ISR) & ISR_TC) == 0u) {
+    while ((MA_REG(USART_STATUS) & STATUS_TC) == 0u) {
     }
 }
