@@ -34,6 +34,7 @@ from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.ir.ops import node_macs
 from mcu_attn.passes.quantize import quantize_graph
+from mcu_attn.passes.sparsify import DEFAULT_TOLERANCE, AttentionChoice, choose
 from mcu_attn.targets.table import Target, get_target
 
 MARKER = ".mcu-attn-build"
@@ -47,6 +48,8 @@ class BuildOptions:
     bits: int = 32                 # 8 or 4: integer weights (int8 activations); 32: the float baseline
     calib: str | None = None       # .npy stack of calibration samples (needed for 8 and 4)
     check_samples: int = 16        # samples the host harness is checked on
+    attention: str = "dense"       # dense | local:W[,global:G] | auto (passes/sparsify.py)
+    tolerance: float | None = None  # auto: allowed top-1 disagreement with dense on the calibration data
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -270,6 +273,11 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
     out_dir = Path(out_dir).resolve()
     float_graph = import_model(onnx_path)
     calib = _load_calib(float_graph, options)
+    attention_report = None
+    choice = AttentionChoice.parse(options.attention)
+    if choice.mode != "dense":
+        float_graph, attention_report = choose(float_graph, calib, choice,
+                                               DEFAULT_TOLERANCE if options.tolerance is None else options.tolerance)
     graph = float_graph
     if options.bits != 32:
         graph = quantize_graph(float_graph, calib, options.bits)
@@ -303,6 +311,8 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
                              firmware_entries, Path(onnx_path))
         if firmware_entries:
             _add_layer_symbols(report, staging)
+        if attention_report is not None:
+            report["attention_choice"] = attention_report
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         _swap_into_place(staging, out_dir)
     except BaseException:

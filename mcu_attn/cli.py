@@ -100,11 +100,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     data = load_stack(args.data, "data")
     labels = load_labels(args.labels, data.shape[0]) if args.labels else None
     calib = load_stack(args.calib, "calibration") if args.calib else None
-    result = api.evaluate(args.model, data, labels, bits, calib)
+    result = api.evaluate(args.model, data, labels, bits, calib, args.attention, args.tolerance)
     payload = {"model": args.model, "mode": "float" if bits == 32 else f"int{bits}", "bits": bits,
                "samples": result["samples"], "accuracy": result.get("accuracy")}
-    if "quantization" in result:
-        payload["quantization"] = result["quantization"]
+    for key in ("quantization", "attention"):
+        if key in result:
+            payload[key] = result[key]
     if args.outputs:
         _save_npy_atomic(args.outputs, result["outputs"])
         payload["outputs_path"] = args.outputs
@@ -113,6 +114,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     else:
         accuracy = "n/a (no labels)" if payload["accuracy"] is None else f"{payload['accuracy']:.4f}"
         print(f"{payload['mode']} reference on {payload['samples']} samples: accuracy {accuracy}")
+        if "attention" in payload:
+            masses = ", ".join(f"{mass:.3f}" for mass in payload["attention"].get("attention_mass", {}).values())
+            print(f"  attention {payload['attention']['chosen']}" + (f", dense attention mass kept per block: {masses}"
+                                                                     if masses else ""))
         if "quantization" in payload:
             report = payload["quantization"]
             print(f"  observers {report['observer_counts']}, weights {report['weight_bits']}-bit"
@@ -129,7 +134,8 @@ def cmd_build(args: argparse.Namespace) -> None:
     from mcu_attn.build import BuildOptions, build
 
     started = time.monotonic()
-    report = build(args.model, args.target, args.output, BuildOptions(bits=args.bits, calib=args.calib))
+    report = build(args.model, args.target, args.output, BuildOptions(bits=args.bits, calib=args.calib, attention=args.attention,
+                                                                     tolerance=args.tolerance))
     elapsed = time.monotonic() - started
     check = report["host_check"]
     if report["target"] == "host":
@@ -177,6 +183,14 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         print(format_table(result, args.top))
 
 
+def _attention_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--attention", default="dense", metavar="dense|local:W[,global:G]|auto",
+                        help="replace dense attention with local windowed attention (auto: the smallest window "
+                             "whose predictions on the calibration data stay within --tolerance of dense)")
+    parser.add_argument("--tolerance", type=float, help="allowed top-1 disagreement with dense for --attention "
+                                                        "auto, as a fraction (default 0.01: one point)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mcu-attn", description="Deploy attention models to microcontrollers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -197,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode = evaluate.add_mutually_exclusive_group()
     mode.add_argument("--float", action="store_true", help="the float reference (same as --bits 32)")
     mode.add_argument("--bits", type=int, choices=(8, 4, 32), help="integer reference with 8- or 4-bit weights")
-    evaluate.add_argument("--calib", help=".npy stack of calibration samples (integer runs)")
+    evaluate.add_argument("--calib", help=".npy stack of calibration samples (integer runs, --attention auto)")
+    _attention_options(evaluate)
     evaluate.add_argument("--outputs", help="write the output stack to this .npy file")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
@@ -210,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--bits", type=int, choices=(8, 4, 32), default=32,
                        help="8/4: integer weights (int8 activations); 32: the float baseline")
     build.add_argument("--calib", help=".npy stack of calibration samples (needed for --bits 8 and 4)")
+    _attention_options(build)
     build.set_defaults(func=cmd_build)
 
     simulate = sub.add_parser("simulate", help="run a Cortex-M build in an emulator: outputs checked against the "

@@ -140,9 +140,14 @@ class BuildDir:
 
     @cached_property
     def float_graph(self):
+        """The float graph the build started from, with the attention it chose (report.json
+        `attention_choice`: local windows are part of the model the firmware runs)."""
         from mcu_attn.api import import_model
+        from mcu_attn.passes.sparsify import AttentionChoice, apply
 
-        return import_model(self.model_path)
+        graph = import_model(self.model_path)
+        chosen = (self.report.get("attention_choice") or {}).get("chosen")
+        return apply(graph, AttentionChoice.parse(chosen)) if chosen else graph
 
     @cached_property
     def graph(self):

@@ -1,0 +1,144 @@
+"""Substitute sparse local attention for dense attention (`--attention dense|local:W[,global:G]|auto`).
+
+- `dense` keeps every block as the model has it; a model trained with a band mask already carries its window.
+- `local:W[,global:G]`: every block attends to |i-j| <= W/2 (or the last W keys when causal) plus the first G
+  tokens as global tokens (they see, and are seen by, every token). The kernels then do O(S·W) work.
+- `auto` tries windows W = 2, 4, 8, ... below the sequence length, each with G = 0 and G = 1 global tokens, and
+  keeps the cheapest whose top-1 predictions on the calibration data agree with the dense model's on at least
+  1 - tolerance of the samples. Calibration data has no labels, so agreement with the dense model is the
+  accuracy proxy; `eval --labels` then measures the real accuracy of the choice.
+For every choice the report gives the attention mass each block keeps: the share of the dense softmax
+probability that falls on the keys the window allows, averaged over calibration samples, queries and heads.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcu_attn.data import check_stack
+from mcu_attn.errors import UserError
+from mcu_attn.ir.graph import Graph
+from mcu_attn.ir.ops.nn import attention_allowed
+from mcu_attn.reference.interpreter import run
+
+DEFAULT_TOLERANCE = 0.01  # one accuracy point against dense
+
+
+@dataclass(frozen=True)
+class AttentionChoice:
+    mode: str                 # "dense", "local" or "auto"
+    window: int = 0
+    global_tokens: int = 0
+
+    @staticmethod
+    def parse(text: str) -> "AttentionChoice":
+        if text in ("dense", "auto"):
+            return AttentionChoice(text)
+        match = re.fullmatch(r"local:(-?\d+)(?:,global:(-?\d+))?", text)
+        if not match:
+            raise UserError(f"--attention {text!r}: expected dense, auto or local:W[,global:G]")
+        window, global_tokens = int(match.group(1)), int(match.group(2) or 0)
+        if window < 1:
+            raise UserError(f"--attention {text}: the window must be at least 1")
+        if global_tokens < 0:
+            raise UserError(f"--attention {text}: the number of global tokens cannot be negative")
+        return AttentionChoice("local", window, global_tokens)
+
+    def describe(self) -> str:
+        if self.mode != "local":
+            return self.mode
+        return f"local:{self.window}" + (f",global:{self.global_tokens}" if self.global_tokens else "")
+
+
+def _blocks(graph: Graph):
+    return [n for n in graph.nodes if n.op == "Attention"]
+
+
+def apply(graph: Graph, choice: AttentionChoice) -> Graph:
+    """A copy of `graph` with every attention block set to `choice` (dense: unchanged)."""
+    result = graph.copy()
+    if choice.mode == "dense":
+        return result
+    for node in _blocks(result):
+        seq = result.shape(node.inputs[0])[-2]
+        if choice.window > seq:
+            raise UserError(f"--attention {choice.describe()}: window {choice.window} is larger than the "
+                            f"sequence ({seq} tokens) of block {node.name!r}")
+        if choice.global_tokens >= seq:
+            raise UserError(f"--attention {choice.describe()}: {choice.global_tokens} global tokens leave no "
+                            f"local tokens in a sequence of {seq}")
+        if len(node.inputs) > 3:
+            raise UserError(f"block {node.name!r} has a learned additive mask; local attention cannot replace it")
+        node.attrs["window"] = choice.window
+        node.attrs["global_tokens"] = choice.global_tokens
+    return result
+
+
+def attention_mass(graph: Graph, samples: np.ndarray, choice: AttentionChoice) -> dict[str, float]:
+    """Per block: the share of the dense attention probability on the keys `choice` keeps (1.0 = all)."""
+    samples = check_stack(graph, samples, "calibration data")
+    blocks = _blocks(graph)
+    wanted = [v for n in blocks for v in n.inputs[:3]]
+    totals = {n.name: 0.0 for n in blocks}
+    for sample in samples:
+        values = run(graph, {graph.inputs[0]: sample}, keep=wanted)
+        for node in blocks:
+            q, k = values[node.inputs[0]], values[node.inputs[1]]
+            heads, dim = int(node.attrs["heads"]), int(node.attrs["head_dim"])
+            seq = q.shape[-2]
+            qh = q.reshape(seq, heads, dim).transpose(1, 0, 2).astype(np.float64)
+            kh = k.reshape(seq, heads, dim).transpose(1, 0, 2).astype(np.float64)
+            scores = qh @ kh.transpose(0, 2, 1) * float(node.attrs["scale"])
+            own = attention_allowed(seq, int(node.attr("window", 0)), int(node.attr("global_tokens", 0)),
+                                    int(node.attr("causal", 0)))
+            scores = np.where(own, scores, -np.inf)
+            probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            probs /= probs.sum(axis=-1, keepdims=True)
+            window = choice.window if choice.mode == "local" else int(node.attr("window", 0))
+            global_tokens = choice.global_tokens if choice.mode == "local" else int(node.attr("global_tokens", 0))
+            kept = attention_allowed(seq, window, global_tokens, int(node.attr("causal", 0)))
+            totals[node.name] += float((probs * kept).sum(axis=-1).mean())
+    return {name: total / len(samples) for name, total in totals.items()}
+
+
+def _predictions(graph: Graph, samples: np.ndarray) -> np.ndarray:
+    outputs = np.stack([run(graph, {graph.inputs[0]: s})[graph.outputs[0]] for s in samples])
+    return outputs.reshape(len(samples), -1, outputs.shape[-1])[:, 0].argmax(axis=-1)
+
+
+def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice,
+           tolerance: float = DEFAULT_TOLERANCE) -> tuple[Graph, dict]:
+    """Apply `choice` (resolving `auto` on the calibration samples); returns the graph and a report."""
+    if not _blocks(graph):
+        raise UserError("the model has no attention block to make local")
+    report: dict = {"requested": choice.describe()}
+    if samples is not None:
+        samples = check_stack(graph, samples, "calibration data")
+    if choice.mode == "auto":
+        if samples is None:
+            raise UserError("--attention auto needs calibration data (--calib C.npy)")
+        dense = _predictions(graph, samples)
+        seq = min(graph.shape(n.inputs[0])[-2] for n in _blocks(graph))
+        tried = []
+        window = 2
+        while window < seq:
+            for global_tokens in (0, 1):
+                candidate = AttentionChoice("local", window, global_tokens)
+                agreement = float(np.mean(_predictions(apply(graph, candidate), samples) == dense))
+                tried.append({"attention": candidate.describe(), "agreement_with_dense": agreement})
+                if agreement >= 1.0 - tolerance:
+                    break
+            if tried[-1]["agreement_with_dense"] >= 1.0 - tolerance:
+                choice = candidate
+                break
+            window *= 2
+        else:
+            choice = AttentionChoice("dense")
+        report.update(tried=tried, tolerance=tolerance)
+    report["chosen"] = choice.describe()
+    if samples is not None:
+        report["attention_mass"] = attention_mass(graph, samples, choice)
+    return apply(graph, choice), report
