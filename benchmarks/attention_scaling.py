@@ -1,0 +1,93 @@
+"""How one attention block scales with sequence length, dense against local windowed attention.
+
+For n = 64 ... 1024 it writes a single self-attention block as ONNX (q/k/v/out projections, explicit
+MatMul/Softmax/MatMul attention, E = 16, one head), builds it as int8 firmware for the STM32F746 (dense and
+`--attention local:16`), runs one inference in the emulator and prints instructions, estimated cycles, RAM and
+estimated energy, with the growth factor per doubling of n. Dense attention work grows ~4x per doubling, local
+attention ~2x. Neither build holds the n x n score matrix: RAM is O(n) for both.
+
+    python benchmarks/attention_scaling.py [--lengths 64 128 256 512 1024] [--window 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from mcu_attn.build import BuildOptions, build
+from mcu_attn.sim.run import SimOptions, simulate
+
+EMBED = 16
+TARGET = "stm32f746"
+
+
+def attention_block(seq: int, path: Path, seed: int = 0) -> None:
+    """x[1,seq,E] -> softmax(q k^T / sqrt(E)) v -> out projection, as an exporter would spell it."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array((rng.standard_normal((EMBED, EMBED)) / np.sqrt(EMBED)).astype(np.float32), f"w{n}")
+             for n in "qkvo"]
+    inits += [numpy_helper.from_array(np.float32(1 / np.sqrt(EMBED)), "scale"),
+              numpy_helper.from_array(np.array([1, seq, 1, EMBED], np.int64), "heads"),
+              numpy_helper.from_array(np.array([1, seq, EMBED], np.int64), "merged")]
+    nodes = []
+    for name in "qkv":
+        nodes += [helper.make_node("MatMul", ["x", f"w{name}"], [f"{name}p"]),
+                  helper.make_node("Reshape", [f"{name}p", "heads"], [f"{name}r"])]
+    nodes += [helper.make_node("Transpose", ["qr"], ["qt"], perm=[0, 2, 1, 3]),
+              helper.make_node("Transpose", ["kr"], ["kt"], perm=[0, 2, 3, 1]),
+              helper.make_node("Transpose", ["vr"], ["vt"], perm=[0, 2, 1, 3]),
+              helper.make_node("MatMul", ["qt", "kt"], ["s"]), helper.make_node("Mul", ["s", "scale"], ["ss"]),
+              helper.make_node("Softmax", ["ss"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "vt"], ["o"]),
+              helper.make_node("Transpose", ["o"], ["ot"], perm=[0, 2, 1, 3]),
+              helper.make_node("Reshape", ["ot", "merged"], ["om"]),
+              helper.make_node("MatMul", ["om", "wo"], ["y"])]
+    graph = helper.make_graph(nodes, f"attention_{seq}",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, seq, EMBED])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, seq, EMBED])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def measure(seq: int, attention: str, work: Path) -> dict:
+    model, calib = work / f"block_{seq}.onnx", work / f"calib_{seq}.npy"
+    if not model.exists():
+        attention_block(seq, model)
+        np.save(calib, np.random.default_rng(1).standard_normal((4, seq, EMBED)).astype(np.float32))
+    out = work / f"{attention.replace(':', '_')}_{seq}"
+    report = build(model, TARGET, out, BuildOptions(bits=8, calib=str(calib), attention=attention))
+    result = simulate(str(out), None, None, SimOptions(limit=1))
+    return {"instructions": result["instructions"], "cycles": result["cycles"], "energy_uj": result["energy_uj"],
+            "ram": report["ram_bytes"], "bit_exact": result["bit_exact"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
+    parser.add_argument("--window", type=int, default=16)
+    args = parser.parse_args()
+    modes = ["dense", f"local:{args.window}"]
+    print(f"one attention block, E={EMBED}, int8, {TARGET}, Unicorn; cycles and energy are estimates")
+    print(f"{'n':>5} {'attention':<9} {'instructions':>13} {'cycles':>12} {'x/doubling':>10} {'RAM B':>8} "
+          f"{'uJ':>9} bit-exact")
+    with tempfile.TemporaryDirectory() as tmp:
+        previous: dict[str, int] = {}
+        first: dict[str, int] = {}
+        for seq in args.lengths:
+            for mode in modes:
+                row = measure(seq, mode, Path(tmp))
+                growth = row["cycles"] / previous[mode] if mode in previous else float("nan")
+                previous[mode] = row["cycles"]
+                first.setdefault(mode, row["cycles"])
+                print(f"{seq:>5} {mode:<9} {row['instructions']:>13,} {row['cycles']:>12,} {growth:>10.2f} "
+                      f"{row['ram']:>8,} {row['energy_uj']:>9.1f} {row['bit_exact']}", flush=True)
+        span = f"{args.lengths[-1]}/{args.lengths[0]}"
+        for mode in modes:
+            print(f"cycles({span}) {mode}: {previous[mode] / first[mode]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
