@@ -19,6 +19,7 @@ report.json are written all the same and the build ends with an error saying how
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -121,21 +122,16 @@ def _io(graph: Graph, name: str) -> dict:
     return entry
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def make_report(target: Target, model: str, options: BuildOptions, float_graph: Graph, graph: Graph,
                 project: Project, check: dict | None, firmware: dict | None = None,
-                model_path: Path | None = None) -> dict:
+                sources: dict[str, bytes] | None = None, planned: dict | None = None) -> dict:
     """report.json. `model`/`calib` name the copies in DIR/source/ (reproducible trees); the sha256s identify
     the files used."""
     from mcu_attn.summary import attention_blocks, count_params
 
     quantization = graph.meta.get("quantization")
-    planned = planned_sizes(graph, project)
+    planned = planned if planned is not None else planned_sizes(graph, project)
+    digests = {name: hashlib.sha256(content).hexdigest() for name, content in (sources or {}).items()}
     report = {
         "target": target.name,
         "model": model,
@@ -157,9 +153,9 @@ def make_report(target: Target, model: str, options: BuildOptions, float_graph: 
     }
     if not target.is_host:
         report["planned"] = planned
-        report["model_sha256"] = _sha256(model_path) if model_path else None
+        report["model_sha256"] = digests.get(SOURCE_MODEL)
         report["calib"] = SOURCE_CALIB if options.calib else None
-        report["calib_sha256"] = _sha256(Path(options.calib)) if options.calib else None
+        report["calib_sha256"] = digests.get(SOURCE_CALIB)
         report["core"] = target.core
         report["memory"] = {"flash": {"base": target.flash_base, "bytes": target.flash_bytes},
                             "sram": {"base": target.sram_base, "bytes": target.sram_bytes}}
@@ -286,11 +282,12 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
     sources = _source_files(Path(onnx_path), options)
     files.update(sources)
     missing: list[str] = []
+    planned = planned_sizes(graph, project)
     if not resolved.is_host:
         from mcu_attn.codegen import firmware
         from mcu_attn.targets import toolchain
 
-        check_fits(resolved, planned_sizes(graph, project))
+        check_fits(resolved, planned)
         files.update(firmware.board_files(project, resolved, graph.name))
         missing = toolchain.missing_tools()
         if missing:  # the project is complete without the ELF: write the script a later `make` links with
@@ -308,7 +305,7 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
         elif not missing:
             firmware_entries = compile_firmware(staging, resolved, graph.name)
         report = make_report(resolved, SOURCE_MODEL, options, float_graph, graph, project, check,
-                             firmware_entries, Path(onnx_path))
+                             firmware_entries, sources, planned)
         if firmware_entries:
             _add_layer_symbols(report, staging)
         if attention_report is not None:
