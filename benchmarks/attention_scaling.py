@@ -6,7 +6,7 @@ MatMul/Softmax/MatMul attention, E = 16, one head), builds it as int8 firmware f
 estimated energy, with the growth factor per doubling of n. Dense attention work grows ~4x per doubling, local
 attention ~2x. Neither build holds the n x n score matrix: RAM is O(n) for both.
 
-    python benchmarks/attention_scaling.py [--lengths 64 128 256 512 1024] [--window 16]
+    python benchmarks/attention_scaling.py [--lengths 64 128 256 512 1024] [--window 16] [--query-tiles 1 4 16]
 """
 
 from __future__ import annotations
@@ -53,14 +53,15 @@ def attention_block(seq: int, path: Path, seed: int = 0) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
-def measure(seq: int, attention: str, work: Path) -> dict:
+def measure(seq: int, attention: str, work: Path, query_tile: int = 1, timeout_s: int = 1800) -> dict:
     model, calib = work / f"block_{seq}.onnx", work / f"calib_{seq}.npy"
     if not model.exists():
         attention_block(seq, model)
         np.save(calib, np.random.default_rng(1).standard_normal((4, seq, EMBED)).astype(np.float32))
-    out = work / f"{attention.replace(':', '_')}_{seq}"
-    report = build(model, TARGET, out, BuildOptions(bits=8, calib=str(calib), attention=attention))
-    result = simulate(str(out), None, None, SimOptions(limit=1))
+    out = work / f"{attention.replace(':', '_')}_{seq}_t{query_tile}"
+    report = build(model, TARGET, out, BuildOptions(bits=8, calib=str(calib), attention=attention,
+                                                    query_tile=query_tile))
+    result = simulate(str(out), None, None, SimOptions(limit=1, timeout_s=timeout_s))
     return {"instructions": result["instructions"], "cycles": result["cycles"], "energy_uj": result["energy_uj"],
             "ram": report["ram_bytes"], "bit_exact": result["bit_exact"]}
 
@@ -69,29 +70,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
     parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--query-tiles", type=int, nargs="+", default=[1],
+                        help="query rows per attention kernel tile: one row per tile and mode")
+    parser.add_argument("--timeout", type=int, default=1800,
+                        help="host seconds one emulated inference may take (dense n=1024 needs several minutes)")
     args = parser.parse_args()
-    modes = ["dense", f"local:{args.window}"]
+    modes = [(attention, tile) for attention in ("dense", f"local:{args.window}") for tile in args.query_tiles]
     print(f"one attention block, E={EMBED}, int8, {TARGET}, Unicorn; cycles and energy are estimates")
-    print(f"{'n':>5} {'attention':<9} {'instructions':>13} {'cycles':>12} {'x/prev row':>10} {'RAM B':>8} "
-          f"{'uJ':>9} bit-exact")
+    print(f"{'n':>5} {'attention':<9} {'tile':>4} {'instructions':>13} {'cycles':>12} {'x/prev row':>10} "
+          f"{'RAM B':>8} {'uJ':>9} bit-exact")
     with tempfile.TemporaryDirectory() as tmp:
-        previous: dict[str, tuple[int, int]] = {}  # mode -> (n, cycles) of the last measured row
-        first: dict[str, tuple[int, int]] = {}
+        previous: dict[tuple, tuple[int, int]] = {}  # (mode, tile) -> (n, cycles) of the last measured row
+        first: dict[tuple, tuple[int, int]] = {}
         for seq in args.lengths:
             for mode in modes:
+                attention, tile = mode
                 try:
-                    row = measure(seq, mode, Path(tmp))
-                except UserError as err:  # e.g. dense n=1024 profiled runs past the emulator's per-inference limit
-                    print(f"{seq:>5} {mode:<9} not measured: {err}", flush=True)
+                    row = measure(seq, attention, Path(tmp), tile, args.timeout)
+                except UserError as err:  # e.g. an inference that runs past --timeout
+                    print(f"{seq:>5} {attention:<9} {tile:>4} not measured: {err}", flush=True)
                     continue
                 growth = row["cycles"] / previous[mode][1] if mode in previous else float("nan")
                 previous[mode] = (seq, row["cycles"])
                 first.setdefault(mode, (seq, row["cycles"]))
-                print(f"{seq:>5} {mode:<9} {row['instructions']:>13,} {row['cycles']:>12,} {growth:>10.2f} "
-                      f"{row['ram']:>8,} {row['energy_uj']:>9.1f} {row['bit_exact']}", flush=True)
+                print(f"{seq:>5} {attention:<9} {tile:>4} {row['instructions']:>13,} {row['cycles']:>12,} "
+                      f"{growth:>10.2f} {row['ram']:>8,} {row['energy_uj']:>9.1f} {row['bit_exact']}", flush=True)
         for mode in modes:
-            (low, low_cycles), (high, high_cycles) = first[mode], previous[mode]
-            print(f"{mode}: cycles(n={high}) / cycles(n={low}) = {high_cycles / low_cycles:.1f}")
+            if mode in first and first[mode][0] != previous[mode][0]:
+                (low, low_cycles), (high, high_cycles) = first[mode], previous[mode]
+                print(f"{mode[0]} (query tile {mode[1]}): cycles(n={high}) / cycles(n={low}) = "
+                      f"{high_cycles / low_cycles:.1f}")
 
 
 if __name__ == "__main__":

@@ -36,10 +36,10 @@ def supported_onnx_ops() -> list[str]:
 
 
 def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray | None = None, bits: int = 32,
-             calib: np.ndarray | None = None, attention: str = "dense", tolerance: float | None = None) -> dict:
+             calib: np.ndarray | None = None, attention: str | None = None, tolerance: float | None = None) -> dict:
     """Run the float reference (bits 32) or the integer reference (bits 8/4, calibrated on `calib`) on every
-    sample of a stack, with the attention blocks as `attention` says (dense, local:W[,global:G] or auto);
-    accuracy when labels are given, and the quantization and attention reports."""
+    sample of a stack, with the attention blocks as `attention` says (dense, local:W[,global:G] or auto; None:
+    as the model has them); accuracy when labels are given, and the quantization and attention reports."""
     from mcu_attn.data import accuracy, check_stack
     from mcu_attn.errors import UserError
     from mcu_attn.passes.quantize import quantize_graph, run_quantized
@@ -48,9 +48,8 @@ def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray 
     graph = import_model(onnx_path)
     data = check_stack(graph, data, "data")
     result: dict = {"samples": int(data.shape[0]), "bits": bits}
-    choice = AttentionChoice.parse(attention)
-    if choice.mode != "dense":
-        graph, result["attention"] = choose(graph, calib, choice,
+    if attention is not None:
+        graph, result["attention"] = choose(graph, calib, AttentionChoice.parse(attention),
                                             DEFAULT_TOLERANCE if tolerance is None else tolerance)
     if bits == 32:
         outputs = np.stack([run(graph, {graph.inputs[0]: sample})[graph.outputs[0]] for sample in data])

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mcu_attn.api import import_model
-from mcu_attn.codegen.emit import EXECUTABLE, Project, generate
+from mcu_attn.codegen.emit import DEFAULT_QUERY_TILE, EXECUTABLE, Project, generate
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.ir.ops import node_macs
@@ -49,8 +49,10 @@ class BuildOptions:
     bits: int = 32                 # 8 or 4: integer weights (int8 activations); 32: the float baseline
     calib: str | None = None       # .npy stack of calibration samples (needed for 8 and 4)
     check_samples: int = 16        # samples the host harness is checked on
-    attention: str = "dense"       # dense | local:W[,global:G] | auto (passes/sparsify.py)
+    attention: str | None = None   # dense | local:W[,global:G] | auto (passes/sparsify.py); None: as the model has it
     tolerance: float | None = None  # auto: allowed top-1 disagreement with dense on the calibration data
+    sram_budget: int | None = None  # bytes for the planned RAM (arena + input/output buffers): picks the query tile
+    query_tile: int | None = None   # query rows per attention kernel tile (None: the default, or --sram-budget's)
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -75,7 +77,29 @@ def _check_options(target: str, options: BuildOptions) -> Target:
     if options.bits != 32:
         if not options.calib:
             raise UserError(f"--bits {options.bits} needs --calib C.npy (calibration samples)")
+    if options.sram_budget is not None and options.sram_budget <= 0:
+        raise UserError(f"--sram-budget {options.sram_budget}: give a number of bytes above 0")
+    if options.query_tile is not None and options.query_tile < 1:
+        raise UserError(f"query tile {options.query_tile}: at least one query row per tile")
     return resolved
+
+
+QUERY_TILES = (16, 8, 4, 2, 1)  # tried largest first under --sram-budget (docs/firmware.md, "Memory plan")
+
+
+def generate_within_budget(graph: Graph, options: BuildOptions) -> Project:
+    """The project with the largest query tile whose planned RAM fits --sram-budget (or the default tile
+    without a budget); a budget below the plan with one query row per tile is an error naming that minimum."""
+    if options.sram_budget is None:
+        return generate(graph, options.query_tile or DEFAULT_QUERY_TILE)
+    for tile in (options.query_tile,) if options.query_tile else QUERY_TILES:
+        project = generate(graph, tile)
+        planned = planned_sizes(graph, project)
+        if planned["ram_bytes"] <= options.sram_budget:
+            return project
+    raise UserError(f"--sram-budget {options.sram_budget:,}: the smallest plan needs {planned['ram_bytes']:,} B "
+                    f"(arena {planned['arena_bytes']:,} B with {tile} query row{'s' if tile > 1 else ''} per "
+                    f"attention tile, input and output {planned['io_bytes']:,} B)")
 
 
 def _load_calib(graph: Graph, options: BuildOptions) -> np.ndarray | None:
@@ -148,6 +172,8 @@ def make_report(target: Target, model: str, options: BuildOptions, float_graph: 
         "attention": attention_blocks(float_graph),
         "kernels": project.kernel_functions,
         "layers": project.layers,
+        "query_tile": project.query_tile,
+        "sram_budget": options.sram_budget,
         "host_check": check,
         "quantization": quantization.as_dict() if hasattr(quantization, "as_dict") else None,
     }
@@ -270,14 +296,13 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
     float_graph = import_model(onnx_path)
     calib = _load_calib(float_graph, options)
     attention_report = None
-    choice = AttentionChoice.parse(options.attention)
-    if choice.mode != "dense":
-        float_graph, attention_report = choose(float_graph, calib, choice,
+    if options.attention is not None:
+        float_graph, attention_report = choose(float_graph, calib, AttentionChoice.parse(options.attention),
                                                DEFAULT_TOLERANCE if options.tolerance is None else options.tolerance)
     graph = float_graph
     if options.bits != 32:
         graph = quantize_graph(float_graph, calib, options.bits)
-    project = generate(graph)
+    project = generate_within_budget(graph, options)
     files = dict(project.files)
     sources = _source_files(Path(onnx_path), options)
     files.update(sources)

@@ -134,9 +134,29 @@ def cmd_build(args: argparse.Namespace) -> None:
     from mcu_attn.build import BuildOptions, build
 
     started = time.monotonic()
-    report = build(args.model, args.target, args.output, BuildOptions(bits=args.bits, calib=args.calib, attention=args.attention,
-                                                                     tolerance=args.tolerance))
+    options = BuildOptions(bits=args.bits, calib=args.calib, attention=args.attention, tolerance=args.tolerance,
+                           sram_budget=args.sram_budget)
+    report = build(args.model, args.target, args.output, options)
     elapsed = time.monotonic() - started
+    _print_summary(args, report, elapsed)
+    _print_layer_memory(report)
+
+
+def _print_layer_memory(report: dict) -> None:
+    """The memory plan per layer, known before compiling: arena bytes live while each kernel runs."""
+    layers = [layer for layer in report["layers"] if layer["kind"] != "view"]
+    peak = max((layer["live_bytes"] for layer in layers), default=0)
+    print(f"  planned RAM per layer (arena {report['arena_bytes']:,} B, query tile {report['query_tile']}"
+          + (f", --sram-budget {report['sram_budget']:,} B" if report["sram_budget"] else "") + "):")
+    width = min(48, max((len(layer["name"]) for layer in layers), default=5))
+    for layer in layers:
+        name = layer["name"] if len(layer["name"]) <= width else "..." + layer["name"][3 - width:]
+        scratch = f" incl. scratch {layer['scratch_bytes']:,}" if layer["scratch_bytes"] else ""
+        mark = "  <- peak" if layer["live_bytes"] == peak else ""
+        print(f"    {name:<{width}} {layer['op']:<12} {layer['live_bytes']:>8,} B{scratch}{mark}")
+
+
+def _print_summary(args: argparse.Namespace, report: dict, elapsed: float) -> None:
     check = report["host_check"]
     if report["target"] == "host":
         verdict = ""
@@ -175,7 +195,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
             raise UserError("--labels needs --data (the labels of those samples)")
         labels = load_labels(args.labels, data.shape[0])
     options = SimOptions(engine=args.engine, limit=args.limit, cycle_model=args.cycle_model, model=args.model,
-                         calib=args.calib)
+                         calib=args.calib, timeout_s=args.timeout)
     result = simulate(args.dir, data, labels, options)
     if args.json:
         _print_json(result)
@@ -184,14 +204,17 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def _attention_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--attention", default="dense", metavar="dense|local:W[,global:G]|auto",
+    parser.add_argument("--attention", metavar="dense|local:W[,global:G]|auto",
                         help="replace dense attention with local windowed attention (auto: the smallest window "
-                             "whose predictions on the calibration data stay within --tolerance of dense)")
+                             "whose predictions on the calibration data stay within --tolerance of dense); dense: "
+                             "every key, a trained band kept as a mask. Default: the attention the model has")
     parser.add_argument("--tolerance", type=float, help="allowed top-1 disagreement with dense for --attention "
                                                         "auto, as a fraction (default 0.01: one point)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mcu_attn.sim.unicorn import INFER_TIMEOUT_S
+
     parser = _Parser(prog="mcu-attn", description="Deploy attention models to microcontrollers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -225,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--bits", type=int, choices=(8, 4, 32), default=32,
                        help="8/4: integer weights (int8 activations); 32: the float baseline")
     build.add_argument("--calib", help=".npy stack of calibration samples (needed for --bits 8 and 4)")
+    build.add_argument("--sram-budget", type=int, metavar="BYTES",
+                       help="bytes for the planned RAM (arena + input/output buffers): the largest attention query "
+                            "tile that fits, or an error naming the minimum")
     _attention_options(build)
     build.set_defaults(func=cmd_build)
 
@@ -239,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--cycle-model", help="JSON file overriding cycle-model constants (docs/cycle-model.md)")
     simulate.add_argument("--model", help="the ONNX model, when report.json's path no longer points at it")
     simulate.add_argument("--calib", help="the calibration .npy, when report.json's path no longer points at it")
+    simulate.add_argument("--timeout", type=int, default=INFER_TIMEOUT_S, metavar="SECONDS",
+                          help=f"host seconds one inference may take in Unicorn (default {INFER_TIMEOUT_S})")
     simulate.add_argument("--top", type=int, default=10, help="layers listed in the table (default 10)")
     simulate.add_argument("--json", action="store_true")
     simulate.set_defaults(func=cmd_simulate)
@@ -254,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader (`| head`) went away: stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

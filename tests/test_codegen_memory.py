@@ -169,7 +169,7 @@ def test_scratch_never_overlaps_its_step():
 
 def test_digits_vit_plan():
     graph = import_model(DIGITS / "digits_vit.onnx")
-    steps, sizes = _steps(graph), _sizes(graph)
+    steps, sizes = _steps(graph, query_tile=1), _sizes(graph)
     plan = plan_memory(steps, sizes, graph.inputs, graph.outputs, graph.constants)
     check_plan(steps, sizes, graph.outputs, plan)
     # the final Gather of the class token and the input Reshape are views; GELU and residual adds run in place
@@ -178,3 +178,5 @@ def test_digits_vit_plan():
     assert {ops[i] for i in plan.inplace_steps} >= {"Gelu", "Add"}
     # peak: residual stream, LayerNorm output and q, k, v (5 x 17 x 32 floats) while v is computed
     assert plan.arena_bytes == 5 * 17 * 32 * 4
+    # each layer's live bytes (tensors and scratch) fit the arena, and the busiest layer is that peak
+    assert max(plan.live_bytes(i) for i in range(len(steps))) == plan.arena_bytes

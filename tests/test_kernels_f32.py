@@ -16,7 +16,7 @@ from mcu_attn.codegen.host_cc import compile_shared
 from mcu_attn.codegen.kernels import KERNELS
 from mcu_attn.ir.ops import spec
 from mcu_attn.ir.ops.elementwise import gelu
-from mcu_attn.ir.ops.nn import attention, layer_norm, linear
+from mcu_attn.ir.ops.nn import attention, attention_allowed, layer_norm, linear
 
 FLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Werror")
 SOURCES = ("linear_f32.c", "attention_f32.c", "layernorm_f32.c", "gelu_f32.c", "add_f32.c", "layout.c")
@@ -27,7 +27,8 @@ PTR = ctypes.c_void_p
 
 class AttentionParams(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int32) for name in ("seq", "heads", "head_dim", "window", "causal",
-                                                    "global_tokens")] + [("scale", ctypes.c_float)]
+                                                    "global_tokens", "query_tile")] + [
+        ("scale", ctypes.c_float), ("mask", PTR)]
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,7 @@ def lib() -> ctypes.CDLL:
     signatures = {
         "ma_linear_f32": [PTR, I32, I32, I32, PTR, PTR, PTR],
         "ma_attention_f32": [PTR, PTR, PTR, ctypes.POINTER(AttentionParams), PTR, PTR],
+        "ma_attention_f32_scratch": [ctypes.POINTER(AttentionParams)],
         "ma_layernorm_f32": [PTR, I32, I32, PTR, PTR, ctypes.c_float, PTR],
         "ma_gelu_f32": [PTR, I32, I32, PTR],
         "ma_add_f32": [PTR, PTR, I32, I32, PTR],
@@ -47,6 +49,7 @@ def lib() -> ctypes.CDLL:
     for name, argtypes in signatures.items():
         getattr(library, name).argtypes = argtypes
         getattr(library, name).restype = None
+    library.ma_attention_f32_scratch.restype = I32
     return library
 
 
@@ -75,32 +78,48 @@ def test_linear(lib, seed):
     assert np.all(np.abs(y - expected) <= bound + 1e-30)
 
 
-ATTENTION_CASES = [  # (seq, heads, head_dim, window, causal, global_tokens)
-    (1, 1, 1, 0, 0, 0), (17, 4, 8, 0, 0, 0), (17, 4, 8, 0, 1, 0), (23, 2, 5, 5, 0, 0), (23, 2, 5, 4, 1, 0),
-    (30, 3, 4, 6, 0, 2), (30, 3, 4, 3, 1, 1), (9, 1, 16, 100, 0, 0), (12, 2, 3, 1, 0, 12), (40, 2, 6, 7, 0, 3),
+ATTENTION_CASES = [  # (seq, heads, head_dim, window, causal, global_tokens, masked)
+    (1, 1, 1, 0, 0, 0, 0), (17, 4, 8, 0, 0, 0, 0), (17, 4, 8, 0, 1, 0, 0), (23, 2, 5, 5, 0, 0, 0),
+    (23, 2, 5, 4, 1, 0, 0), (30, 3, 4, 6, 0, 2, 0), (30, 3, 4, 3, 1, 1, 0), (9, 1, 16, 100, 0, 0, 0),
+    (12, 2, 3, 1, 0, 12, 0), (40, 2, 6, 7, 0, 3, 0), (17, 4, 8, 0, 0, 0, 1), (25, 2, 4, 6, 1, 1, 1),
 ]
+
+
+def _additive_mask(rng, seq: int, window: int, global_tokens: int, causal: int) -> np.ndarray:
+    """Finite biases, with -inf on a third of the keys; each row keeps a key its window allows finite."""
+    mask = rng.normal(0, 1, (seq, seq)).astype(np.float32)
+    mask[rng.random((seq, seq)) < 0.33] = -np.inf
+    allowed = attention_allowed(seq, window, global_tokens, causal)
+    for row, keep in enumerate(allowed):
+        mask[row, rng.choice(np.flatnonzero(keep))] = 0.0
+    return mask
 
 
 @pytest.mark.parametrize("case", ATTENTION_CASES)
 def test_attention(lib, case):
-    seq, heads, head_dim, window, causal, global_tokens = case
+    seq, heads, head_dim, window, causal, global_tokens, masked = case
     rng = np.random.default_rng(seq * 31 + window)
     q, k, v = (rng.standard_normal((seq, heads * head_dim)).astype(np.float32) * 2 for _ in range(3))
+    mask = _additive_mask(rng, seq, window, global_tokens, causal) if masked else None
     scale = float(1 / np.sqrt(head_dim))
-    params = AttentionParams(seq, heads, head_dim, window, causal, global_tokens, scale)
+    expected = attention(q[None], k[None], v[None], mask, heads=heads, head_dim=head_dim, scale=scale,
+                         causal=causal, window=window, global_tokens=global_tokens)[0]
     guard = 5
-    scratch = np.full(seq + guard, 12345.0, np.float32)
-    out = np.empty_like(q)
-    lib.ma_attention_f32(p(q), p(k), p(v), ctypes.byref(params), p(scratch), p(out))
-    expected = attention(q[None], k[None], v[None], heads=heads, head_dim=head_dim, scale=scale, causal=causal,
-                         window=window, global_tokens=global_tokens)[0]
-    # outputs are convex combinations of v rows: float32 rounding of the dot products, expf and the sums over
-    # at most seq terms stays within a few hundred ulps of max|v|
-    np.testing.assert_allclose(out, expected, rtol=0, atol=256 * EPS32 * float(np.abs(v).max()))
-    assert np.all(scratch[seq:] == 12345.0), "the kernel wrote past its seq-float scratch"
-    in_place = q.copy()  # out may equal q
-    lib.ma_attention_f32(p(in_place), p(k), p(v), ctypes.byref(params), p(scratch), p(in_place))
-    np.testing.assert_array_equal(in_place, out)
+    for tile in sorted({1, 3, seq}):
+        params = AttentionParams(seq, heads, head_dim, window, causal, global_tokens, tile, scale,
+                                 None if mask is None else mask.ctypes.data)
+        words = lib.ma_attention_f32_scratch(ctypes.byref(params)) // 4
+        assert words == tile * (head_dim + 5)  # O(tile x head_dim): no score matrix, no score row
+        scratch = np.full(words + guard, 12345.0, np.float32)
+        out = np.empty_like(q)
+        lib.ma_attention_f32(p(q), p(k), p(v), ctypes.byref(params), p(scratch), p(out))
+        # outputs are convex combinations of v rows: float32 rounding of the dot products, expf, the running
+        # rescales and the sums over at most seq terms stays within a few hundred ulps of max|v|
+        np.testing.assert_allclose(out, expected, rtol=0, atol=256 * EPS32 * float(np.abs(v).max()))
+        assert np.all(scratch[words:] == 12345.0), "the kernel wrote past its scratch"
+        in_place = q.copy()  # out may equal q
+        lib.ma_attention_f32(p(in_place), p(k), p(v), ctypes.byref(params), p(scratch), p(in_place))
+        np.testing.assert_array_equal(in_place, out)
 
 
 @pytest.mark.parametrize("seed", range(6))

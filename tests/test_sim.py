@@ -160,6 +160,7 @@ def test_bad_input_exits_2(builds, tmp_path):
         ((builds["stm32f407"], "--data", bad_data, "--model", MODEL, "--calib", CALIB), "shape"),
         ((builds["nrf52840"], "--engine", "qemu"), "QEMU has no machine"),
         ((builds["stm32f407"], "--limit", "0"), "--limit"),
+        ((builds["stm32f407"], "--timeout", "0"), "--timeout"),
     ]
     for args, message in cases:
         done = run_cli("simulate", *args)

@@ -1,5 +1,6 @@
 """--attention dense|local:W[,global:G]|auto: parsing, substitution, attention mass, the automatic choice,
-bad input, and local attention all the way to bit-exact firmware."""
+bad input, local attention all the way to bit-exact firmware, and a model trained with a band mask: its sparse
+kernel against the dense kernel with the mask."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ import numpy as np
 import pytest
 
 from mcu_attn.api import evaluate, import_model
+from mcu_attn.build import BuildOptions, build
+from mcu_attn.data import check_stack
 from mcu_attn.errors import UserError
+from mcu_attn.ir.ops.nn import attention_allowed
+from mcu_attn.passes.quantize import quantize_graph, run_quantized
 from mcu_attn.passes.sparsify import AttentionChoice, apply, attention_mass, choose
-from support import DIGITS, run_cli
+from mcu_attn.reference.interpreter import run
+from support import DIGITS, FIXTURES, run_cli
 
 MODEL = DIGITS / "digits_vit.onnx"
+BAND = FIXTURES / "models" / "legacy_op18_band.onnx"  # trained with |i-j| <= 2 plus the cls token as global
 DATA = DIGITS / "data"
 
 
@@ -102,3 +109,75 @@ def test_local_attention_firmware_is_bit_exact(tmp_path) -> None:
     simulated = run_cli("simulate", out, "--data", DATA / "test_x.npy", "--limit", "8", "--json", cwd=tmp_path)
     assert simulated.returncode == 0, simulated.stderr
     assert json.loads(simulated.stdout)["bit_exact"] is True
+
+
+def test_dense_keeps_a_trained_band_as_a_mask() -> None:
+    graph = import_model(BAND)
+    assert [(n.attrs["window"], n.attrs["global_tokens"]) for n in graph.nodes if n.op == "Attention"] == [(4, 1)] * 2
+    dense = apply(graph, AttentionChoice("dense"))
+    blocks = [n for n in dense.nodes if n.op == "Attention"]
+    assert all(n.attrs["window"] == 0 and n.attrs["global_tokens"] == 0 and len(n.inputs) == 4 for n in blocks)
+    mask = dense.const(blocks[0].inputs[3])
+    assert np.array_equal(mask == 0, attention_allowed(17, 4, 1, 0)) and np.all(np.isinf(mask) | (mask == 0))
+    plain = apply(import_model(MODEL), AttentionChoice("dense"))  # a dense model has no band to keep
+    assert all(len(n.inputs) == 3 for n in plain.nodes if n.op == "Attention")
+
+
+def test_band_model_sparse_kernel_equals_dense_kernel_with_the_mask(digits_test) -> None:
+    """The integer references of the two graphs on all 450 test images: identical outputs (and the float ones)."""
+    images, _ = digits_test
+    graph = import_model(BAND)
+    dense = apply(graph, AttentionChoice("dense"))
+    calib = np.load(DATA / "calib.npy")
+    for sample in check_stack(graph, images[:20], "data"):
+        assert np.array_equal(run(graph, {graph.inputs[0]: sample})[graph.outputs[0]],
+                              run(dense, {dense.inputs[0]: sample})[dense.outputs[0]])
+    sparse_q, dense_q = quantize_graph(graph, calib, 8), quantize_graph(dense, calib, 8)
+    assert [len(n.inputs) for n in dense_q.nodes if n.op == "QAttention"] == [4, 4]  # q, k, v and the 0/1 mask
+    assert np.array_equal(run_quantized(sparse_q, images), run_quantized(dense_q, images))
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+def test_band_model_firmware_sparse_equals_dense_with_mask(tmp_path) -> None:
+    """Both kernels as firmware in the emulator: the same output bytes; the dense one visits every key."""
+    from mcu_attn.sim.build_dir import BuildDir
+    from mcu_attn.sim.run import unicorn_outputs
+    from mcu_attn.sim.elf import load_firmware
+
+    outputs, instructions = {}, {}
+    images = np.load(DATA / "test_x.npy")[:12]
+    for name, extra in (("sparse", []), ("dense", ["--attention", "dense"])):
+        out = tmp_path / name
+        built = run_cli("build", BAND, "--target", "stm32f407", "-o", out, "--bits", "8", "--calib",
+                        DATA / "calib.npy", *extra)
+        assert built.returncode == 0, built.stderr
+        kernels = json.loads((out / "report.json").read_text())["kernels"]
+        assert "ma_attention_s8" in kernels
+        directory = BuildDir(str(out))
+        outputs[name] = unicorn_outputs(directory, load_firmware(directory.elf), directory.prepare(images))
+        simulated = run_cli("simulate", out, "--data", DATA / "test_x.npy", "--limit", "2", "--json")
+        assert simulated.returncode == 0 and json.loads(simulated.stdout)["bit_exact"] is True
+        instructions[name] = json.loads(simulated.stdout)["instructions"]
+    assert outputs["sparse"] == outputs["dense"]
+    assert instructions["dense"] > instructions["sparse"]
+
+
+@pytest.mark.parametrize("bits", [32, 8])
+def test_dense_kernel_with_a_mask_on_the_host(tmp_path, bits) -> None:
+    """--attention dense on the band model: the float kernel adds the mask, the integer one skips masked keys."""
+    options = BuildOptions(bits=bits, calib=str(DATA / "calib.npy"), attention="dense", check_samples=8)
+    report = build(BAND, "host", tmp_path / "dense", options)
+    assert report["attention_choice"]["chosen"] == "dense"
+    assert "_mask" in (tmp_path / "dense" / "weights.c").read_text()
+    check = report["host_check"]
+    # float: the C kernel's expf and summation order against numpy's, on logits of magnitude ~10
+    assert check["bit_exact"] if bits == 8 else check["max_abs_error"] < 1e-4
+
+
+def test_integer_attention_refuses_learned_biases() -> None:
+    graph = apply(import_model(BAND), AttentionChoice("dense"))
+    node = next(n for n in graph.nodes if n.op == "Attention")
+    mask = graph.const(node.inputs[3])
+    graph.constants[node.inputs[3]] = np.where(np.isfinite(mask), 0.25, mask).astype(np.float32)
+    with pytest.raises(UserError, match="0 and -inf only"):
+        quantize_graph(graph, np.load(DATA / "calib.npy")[:8], 8)

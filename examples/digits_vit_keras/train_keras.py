@@ -18,6 +18,15 @@ Outputs (next to this file):
 a copy of the ONNX file at tests/fixtures/models/keras_tf2onnx.onnx, and its
 "keras_tf2onnx" entry merged by name into tests/fixtures/manifest.json.
 
+``--variant tflm`` trains the same model with the tanh-approximated GELU instead
+(the only difference) and writes digits_vit_keras_tflm.onnx and
+digits_vit_keras_tflm_int8.tflite, and no fixture or manifest entry.  The
+converter does not fuse this spelling into the GELU op (int8 TFLite ops: ADD,
+BATCH_MATMUL, CONCATENATION, DEQUANTIZE, FULLY_CONNECTED, MEAN, MUL, NEG,
+QUANTIZE, RESHAPE, RSQRT, SOFTMAX, SQUARED_DIFFERENCE, STRIDED_SLICE, TANH,
+TRANSPOSE), so it loads and runs in TFLite-Micro, float NEG included; it is the
+model benchmarks/tflm_ram.py compares against TFLite-Micro's tensor arena.
+
 It must run in a separate environment, never the project's main one:
 
   python3 -m venv /opt/tfenv
@@ -141,12 +150,25 @@ def gelu(x):
     return 0.5 * x * (1.0 + tf.math.erf(x * 0.7071067811865476))
 
 
+def gelu_tanh(x):
+    """Tanh-approximated GELU from Mul/Add/Tanh (ONNX: Mul/Add/Tanh; TFLite: TANH and
+    int8 arithmetic, not the GELU op, which tflite-micro does not register)."""
+    return 0.5 * x * (1.0 + tf.math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+# --variant -> (GELU, file stem, writes the test fixture and its manifest entry)
+VARIANTS = {
+    "default": (gelu, "digits_vit_keras", True),
+    "tflm": (gelu_tanh, "digits_vit_keras_tflm", False),
+}
+
+
 class ClsSelect(layers.Layer):
     def call(self, x):
         return x[:, 0, :]
 
 
-def build_model(batch=None):
+def build_model(batch=None, activation=gelu):
     x_in = keras.Input(shape=(8, 8), batch_size=batch, name="x")
     h = layers.Dense(DIM, name="embed")(Patchify(name="patchify")(x_in))
     h = ClsPos(name="cls_pos")(h)
@@ -154,7 +176,7 @@ def build_model(batch=None):
         a = layers.LayerNormalization(epsilon=1e-5, name=f"b{i}_ln1")(h)
         h = h + MHSA(name=f"b{i}_attn")(a)
         m = layers.LayerNormalization(epsilon=1e-5, name=f"b{i}_ln2")(h)
-        m = layers.Dense(MLP, activation=gelu, name=f"b{i}_fc1")(m)
+        m = layers.Dense(MLP, activation=activation, name=f"b{i}_fc1")(m)
         h = h + layers.Dense(DIM, name=f"b{i}_fc2")(m)
     h = layers.LayerNormalization(epsilon=1e-5, name="ln_f")(h)
     logits = layers.Dense(10, name="head")(ClsSelect(name="cls_select")(h))
@@ -322,7 +344,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=120)
     ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="default",
+                    help="tflm: tanh-approximated GELU, *_tflm file names, no fixture")
     args = ap.parse_args()
+    activation, stem, write_fixture = VARIANTS[args.variant]
 
     keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
@@ -330,7 +355,7 @@ def main():
     Xtr, Xte, ytr, yte = load_split()
     compare_split(Xtr, Xte, yte)
 
-    model = build_model()
+    model = build_model(activation=activation)
     steps = args.epochs * int(np.ceil(len(Xtr) / 32))
     lr = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=3e-3,
                                                 warmup_steps=steps // 20)
@@ -343,7 +368,7 @@ def main():
     print(f"keras float accuracy: {keras_acc:.4f}")
 
     # Batch-1 graph for both exporters (same weights).
-    m1 = build_model(batch=1)
+    m1 = build_model(batch=1, activation=activation)
     m1.set_weights(model.get_weights())
     spec = tf.TensorSpec([1, 8, 8], tf.float32, name="x")
 
@@ -357,12 +382,12 @@ def main():
     import tf2onnx
 
     args.out.mkdir(parents=True, exist_ok=True)
-    onnx_path = args.out / "digits_vit_keras.onnx"
+    onnx_path = args.out / f"{stem}.onnx"
     patch_tf2onnx_merge()
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=17,
                                              output_path=None)
     canonicalize_onnx(proto)
-    proto.graph.name = "digits_vit_keras"
+    proto.graph.name = stem
     onnx.checker.check_model(proto)
     onnx.save(proto, str(onnx_path))
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -376,8 +401,9 @@ def main():
     print("onnx ops:", ", ".join(ops))
     assert ort_acc == keras_acc and diff < 1e-4, (ort_acc, keras_acc, diff)
     fixture = REPO / "tests" / "fixtures" / "models" / "keras_tf2onnx.onnx"
-    fixture.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(onnx_path, fixture)
+    if write_fixture:
+        fixture.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(onnx_path, fixture)
 
     # ---- int8 TFLite
     def rep():
@@ -395,11 +421,16 @@ def main():
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     tfl = conv.convert()
-    tfl_path = args.out / "digits_vit_keras_int8.tflite"
+    tfl_path = args.out / f"{stem}_int8.tflite"
     tfl_path.write_bytes(tfl)
     print(f"tflite: {len(tfl)} bytes")
     tfl_acc, tfl_logits, qp = tflite_eval(tfl_path, Xte, yte)
-    tflm_eval(tfl_path, Xte, yte, qp)
+    tflm_acc = tflm_eval(tfl_path, Xte, yte, qp)
+    if not write_fixture:
+        tflm = "n/a" if tflm_acc is None else f"{tflm_acc:.4f}"
+        print(f"SUMMARY keras={keras_acc:.4f} onnxruntime={ort_acc:.4f} "
+              f"tflite_int8={tfl_acc:.4f} tflite_micro_int8={tflm}")
+        return
 
     model_proto = onnx.load(str(fixture))
     merge_manifest([{

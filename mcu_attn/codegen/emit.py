@@ -29,6 +29,7 @@ from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import node_macs
 
 EXECUTABLE = "model_host"
+DEFAULT_QUERY_TILE = 1   # least RAM; --sram-budget trades RAM for a larger tile (docs/firmware.md, "Memory plan")
 IO_DTYPES = ("float32", "int8")
 
 
@@ -59,14 +60,16 @@ class Project:
     kernel_functions: list[str]   # the ma_* functions model.c calls
     sources: list[str] = field(default_factory=list)   # C sources in link order (main.c first)
     headers: list[str] = field(default_factory=list)
+    query_tile: int = 1                                 # query rows per attention kernel tile
 
 
 class EmitContext:
     """What an emitter may ask for while it turns one node into calls."""
 
-    def __init__(self, graph: Graph, plan: MemoryPlan) -> None:
+    def __init__(self, graph: Graph, plan: MemoryPlan, query_tile: int) -> None:
         self.graph = graph
         self.plan = plan
+        self.query_tile = query_tile  # query rows per attention kernel tile
         self.names = Names()
         self.weights: dict[tuple[str, str], ConstArray] = {}
         self.tables: dict[tuple[str, tuple], ConstArray] = {}
@@ -177,13 +180,13 @@ def _sizes(graph: Graph) -> dict[str, int]:
     return {name: ttype.size * ttype.np_dtype.itemsize for name, ttype in graph.types.items()}
 
 
-def _steps(graph: Graph) -> list[Step]:
+def _steps(graph: Graph, query_tile: int) -> list[Step]:
     steps = []
     for node in graph.nodes:
         entry = ops.lookup(node)
         inputs = tuple(v for v in node.inputs if v)
         view = entry.view(graph, node) if entry.view else None
-        scratch = entry.scratch(graph, node) if entry.scratch else 0
+        scratch = entry.scratch(graph, node, query_tile) if entry.scratch else 0
         used = [o for o in node.outputs[1:] if o and (graph.consumers(o) or o in graph.outputs)]
         steps.append(Step(inputs, (node.outputs[0], *used),
                           (node.inputs[0], view) if view is not None else None,
@@ -225,12 +228,15 @@ def _environment() -> jinja2.Environment:
                               autoescape=False)
 
 
-def generate(graph: Graph) -> Project:
-    """The C project for `graph`: model.h/.c, weights.h/.c, kernels/, main.c and a Makefile."""
+def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> Project:
+    """The C project for `graph`: model.h/.c, weights.h/.c, kernels/, main.c and a Makefile. Attention kernels
+    take `query_tile` query rows at a time (scratch grows with it; results do not change)."""
     _check_interface(graph)
-    steps, sizes = _steps(graph), _sizes(graph)
+    if query_tile < 1:
+        raise ValueError("query_tile must be at least 1")
+    steps, sizes = _steps(graph, query_tile), _sizes(graph)
     plan = plan_memory(steps, sizes, graph.inputs, graph.outputs, graph.constants)
-    ctx = EmitContext(graph, plan)
+    ctx = EmitContext(graph, plan, query_tile)
     rendered_layers, layers, functions = [], [], set()
     width = max(3, len(str(len(graph.nodes) - 1)))
     for index, (node, step) in enumerate(zip(graph.nodes, steps)):
@@ -254,6 +260,8 @@ def generate(graph: Graph) -> Project:
                        "arena_offset": location.offset if location.storage == "arena" else None,
                        "scratch_offset": plan.scratch.get(index),
                        "arena_bytes": (sizes[out] if fresh else 0) + steps[index].scratch,
+                       "scratch_bytes": steps[index].scratch,
+                       "live_bytes": plan.live_bytes(index),
                        "weights_bytes": ctx.data_bytes() - before})
     output = graph.outputs[0]
     if plan.copy_out and rendered_layers:  # the last layer function ends with the copy into the caller's buffer
@@ -292,4 +300,4 @@ def generate(graph: Graph) -> Project:
     files = {name: text.encode() for name, text in texts.items()}
     files.update({rel: path.read_bytes() for path, rel in kernel_rel.items()})
     return Project(dict(sorted(files.items())), plan, layers, weights_bytes, params_bytes, kernel_functions,
-                   sources, headers)
+                   sources, headers, query_tile)

@@ -68,6 +68,10 @@ class MemoryPlan:
     copy_out: bool = False                  # ma_run ends by copying the output value into the caller's buffer
     inplace_steps: tuple[int, ...] = ()     # steps that write over an input
 
+    def live_bytes(self, step: int) -> int:
+        """Bytes of arena buffers (tensors and scratch) live during `step`: that layer's own peak."""
+        return sum(b.size for b in self.buffers.values() if b.first <= step <= b.last)
+
 
 def scratch_name(step: int) -> str:
     return f"scratch@{step}"

@@ -8,7 +8,8 @@ Besides `emit` an entry may declare
   memory planner then makes the output an alias and the node emits nothing);
 - `inplace`: input positions the output may overwrite: the kernel reads every input element before it writes
   the output element at the same place (elementwise kernels; float attention for q);
-- `scratch(graph, node)`: kernel scratch bytes, planned in the arena like a tensor.
+- `scratch(graph, node, query_tile)`: kernel scratch bytes, planned in the arena like a tensor (attention
+  kernels take `query_tile` query rows at a time; their scratch grows with it, their results do not).
 Layout ops work on any element type, so the same entries serve float and int8 graphs.
 """
 
@@ -37,7 +38,7 @@ class OpEmitter:
     emit: Callable[[Any, Node], list[Call]]
     view: Callable[[Graph, Node], int | None] | None = None
     inplace: tuple[int, ...] = ()
-    scratch: Callable[[Graph, Node], int] | None = None
+    scratch: Callable[[Graph, Node, int], int] | None = None
 
 
 EMITTERS: dict[str, OpEmitter] = {}
@@ -120,8 +121,9 @@ def _linear_f32(ctx, node: Node) -> list[Call]:
                                    ctx.ptr(node.outputs[0], write=True)))]
 
 
-def _attention_scratch_f32(graph: Graph, node: Node) -> int:
-    return 4 * graph.shape(node.inputs[0])[-2]
+def _attention_scratch_f32(graph: Graph, node: Node, query_tile: int) -> int:
+    """ma_attention_f32_scratch: query_tile * (4 head_dim + 20) bytes (model.c's ma_check verifies it)."""
+    return query_tile * (4 * int(node.attr("head_dim", 1)) + 20)
 
 
 def _heads(graph: Graph, node: Node) -> tuple[int, int, int]:
@@ -132,17 +134,34 @@ def _heads(graph: Graph, node: Node) -> tuple[int, int, int]:
     return _rows(shape[:-1]), shape[-2], shape[-1]
 
 
+def _attention_mask(ctx, node: Node, seq: int, make, ctype: str) -> str:
+    """The mask input as a [seq][seq] constant in weights.c (`make(array)` converts it), or NULL."""
+    if len(node.inputs) < 4 or not node.inputs[3]:
+        return "NULL"
+    mask = ctx.graph.const(node.inputs[3])
+    try:
+        square = np.broadcast_to(mask, mask.shape[:-2] + (seq, seq)).reshape(-1, seq, seq)
+    except ValueError:
+        square = None
+    if square is None or (square != square[:1]).any():
+        raise UserError(f"{_label(node)}: the C kernels take one [{seq}, {seq}] attention mask for every head")
+    return ctx.weight(node.inputs[3], "mask", lambda: np.ascontiguousarray(make(square[0])), ctype)
+
+
 @emitter("Attention", scratch=_attention_scratch_f32, inplace=(0,))  # ma_attention_f32 allows out == q
 def _attention_f32(ctx, node: Node) -> list[Call]:
     graph = ctx.graph
     _require(node, graph, "float32", (0, 1, 2))
-    if len(node.inputs) > 3 and node.inputs[3]:
-        raise UserError(f"{_label(node)}: attention with an additive mask is not supported by the C kernels")
     lead, seq, width = _heads(graph, node)
     attrs = spec("Attention").resolve_attrs(node)
+    # -inf (a hidden key) is stored as -FLT_MAX: C initializers hold finite numbers, and exp(-FLT_MAX - m) is 0
+    mask = _attention_mask(ctx, node, seq, lambda m: np.maximum(m, np.finfo(np.float32).min).astype(np.float32),
+                           "float")
     params = ctx.struct("ma_attention_f32_params", node, [
         ("seq", seq), ("heads", attrs["heads"]), ("head_dim", attrs["head_dim"]), ("window", attrs["window"]),
-        ("causal", attrs["causal"]), ("global_tokens", attrs["global_tokens"]), ("scale", float(attrs["scale"]))])
+        ("causal", attrs["causal"]), ("global_tokens", attrs["global_tokens"]), ("query_tile", ctx.query_tile),
+        ("scale", float(attrs["scale"])), ("mask", mask)])
+    ctx.check(f"ma_attention_f32_scratch(&{params})", _attention_scratch_f32(graph, node, ctx.query_tile))
     return _attention_calls(ctx, node, "ma_attention_f32", params, "float", lead, seq * width * 4)
 
 
@@ -215,9 +234,9 @@ def _qlinear(ctx, node: Node) -> list[Call]:
                   str(int(node.attr("y_zp", 0))), ctx.ptr(node.outputs[0], write=True)))]
 
 
-def _attention_scratch_s8(graph: Graph, node: Node) -> int:
-    """ma_attention_s8_scratch: seq + head_dim int32 words (model.c's ma_check verifies it against the kernel)."""
-    return 4 * (graph.shape(node.inputs[0])[-2] + int(node.attr("head_dim", 1)))
+def _attention_scratch_s8(graph: Graph, node: Node, query_tile: int) -> int:
+    """ma_attention_s8_scratch: query_tile * (8 head_dim + 20) bytes (model.c's ma_check verifies it)."""
+    return query_tile * (8 * int(node.attr("head_dim", 1)) + 20)
 
 
 @emitter("QAttention", scratch=_attention_scratch_s8)
@@ -227,13 +246,15 @@ def _qattention(ctx, node: Node) -> list[Call]:
     lead, seq, width = _heads(graph, node)
     attrs = spec("QAttention").resolve_attrs(node)
     table = ctx.table(f"{node.name}_exp", np.asarray(attrs["exp_table"], np.int64), "uint16_t")
+    mask = _attention_mask(ctx, node, seq, lambda m: (m != 0).astype(np.uint8), "uint8_t")
     fields = [("seq", seq)] + [(key, attrs[key]) for key in ("heads", "head_dim", "window", "causal",
                                                              "global_tokens", "q_zp", "k_zp", "v_zp", "out_zp")]
     fields += [("score_mult", attrs["score_multiplier"]), ("score_shift", attrs["score_shift"]),
-               ("out_mult", attrs["out_multiplier"]), ("out_shift", attrs["out_shift"]), ("exp_table", table)]
+               ("out_mult", attrs["out_multiplier"]), ("out_shift", attrs["out_shift"]),
+               ("query_tile", ctx.query_tile), ("exp_table", table), ("mask", mask)]
     params = ctx.struct("ma_attention_s8_params", node, fields)
-    ctx.check(f"ma_attention_s8_scratch(&{params})", _attention_scratch_s8(graph, node) // 4)
-    return _attention_calls(ctx, node, "ma_attention_s8", params, "int32_t", lead, seq * width)
+    ctx.check(f"ma_attention_s8_scratch(&{params})", _attention_scratch_s8(graph, node, ctx.query_tile))
+    return _attention_calls(ctx, node, "ma_attention_s8", params, "int64_t", lead, seq * width)
 
 
 @emitter("QLayerNorm")

@@ -132,6 +132,11 @@ class Graph:
         self.outputs = [new if o == old else o for o in self.outputs]
         self._index = None
 
+    def set_inputs(self, node: Node, inputs: Iterable[str]) -> None:
+        """Give `node` new inputs (the use-lists follow)."""
+        node.inputs = list(inputs)
+        self._index = None
+
     def _rename(self, old: str, new: str) -> None:
         for node in self._nodes:
             node.inputs = [new if i == old else i for i in node.inputs]

@@ -167,9 +167,27 @@ def _layer_norm(cv: _Converter, node: Node) -> None:
                                            "out_zp": y_zp}, node.name)
 
 
+HIDDEN = -1e4  # an additive mask value at or below this hides the key (exp underflows to 0 in float32)
+
+
+def _key_mask(cv: _Converter, node: Node) -> list[str]:
+    """The 0/1 key mask the integer kernel takes for an additive 0/-inf mask input ([] when there is none)."""
+    if len(node.inputs) < 4 or not node.inputs[3]:
+        return []
+    seq = cv.src.shape(node.inputs[0])[-2]
+    additive = cv.src.const(node.inputs[3])
+    square = np.broadcast_to(additive, np.broadcast_shapes(additive.shape, (seq, seq))).reshape(-1, seq, seq)
+    if (square != square[:1]).any():
+        raise UserError(f"node '{node.name}': integer attention takes one mask for every head")
+    finite = square[0][square[0] > HIDDEN]
+    if np.any(finite != 0):
+        raise UserError(f"node '{node.name}': integer attention supports masks of 0 and -inf only; this one adds "
+                        f"learned biases (e.g. {float(finite[finite != 0][0]):.4g})")
+    return [cv.dst.add_const(f"{node.name}_keys", (square[0] > HIDDEN).astype(np.uint8))]
+
+
 def _attention(cv: _Converter, node: Node) -> None:
-    if len(node.inputs) > 3:
-        raise UserError(f"node '{node.name}': integer attention with a learned additive mask is not supported")
+    mask = _key_mask(cv, node)
     (s_q, q_zp), (s_k, k_zp), (s_v, v_zp) = (cv.param(v) for v in node.inputs[:3])
     s_o, o_zp = cv.param(node.outputs[0])
     score = quantize_multiplier(s_q * s_k * float(node.attrs["scale"]) / SCORE_STEP)
@@ -178,7 +196,7 @@ def _attention(cv: _Converter, node: Node) -> None:
     attrs = {key: int(node.attr(key, 0)) for key in ("heads", "head_dim", "window", "causal", "global_tokens")}
     attrs.update(q_zp=q_zp, k_zp=k_zp, v_zp=v_zp, out_zp=o_zp, score_multiplier=score[0], score_shift=score[1],
                  exp_table=table, out_multiplier=output[0], out_shift=output[1])
-    cv.emit("QAttention", list(node.inputs[:3]), node.outputs[0], attrs, node.name)
+    cv.emit("QAttention", list(node.inputs[:3]) + mask, node.outputs[0], attrs, node.name)
 
 
 def _add(cv: _Converter, node: Node) -> None:

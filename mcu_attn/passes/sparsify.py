@@ -1,6 +1,10 @@
 """Substitute sparse local attention for dense attention (`--attention dense|local:W[,global:G]|auto`).
 
-- `dense` keeps every block as the model has it; a model trained with a band mask already carries its window.
+- Without `--attention` every block stays as the model has it: a model trained with a band mask (detected on
+  import as a window and global tokens) runs the sparse kernel, with its results unchanged.
+- `dense`: every block visits all keys. A block that carries a window becomes the dense kernel with that band
+  as an explicit mask ([S, S], 0 or -inf): the same results as the sparse kernel, bit for bit in the integer
+  kernels (which take the keys one at a time in ascending order either way), at O(S^2) work.
 - `local:W[,global:G]`: every block attends to |i-j| <= W/2 (or the last W keys when causal) plus the first G
   tokens as global tokens (they see, and are seen by, every token). The kernels then do O(S·W) work.
 - `auto` tries windows W = 2, 4, 8, ... below the sequence length, each with G = 0 and G = 1 global tokens, and
@@ -57,10 +61,26 @@ def _blocks(graph: Graph):
     return [n for n in graph.nodes if n.op == "Attention"]
 
 
+def _band_as_mask(graph: Graph, node) -> None:
+    """Replace the block's window and global tokens by the same key set as an additive 0/-inf mask."""
+    seq = graph.shape(node.inputs[0])[-2]
+    allowed = attention_allowed(seq, int(node.attr("window", 0)), int(node.attr("global_tokens", 0)),
+                                int(node.attr("causal", 0)))
+    mask = np.where(allowed, 0.0, -np.inf).astype(np.float32)
+    if len(node.inputs) > 3 and node.inputs[3]:
+        mask = (graph.const(node.inputs[3]) + mask).astype(np.float32)
+    graph.set_inputs(node, [*node.inputs[:3], graph.add_const(f"{node.name}_band_mask", mask)])
+    node.attrs["window"] = 0
+    node.attrs["global_tokens"] = 0
+
+
 def apply(graph: Graph, choice: AttentionChoice) -> Graph:
-    """A copy of `graph` with every attention block set to `choice` (dense: unchanged)."""
+    """A copy of `graph` with every attention block set to `choice`."""
     result = graph.copy()
     if choice.mode == "dense":
+        for node in _blocks(result):
+            if int(node.attr("window", 0)) > 0:
+                _band_as_mask(result, node)
         return result
     for node in _blocks(result):
         seq = result.shape(node.inputs[0])[-2]
@@ -112,7 +132,7 @@ def _predictions(graph: Graph, samples: np.ndarray) -> np.ndarray:
 def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice,
            tolerance: float = DEFAULT_TOLERANCE) -> tuple[Graph, dict]:
     """Apply `choice` (resolving `auto` on the calibration samples); returns the graph and a report."""
-    if not _blocks(graph):
+    if not _blocks(graph) and choice.mode != "dense":
         raise UserError("the model has no attention block to make local")
     report: dict = {"requested": choice.describe()}
     if samples is not None:

@@ -21,7 +21,7 @@ from mcu_attn.sim.build_dir import FLOAT_TOLERANCE, BuildDir
 from mcu_attn.sim.elf import load_firmware
 from mcu_attn.sim.energy import energy_uj, power_mw, target_field
 from mcu_attn.sim.profile import COUNT_FIELDS, Profile
-from mcu_attn.sim.unicorn import MemoryMap, UnicornRunner
+from mcu_attn.sim.unicorn import INFER_TIMEOUT_S, MemoryMap, UnicornRunner
 
 ENGINES = ("unicorn", "qemu", "renode")
 DEFAULT_SAMPLES = 16
@@ -37,6 +37,7 @@ class SimOptions:
     cycle_model: str | None = None    # JSON overrides of the cycle model constants
     model: str | None = None          # overrides report.json's model path
     calib: str | None = None          # overrides report.json's calib path
+    timeout_s: int = INFER_TIMEOUT_S  # host seconds one inference may take in Unicorn
 
 
 def memory_map(target) -> MemoryMap:
@@ -124,13 +125,14 @@ def estimate_payload(build: BuildDir, profile: Profile, overrides: dict) -> dict
     }
 
 
-def _unicorn_outputs(build: BuildDir, firmware, samples: np.ndarray) -> list[bytes]:
-    runner = UnicornRunner(firmware, memory_map(build.target), build.target.core)
+def unicorn_outputs(build: BuildDir, firmware, samples: np.ndarray, timeout_s: int = INFER_TIMEOUT_S) -> list[bytes]:
+    runner = UnicornRunner(firmware, memory_map(build.target), build.target.core, timeout_s=timeout_s)
     return [runner.infer(np.ascontiguousarray(s).tobytes()) for s in samples]
 
 
-def unicorn_profile(build: BuildDir, firmware, sample: np.ndarray) -> tuple[bytes, Profile]:
-    runner = UnicornRunner(firmware, memory_map(build.target), build.target.core, record=True)
+def unicorn_profile(build: BuildDir, firmware, sample: np.ndarray,
+                    timeout_s: int = INFER_TIMEOUT_S) -> tuple[bytes, Profile]:
+    runner = UnicornRunner(firmware, memory_map(build.target), build.target.core, record=True, timeout_s=timeout_s)
     return runner.profile(np.ascontiguousarray(sample).tobytes(), build.layers(firmware.symbols))
 
 
@@ -138,6 +140,8 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
              options: SimOptions = SimOptions()) -> dict:
     if options.engine not in ENGINES:
         raise UserError(f"--engine {options.engine}: choose {', '.join(ENGINES)}")
+    if options.timeout_s < 1:
+        raise UserError(f"--timeout {options.timeout_s}: must be at least 1 second")
     if options.limit is not None and options.limit < 1:
         raise UserError(f"--limit {options.limit}: must be at least 1")
     build = BuildDir(directory, options.model, options.calib)
@@ -174,12 +178,12 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
                      "bits": build.bits, "samples": int(len(prepared)), "data": source, "profiled_sample": 0}
     extra: dict = {}
     if options.engine == "unicorn":
-        raw = _unicorn_outputs(build, firmware, prepared)
-        _, profile = unicorn_profile(build, firmware, prepared[0])
+        raw = unicorn_outputs(build, firmware, prepared, options.timeout_s)
+        _, profile = unicorn_profile(build, firmware, prepared[0], options.timeout_s)
     elif options.engine == "qemu":
         qemu = engine
         raw = [qemu.infer(np.ascontiguousarray(s).tobytes()) for s in prepared]
-        _, reference_profile = unicorn_profile(build, firmware, prepared[0])
+        _, reference_profile = unicorn_profile(build, firmware, prepared[0], options.timeout_s)
         profile = qemu.profile(np.ascontiguousarray(prepared[0]).tobytes(), build.layers(firmware.symbols),
                                reference_profile)
         extra["cross_check"] = {"unicorn_instructions": reference_profile.total("instructions"),
@@ -189,7 +193,7 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
     else:
         renode = engine
         raw = [renode.infer(np.ascontiguousarray(s).tobytes()) for s in prepared]
-        _, profile = unicorn_profile(build, firmware, prepared[0])
+        _, profile = unicorn_profile(build, firmware, prepared[0], options.timeout_s)
         extra["renode"] = renode.summary()
     got = np.stack([build.decode(r) for r in raw])
     payload.update(_compare(build, got, expected))

@@ -69,10 +69,12 @@ def _page_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 class UnicornRunner:
     """One emulator instance with the firmware booted to `ma_harness_idle`."""
 
-    def __init__(self, firmware: Firmware, memory: MemoryMap, core: str, record: bool = False) -> None:
+    def __init__(self, firmware: Firmware, memory: MemoryMap, core: str, record: bool = False,
+                 timeout_s: int = INFER_TIMEOUT_S) -> None:
         from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_MEM_READ, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
 
         self.firmware = firmware
+        self.timeout_s = timeout_s  # host seconds one inference may take in the emulator
         self.memory = memory
         self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
         self.uc.ctl_set_cpu_model(cpu_model(core))
@@ -155,7 +157,7 @@ class UnicornRunner:
         halt = fw.address("ma_harness_halt")
         self.uc.reg_write(UC_ARM_REG_SP, self.idle_sp)
         self.uc.reg_write(UC_ARM_REG_LR, halt | 1)
-        self._run(fw.address("ma_harness_infer"), halt, INFER_TIMEOUT_S, "ma_harness_infer")
+        self._run(fw.address("ma_harness_infer"), halt, self.timeout_s, "ma_harness_infer")
         return bytes(self.uc.mem_read(fw.address("ma_harness_output"), fw.sizes["ma_harness_output"]))
 
     def profile(self, sample: bytes, layers: list[LayerRef]) -> tuple[bytes, Profile]:

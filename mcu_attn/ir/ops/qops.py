@@ -8,15 +8,22 @@ QLinear: acc[n] = bias[n] + sum_k x[k] w[k, n] on int32 (the quantizer folds -x_
     rounded float bias into `bias`, so the inner loop is a plain dot product), then one requantization per output
     channel. int4 weights (bits=4) are the values -8..7 held in an int8 array; the C kernel packs two per byte.
 
-QAttention: per head and query row i, over the keys j that `nn.attention_allowed` permits (window, causality,
-    global tokens), with no score matrix kept beyond one row:
-    1. acc_j = (q_i - q_zp) . (k_j - k_zp) and m = max_j acc_j (exact integer logits);
-    2. t_j = min(255, requant(m - acc_j)) is the logit gap in steps of Delta (1/16 by default), so
-       e_j = exp_table[t_j] = round(2^15 exp(-Delta t_j)) is a table lookup instead of an exponential;
-    3. sum = sum_j e_j, then ONE reciprocal per row, inv = floor(2^31 / sum), turns every e_j into a
-       probability p_j = round(e_j inv / 2^23) in units of 1/256 (0..256) with a multiply and a shift;
-    4. out = requant(sum_j p_j (v_j - v_zp)) + out_zp, the 1/256 folded into the output multiplier.
-    The gap m - acc_j is clamped so that requant's left shift cannot leave int32: any clamped gap already maps
+QAttention: per head and query row i, an online softmax over the keys j that `nn.attention_allowed` permits
+    (window, causality, global tokens) and the optional constant 0/1 `mask` [S, S] allows, visited in ascending
+    order, one key at a time; no score is kept beyond the one in hand:
+    1. s_j = (q_i - q_zp) . (k_j - k_zp), the exact integer logit;
+    2. the running maximum m: when s_j > m, the running sum and the head_dim int64 accumulators are rescaled by
+       f = exp_table[t(s_j - m)] / 2^15 (rounded), and m = s_j;
+    3. e_j = exp_table[t(m - s_j)] with t(g) = min(255, requant(g)) the logit gap in steps of Delta (1/16 by
+       default), so exp_table[t] = round(2^15 exp(-Delta t)) is a table lookup instead of an exponential;
+       sum += e_j and acc += e_j (v_j - v_zp);
+    4. at the end of the row ONE reciprocal: with sh = max(0, bitlen(sum) - 16), inv = floor(2^31 / (sum >> sh))
+       and o = round((acc >> sh) inv / 2^23) = 256 acc / sum (the output in 1/256 units of the probabilities),
+       out = requant(o) + out_zp with the 1/256 folded into the output multiplier.
+    Because keys are taken one at a time in ascending order, the result does not depend on how a kernel tiles
+    queries or keys: a dense row that skips masked keys and a sparse row that never visits them are bit-identical.
+    sum >= 2^15 (the maximum's own entry) and sum <= S 2^15, so sum >> sh is in [2^15, 2^16) and every product
+    fits int64. The gap is clamped so that requant's left shift cannot leave int32: any clamped gap already maps
     to t = 255, so this only makes the op total (the contract's min(255, .) of the exact value).
 
 QLayerNorm: per row of C values, the mean and variance in integers: S = sum x, d_i = C x_i - S (C times the
@@ -79,43 +86,73 @@ def qlinear(x, w, bias, *, multiplier=(), shift=(), y_zp=0, bits=8):
 def _qattention_macs(node: Node, graph: Graph) -> int:
     seq = graph.shape(node.inputs[0])[-2]
     allowed = attention_allowed(seq, node.attr("window", 0), node.attr("global_tokens", 0), node.attr("causal", 0))
+    if len(node.inputs) > 3 and node.inputs[3]:
+        allowed = allowed & (graph.const(node.inputs[3]) != 0)
     return 2 * int(allowed.sum()) * int(node.attr("heads", 1)) * int(node.attr("head_dim", 1))
 
 
 def _exp_table(table) -> np.ndarray:
     array = _i64(table).reshape(-1)
-    if array.size != 256 or array.min() < 0 or array.max() > 0xFFFF:
-        raise ValueError("exp_table needs 256 values in the uint16 range")
-    if array[0] == 0:
-        raise ValueError("exp_table[0] (a zero logit gap) must be positive, or a row's sum can be zero")
+    if array.size != 256 or array.min() < 0 or array.max() > 1 << 15:
+        raise ValueError("exp_table needs 256 values in [0, 2^15] (Q15)")
+    if array[0] != 1 << 15:
+        raise ValueError("exp_table[0] (a zero logit gap) must be 2^15, exp(0) in Q15")
     return array
 
 
-@op("QAttention", macs=_qattention_macs, onnx=())
-def qattention(q, k, v, *, heads=1, head_dim=1, window=0, causal=0, global_tokens=0, q_zp=0, k_zp=0, v_zp=0,
-               out_zp=0, score_multiplier=0, score_shift=0, exp_table=(1 << 15,) * 256, out_multiplier=0,
+def _exp_index(gap, multiplier: int, shift: int) -> np.ndarray:
+    """t(gap) = min(255, requant(gap)) of non-negative logit gaps, clamped so requant's left shift stays in int32."""
+    gap = np.minimum(_i64(gap), INT32_MAX >> max(int(shift), 0))
+    return np.minimum(255, requantize(gap, multiplier, shift))
+
+
+def _key_mask(mask, seq: int) -> np.ndarray:
+    if mask is None:
+        return np.ones((seq, seq), bool)
+    array = np.asarray(mask)
+    if array.shape != (seq, seq) or not np.isin(array, (0, 1)).all():
+        raise ValueError(f"QAttention mask must be 0/1 of shape [{seq}, {seq}], got {array.shape}")
+    return array.astype(bool)
+
+
+@op("QAttention", macs=_qattention_macs, onnx=(), const_inputs=(3,))
+def qattention(q, k, v, mask=None, *, heads=1, head_dim=1, window=0, causal=0, global_tokens=0, q_zp=0, k_zp=0,
+               v_zp=0, out_zp=0, score_multiplier=0, score_shift=0, exp_table=(1 << 15,) * 256, out_multiplier=0,
                out_shift=0):
-    """Integer softmax attention over q, k, v int8 [..., S, heads*head_dim] (see the module docstring)."""
+    """Integer online-softmax attention over q, k, v int8 [..., S, heads*head_dim] (see the module docstring)."""
     if score_multiplier < 0:
         raise ValueError("QAttention score_multiplier must be non-negative")
     table = _exp_table(exp_table)
     lead, seq = q.shape[:-2], q.shape[-2]
+    allowed = attention_allowed(seq, window, global_tokens, causal) & _key_mask(mask, seq)
+    if not allowed.any(axis=-1).all():
+        raise ValueError("QAttention: every query needs at least one key its mask allows")
 
     def split(t, zp):  # [..., S, H*D] -> [..., H, S, D], zero point removed
         return (_i64(t) - zp).reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
 
     qh, kh, vh = split(q, q_zp), split(k, k_zp), split(v, v_zp)
-    allowed = attention_allowed(seq, window, global_tokens, causal)
-    acc = np.matmul(qh, kh.swapaxes(-1, -2))                                  # [..., H, S, S] logits
-    row_max = np.max(np.where(allowed, acc, np.iinfo(np.int64).min), axis=-1, keepdims=True)
-    gap = np.where(allowed, row_max - acc, 0)
-    gap = np.minimum(gap, INT32_MAX >> max(int(score_shift), 0))            # keeps requant's left shift in int32
-    t = np.minimum(255, requantize(gap, score_multiplier, score_shift))
-    e = np.where(allowed, table[t], 0)
-    total = np.sum(e, axis=-1, keepdims=True)                                 # >= exp_table[0] > 0
-    inv = (np.int64(1) << 31) // total
-    p = (e * inv + (1 << 22)) >> 23                                          # 0..256, uint32 in C
-    out = requantize(np.matmul(p, vh), out_multiplier, out_shift)
+    logits = np.matmul(qh, kh.swapaxes(-1, -2))                                # [..., H, S(query), S(key)]
+    top = np.full(logits.shape[:-1], np.iinfo(np.int32).min, np.int64)         # running maximum per query
+    total = np.zeros_like(top)                                                 # running sum of table entries
+    acc = np.zeros(qh.shape, np.int64)                                         # [..., H, S, D]
+    for j in range(seq):                                                       # keys in ascending order
+        visible = allowed[:, j]
+        s = logits[..., j]
+        rise = visible & (s > top)
+        f = table[_exp_index(np.where(rise, s - top, 0), score_multiplier, score_shift)]
+        total = np.where(rise, rshift_round(total * f, 15), total)
+        acc = np.where(rise[..., None], rshift_round(acc * f[..., None], 15), acc)
+        top = np.where(rise, s, top)
+        e = np.where(visible, table[_exp_index(np.where(visible, top - s, 0), score_multiplier, score_shift)], 0)
+        total = total + e
+        acc = acc + e[..., None] * vh[..., j:j + 1, :]
+    shift = np.zeros_like(total)
+    while np.any((total >> shift) >= 1 << 16):
+        shift += (total >> shift) >= 1 << 16
+    inv = (np.int64(1) << 31) // (total >> shift)
+    o = rshift_round((acc >> shift[..., None]) * inv[..., None], 23)
+    out = requantize(o, out_multiplier, out_shift)
     return _sat8(out + out_zp).swapaxes(-2, -3).reshape(q.shape)
 
 

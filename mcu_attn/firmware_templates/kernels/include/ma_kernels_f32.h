@@ -16,13 +16,19 @@ void ma_linear_f32(const float *x, int32_t rows, int32_t k, int32_t n, const flo
 
 typedef struct {
     int32_t seq, heads, head_dim, window, causal, global_tokens;
+    int32_t query_tile; /* query rows per tile (>= 1) */
     float scale;
+    const float *mask;  /* NULL, or an additive [seq][seq] mask shared by the heads; -INFINITY or -FLT_MAX
+                         * hides a key (its exp underflows to 0) */
 } ma_attention_f32_params;
-/* Multi-head attention over q, k, v [seq][heads*head_dim], one query row at a time over the keys it may see
- * (the same sets as the IR's attention_allowed), max-subtracted softmax; scratch holds seq floats.
- * out may equal q: row i of head h reads only q's row i of head h before writing the same slice of out. */
+/* Multi-head attention over q, k, v [seq][heads*head_dim] with an online softmax, query_tile rows at a time over
+ * the keys each row may see (the same sets as the IR's attention_allowed). out may equal q: a tile reads only
+ * its own rows of q, and writes them after its last read. */
 void ma_attention_f32(const float *q, const float *k, const float *v, const ma_attention_f32_params *p,
-                      float *scratch /* seq floats */, float *out);
+                      float *scratch, float *out);
+
+/* Scratch bytes ma_attention_f32 needs: query_tile * (4 * head_dim + 20). */
+int32_t ma_attention_f32_scratch(const ma_attention_f32_params *p);
 
 /* Normalise each of `rows` rows of c channels; beta may be NULL. */
 void ma_layernorm_f32(const float *x, int32_t rows, int32_t c, const float *gamma, const float *beta, float eps,

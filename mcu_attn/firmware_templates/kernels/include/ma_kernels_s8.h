@@ -70,16 +70,19 @@ void ma_linear_s4(const int8_t *x, int32_t rows, int32_t k, int32_t n, const uin
 typedef struct {
     int32_t seq, heads, head_dim, window, causal, global_tokens;
     int32_t q_zp, k_zp, v_zp, out_zp, score_mult, score_shift, out_mult, out_shift;
-    const uint16_t *exp_table; /* [256] */
+    int32_t query_tile;        /* query rows per tile (>= 1): scratch size, not results */
+    const uint16_t *exp_table; /* [256], Q15, exp_table[0] = 2^15 */
+    const uint8_t *mask;       /* NULL, or [seq][seq]: 0 hides key j from query i (the dense kernel with a mask) */
 } ma_attention_s8_params;
 
-/* q, k, v, out: [seq][heads * head_dim]. One query row at a time over the keys its window allows
- * (window 0: all; causal: j <= i; the first global_tokens tokens see and are seen by all): O(seq * window)
- * work per head, O(seq) scratch, never the seq x seq score matrix. */
+/* q, k, v, out: [seq][heads * head_dim]. Online softmax over the keys each query's window (window 0: all;
+ * causal: j <= i; the first global_tokens tokens see and are seen by all) and the mask allow, query_tile rows
+ * at a time: O(seq * window) work per head, O(query_tile * head_dim) scratch, never a score matrix or row.
+ * scratch is 8-byte aligned. */
 void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma_attention_s8_params *p,
-                     int32_t *scratch, int8_t *out);
+                     int64_t *scratch, int8_t *out);
 
-/* Number of int32 scratch words ma_attention_s8 needs: seq + head_dim. */
+/* Scratch bytes ma_attention_s8 needs: query_tile * (8 * head_dim + 20). */
 int32_t ma_attention_s8_scratch(const ma_attention_s8_params *p);
 
 typedef struct {

@@ -1,85 +1,74 @@
-/* Float multi-head attention, one query row at a time.
+/* Float multi-head attention with an online softmax, a tile of query rows at a time.
  *
- * For query i the keys it may see are the global tokens [0, G) and a band [lo, hi]: everything (dense, or a
- * global query), i-W < j <= i (causal local window W), |i-j| <= W/2 (local), clipped to j <= i when causal.
- * These are exactly the sets of the IR's attention_allowed. Scores of the visible keys go into scratch[j]
- * (O(seq) memory, never the seq x seq matrix); softmax subtracts the row maximum before expf.
+ * The same schedule as the integer kernel (attention_s8.c): per head, query_tile rows at a time; each key row of
+ * the tile's union of ranges (ma_attention_keys.h, the IR's attention_allowed) is visited once, in ascending j,
+ * and every row that sees it updates its running maximum m, running sum and head_dim accumulators:
+ * s = scale q.k (+ mask), and when s > m the sum and accumulators are multiplied by expf(m - s) before m = s;
+ * then e = expf(s - m), sum += e, acc += e v. The output row is acc / sum. An additive mask of -INFINITY hides
+ * a key. Scratch is O(query_tile * head_dim): no score matrix, no score row.
  */
+#include "ma_attention_keys.h"
 #include "ma_kernels.h"
 
 #include <math.h>
 #include <stddef.h>
 
-static void visible_keys(const ma_attention_f32_params *p, int32_t i, int32_t *globals_end, int32_t *lo, int32_t *hi)
+#define MA_ROW_WORDS 5 /* per row after the accumulators: max, sum, key ranges (3) */
+
+int32_t ma_attention_f32_scratch(const ma_attention_f32_params *p)
 {
-    int32_t last = p->causal ? i : p->seq - 1;
-    if (p->window <= 0 || i < p->global_tokens) {
-        *lo = 0;
-        *hi = last;
-    } else if (p->causal) {
-        *lo = i - p->window + 1;
-        *hi = i;
-    } else {
-        *lo = i - p->window / 2;
-        *hi = i + p->window / 2;
-    }
-    if (*lo < 0) {
-        *lo = 0;
-    }
-    if (*hi > last) {
-        *hi = last;
-    }
-    /* global keys before the band (those inside it are visited by the band) */
-    *globals_end = p->global_tokens < *lo ? p->global_tokens : *lo;
-    if (p->causal && *globals_end > i + 1) {
-        *globals_end = i + 1;
-    }
+    return p->query_tile * (4 * p->head_dim + 4 * MA_ROW_WORDS);
 }
 
 void ma_attention_f32(const float *q, const float *k, const float *v, const ma_attention_f32_params *p,
                       float *scratch, float *out)
 {
-    const int32_t width = p->heads * p->head_dim;
-    int32_t h, i, j, d;
+    const int32_t seq = p->seq, dim = p->head_dim, width = p->heads * p->head_dim;
+    const int32_t tile = p->query_tile > 0 ? p->query_tile : 1;
+    float *acc = scratch;                           /* [tile][dim] */
+    float *top = acc + (size_t)tile * (size_t)dim;  /* [tile] */
+    float *sum = top + tile;                        /* [tile] */
+    ma_key_ranges *keys = (ma_key_ranges *)(sum + tile);
+    int32_t h, i0, r, j, d;
     for (h = 0; h < p->heads; ++h) {
-        const int32_t col = h * p->head_dim;
-        for (i = 0; i < p->seq; ++i) {
-            const float *qi = q + (size_t)i * (size_t)width + col;
-            float *oi = out + (size_t)i * (size_t)width + col;
-            int32_t globals_end, lo, hi, pass;
-            float top = -INFINITY, sum = 0.0f, inv;
-            visible_keys(p, i, &globals_end, &lo, &hi);
-            for (pass = 0; pass < 2; ++pass) { /* pass 0: the global keys, pass 1: the band */
-                int32_t first = pass == 0 ? 0 : lo, end = pass == 0 ? globals_end : hi + 1;
-                for (j = first; j < end; ++j) {
-                    const float *kj = k + (size_t)j * (size_t)width + col;
-                    float dot = 0.0f;
-                    for (d = 0; d < p->head_dim; ++d) {
-                        dot += qi[d] * kj[d];
+        const int32_t col = h * dim;
+        for (i0 = 0; i0 < seq; i0 += tile) {
+            const int32_t rows = seq - i0 < tile ? seq - i0 : tile;
+            int32_t first, end;
+            ma_tile_keys(seq, p->window, p->causal, p->global_tokens, i0, rows, keys, &first, &end);
+            for (r = 0; r < rows; ++r) {
+                top[r] = -INFINITY;
+                sum[r] = 0.0f;
+                for (d = 0; d < dim; ++d) acc[r * dim + d] = 0.0f;
+            }
+            for (j = first; j < end; ++j) {
+                const float *kj = k + (size_t)j * (size_t)width + col;
+                const float *vj = v + (size_t)j * (size_t)width + col;
+                for (r = 0; r < rows; ++r) {
+                    const int32_t i = i0 + r;
+                    const float *qi = q + (size_t)i * (size_t)width + col;
+                    float *a = acc + r * dim;
+                    float s = 0.0f, e;
+                    if (!ma_key_visible(&keys[r], j)) continue;
+                    for (d = 0; d < dim; ++d) s += qi[d] * kj[d];
+                    s *= p->scale;
+                    if (p->mask) s += p->mask[(size_t)i * (size_t)seq + (size_t)j];
+                    if (!(s > -INFINITY)) continue; /* a masked key (or NaN) */
+                    if (s > top[r]) {
+                        const float f = expf(top[r] - s); /* 0 for the first key */
+                        sum[r] *= f;
+                        for (d = 0; d < dim; ++d) a[d] *= f;
+                        top[r] = s;
                     }
-                    scratch[j] = dot * p->scale;
-                    if (scratch[j] > top) {
-                        top = scratch[j];
-                    }
+                    e = expf(s - top[r]);
+                    sum[r] += e;
+                    for (d = 0; d < dim; ++d) a[d] += e * vj[d];
                 }
             }
-            for (d = 0; d < p->head_dim; ++d) {
-                oi[d] = 0.0f;
-            }
-            for (pass = 0; pass < 2; ++pass) {
-                int32_t first = pass == 0 ? 0 : lo, end = pass == 0 ? globals_end : hi + 1;
-                for (j = first; j < end; ++j) {
-                    const float *vj = v + (size_t)j * (size_t)width + col;
-                    float e = expf(scratch[j] - top);
-                    sum += e;
-                    for (d = 0; d < p->head_dim; ++d) {
-                        oi[d] += e * vj[d];
-                    }
-                }
-            }
-            inv = 1.0f / sum;
-            for (d = 0; d < p->head_dim; ++d) {
-                oi[d] *= inv;
+            for (r = 0; r < rows; ++r) {
+                float *o = out + (size_t)(i0 + r) * (size_t)width + col;
+                const float inv = sum[r] > 0.0f ? 1.0f / sum[r] : 0.0f;
+                for (d = 0; d < dim; ++d) o[d] = acc[r * dim + d] * inv;
             }
         }
     }
