@@ -13,7 +13,7 @@ import pytest
 
 from mcu_attn.api import import_model
 from mcu_attn.codegen.emit import _sizes, _steps
-from mcu_attn.codegen.memory import Buffer, Step, place, plan_memory, scratch_name
+from mcu_attn.codegen.memory import PLACEMENT_ORDERS, Buffer, Step, _first_fit, place, plan_memory, scratch_name
 
 from support import DIGITS
 
@@ -180,3 +180,17 @@ def test_digits_vit_plan():
     assert plan.arena_bytes == 5 * 17 * 32 * 4
     # each layer's live bytes (tensors and scratch) fit the arena, and the busiest layer is that peak
     assert max(plan.live_bytes(i) for i in range(len(steps))) == plan.arena_bytes
+
+
+def test_place_keeps_the_order_with_the_smallest_arena():
+    """Largest-first leaves a hole here (72 B); placing the long-lived buffer first reaches the bound of 64 B,
+    the bytes live at step 4."""
+    buffers = [Buffer("wide", 40, 1, 1), Buffer("long", 16, 0, 4), Buffer("a", 16, 4, 4), Buffer("b", 32, 4, 4)]
+    assert _first_fit(sorted(buffers, key=PLACEMENT_ORDERS[0]), 8)[1] == 72
+    offsets, total = place(buffers)
+    assert total == 64 and offsets["long"] == 0
+    for one in buffers:  # still a valid plan: buffers live at the same time never share bytes
+        for other in buffers:
+            if one is not other and one.overlaps_in_time(other):
+                assert (offsets[one.name] + one.size <= offsets[other.name]
+                        or offsets[other.name] + other.size <= offsets[one.name])

@@ -31,6 +31,15 @@ def test_scratch_grows_with_the_tile(planned_by_tile) -> None:
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
 
 
+def test_every_tile_plan_reaches_the_busiest_layer() -> None:
+    """The arena of the int8 digits ViT equals the bytes live in its busiest layer, for every tile: no plan
+    can be smaller (rule 5 keeps the best of its placement orders)."""
+    graph = quantize_graph(import_model(MODEL), np.load(CALIB), 8)
+    for tile in QUERY_TILES:
+        plan = generate(graph, tile).plan
+        assert plan.arena_bytes == max(plan.live_bytes(i) for i in range(len(graph.nodes)))
+
+
 def test_budget_picks_the_largest_tile_that_fits(tmp_path, planned_by_tile) -> None:
     for tile in (16, 4, 1):
         budget = planned_by_tile[tile] + 1

@@ -19,10 +19,13 @@ the caller's input buffer, the caller's output buffer and the constants in flash
    placed in the caller's output buffer when the output is that whole root (no copy out); otherwise, e.g. the
    output views part of a larger tensor or the input itself, the root stays in the arena and ma_run ends with a
    copy.
-5. Placement (greedy by size, the TFLite Micro planner's idea): sort the arena buffers by size, largest first
-   (ties: earlier first step, then name, so the plan is deterministic), and give each the lowest offset,
-   aligned to `align`, at which it overlaps no already-placed buffer whose lifetime intersects its own (first
-   fit over the gaps between those buffers). The arena size is the highest end offset (the peak).
+5. Placement (greedy first fit, the TFLite Micro planner's idea): take the arena buffers in some order and give
+   each the lowest offset, aligned to `align`, at which it overlaps no already-placed buffer whose lifetime
+   intersects its own (first fit over the gaps between those buffers). The arena size is the highest end
+   offset. Largest-first (TFLM's order) can leave holes, e.g. when a large short-lived scratch buffer lands
+   under a long-lived tensor's path, so three orders are tried (largest first, largest size x lifetime first,
+   definition order; ties by first step, then name, so the plan is deterministic) and the smallest arena kept.
+   No plan can be below the bytes live in the busiest step (`MemoryPlan.live_bytes`).
 """
 
 from __future__ import annotations
@@ -81,9 +84,28 @@ def _align_up(value: int, align: int) -> int:
     return (value + align - 1) // align * align
 
 
+# Orders `place` tries (rule 5); the first is the TFLite Micro planner's. Ties: earlier first step, then name.
+PLACEMENT_ORDERS = (
+    lambda b: (-b.size, b.first, b.name),                           # largest first
+    lambda b: (-b.size * (b.last - b.first + 1), b.first, b.name),  # largest size x lifetime first
+    lambda b: (b.first, -b.size, b.name),                           # in order of definition
+)
+
+
 def place(buffers: Iterable[Buffer], align: int = 8) -> tuple[dict[str, int], int]:
-    """Greedy by size, first fit (rule 5): offsets by buffer name, and the arena size."""
-    order = sorted(buffers, key=lambda b: (-b.size, b.first, b.name))
+    """First fit in each of PLACEMENT_ORDERS (rule 5): the offsets by buffer name and the arena size of the
+    order with the smallest arena (the earliest order on a tie)."""
+    buffers = list(buffers)
+    best: tuple[dict[str, int], int] | None = None
+    for key in PLACEMENT_ORDERS:
+        offsets, total = _first_fit(sorted(buffers, key=key), align)
+        if best is None or total < best[1]:
+            best = (offsets, total)
+    return best
+
+
+def _first_fit(order: list[Buffer], align: int) -> tuple[dict[str, int], int]:
+    """Each buffer in turn at the lowest aligned offset where it overlaps no placed buffer live at the same time."""
     placed: list[tuple[int, Buffer]] = []
     offsets: dict[str, int] = {}
     for buffer in order:
