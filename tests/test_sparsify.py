@@ -124,7 +124,7 @@ def test_dense_keeps_a_trained_band_as_a_mask() -> None:
 
 
 def test_band_model_sparse_kernel_equals_dense_kernel_with_the_mask(digits_test) -> None:
-    """The integer references of the two graphs on all 450 test images: identical outputs (and the float ones)."""
+    """The integer references of the two graphs on all 450 test images, the float ones on 20: identical."""
     images, _ = digits_test
     graph = import_model(BAND)
     dense = apply(graph, AttentionChoice("dense"))
@@ -141,8 +141,8 @@ def test_band_model_sparse_kernel_equals_dense_kernel_with_the_mask(digits_test)
 def test_band_model_firmware_sparse_equals_dense_with_mask(tmp_path) -> None:
     """Both kernels as firmware in the emulator: the same output bytes; the dense one visits every key."""
     from mcu_attn.sim.build_dir import BuildDir
-    from mcu_attn.sim.run import unicorn_outputs
     from mcu_attn.sim.elf import load_firmware
+    from mcu_attn.sim.run import unicorn_outputs
 
     outputs, instructions = {}, {}
     images = np.load(DATA / "test_x.npy")[:12]
