@@ -23,7 +23,8 @@ not counted, so the comparison is in TFLM's favour. Accuracies on the 450 test i
 equal to Keras as train_keras.py checks), TFLM int8 at the minimal arena, and ours int8 (`mcu-attn eval
 --bits 8`, the integer reference the firmware matches).
 
-    python benchmarks/tflm_ram.py [--tflm-python /opt/tfenv/bin/python] [--json OUT.json] [--no-accuracy]
+    pip install -e ".[tflm]"     # tflite-micro (numpy, flatbuffers, pyyaml; no TensorFlow)
+    python benchmarks/tflm_ram.py [--tflm-python PYTHON] [--json OUT.json] [--no-accuracy]
 """
 
 from __future__ import annotations
@@ -43,13 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 KERAS = ROOT / "examples" / "digits_vit_keras"
 DATA = ROOT / "examples" / "digits_vit" / "data"
 PROBE = Path(__file__).resolve().with_name("tflm_probe.py")
-TFENV_PYTHON = Path("/opt/tfenv/bin/python")
 LARGE_ARENA = 1 << 20
 ALLOCATION = re.compile(r"\[RecordingMicroAllocator\] Arena allocation (total|head|tail) (\d+) bytes")
-
-
-def default_tflm_python() -> str:
-    return str(TFENV_PYTHON) if TFENV_PYTHON.exists() else sys.executable
 
 
 def check_tflm(python: str) -> str | None:
@@ -163,7 +159,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DATA / "test_x.npy")
     parser.add_argument("--labels", type=Path, default=DATA / "test_y.npy")
     parser.add_argument("--target", default="stm32")
-    parser.add_argument("--tflm-python", default=default_tflm_python())
+    parser.add_argument("--tflm-python", default=sys.executable,
+                        help="a python with tflite-micro (default: this one; pip install -e '.[tflm]')")
     parser.add_argument("--samples", type=int, default=16, help="test images each arena probe must reproduce")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the accuracies (about 15 s)")
     parser.add_argument("--json", help="also write the numbers as JSON to this file ('-': stdout)")
