@@ -84,10 +84,10 @@ def probe(python: str, tflite: Path, arena: int, inputs: Path, labels: Path | No
     return result
 
 
-def minimal_arena(python: str, tflite: Path, inputs: Path, expected: list, high: int) -> tuple[int, int]:
-    """Smallest arena size (bytes) that runs and reproduces `expected`, by bisection; and the probe count.
-    Invariant: `high` works, `low` does not (0 cannot)."""
-    low, probes = 0, 0
+def minimal_arena(python: str, tflite: Path, inputs: Path, expected: list, high: int) -> tuple[int, int, dict]:
+    """Smallest arena size (bytes) that runs and reproduces `expected`, by bisection; the probe count; and the
+    failing result one byte below it. Invariant: `high` works, `low` does not (0 cannot)."""
+    low, probes, below = 0, 0, None
     while high - low > 1:
         middle = (low + high) // 2
         result = probe(python, tflite, middle, inputs)
@@ -95,8 +95,10 @@ def minimal_arena(python: str, tflite: Path, inputs: Path, expected: list, high:
         if result["ok"] and result["outputs"] == expected:
             high = middle
         else:
-            low = middle
-    return high, probes
+            low, below = middle, result
+    if below is None:  # every probe worked, so arena - 1 = 0 was never run
+        below = probe(python, tflite, low, inputs)
+    return high, probes, below
 
 
 def ours(onnx: Path, target: str, calib: Path) -> dict:
@@ -182,9 +184,8 @@ def main() -> int:
             print(f"TFLM cannot run {args.tflite} even with a {LARGE_ARENA:,} B arena: {reference['error']}",
                   file=sys.stderr)
             return 1
-        arena, probes = minimal_arena(args.tflm_python, args.tflite, inputs, reference["outputs"], LARGE_ARENA)
-        below = probe(args.tflm_python, args.tflite, arena - 1, inputs)
-        assert not (below["ok"] and below["outputs"] == reference["outputs"]), "arena - 1 works: not minimal"
+        arena, probes, below = minimal_arena(args.tflm_python, args.tflite, inputs, reference["outputs"],
+                                             LARGE_ARENA)
         full = probe(args.tflm_python, args.tflite, arena, args.data, args.labels, allocations=True)
         assert full["ok"], full
 

@@ -73,7 +73,7 @@ class BuildDir:
         if not isinstance(name, str):
             raise UserError(f"{report_path}: no 'target'")
         self.target = get_target(name)
-        if self.target.name == "host":
+        if self.target.is_host:
             raise UserError(f"{self.path}: built for the host; simulate runs Cortex-M firmware "
                             f"(build with --target stm32, stm32f407, nrf52840, ...)")
         self.bits = int(self.report.get("bits", 32))
@@ -192,11 +192,9 @@ class BuildDir:
         return rng.standard_normal((count,) + shape).astype(np.float32), "seeded random inputs"
 
     def reference(self, prepared: np.ndarray) -> np.ndarray:
-        from mcu_attn.reference.interpreter import run
+        from mcu_attn.reference.interpreter import run_stack
 
-        graph = self.graph
-        return np.stack([np.asarray(run(graph, {graph.inputs[0]: sample})[graph.outputs[0]])
-                         for sample in prepared]).astype(self.output.np_dtype)
+        return run_stack(self.graph, prepared).astype(self.output.np_dtype)
 
     def decode(self, raw: bytes) -> np.ndarray:
         if len(raw) != self.output.nbytes:

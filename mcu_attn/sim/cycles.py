@@ -113,14 +113,12 @@ def core_timing(core: str, overrides: dict | None = None) -> CoreTiming:
 
 
 def flash_timing(target, overrides: dict | None = None) -> FlashTiming:
-    from mcu_attn.sim.energy import target_field
-
     geometry = FLASH.get(target.name, dict(fetch_lines=0, data_lines=0, line_bytes=16, prefetch=True,
                                           source="no flash cache known for this target"))
-    cache = target_field(target, "flash_cache")
+    cache = target.flash_cache
     if not cache or str(cache).lower() == "none":  # the target table says nothing hides the wait states
         geometry = dict(geometry, fetch_lines=0, data_lines=0)
-    wait_states = target_field(target, "flash_wait_states")  # None: no flash (code in zero-wait RAM)
+    wait_states = target.flash_wait_states  # None: no flash (code in zero-wait RAM)
     timing = FlashTiming(target.name, int(wait_states or 0), **geometry)
     return _apply(timing, (overrides or {}).get("flash", {}).get(target.name), f"flash.{target.name}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcu_attn.codegen.elfinfo import SHF_ALLOC
 from mcu_attn.errors import UserError
 
 HARNESS_SYMBOLS = ("ma_harness_input", "ma_harness_output", "ma_harness_infer", "ma_harness_idle",
@@ -65,7 +66,7 @@ def load_firmware(path: str | Path) -> Firmware:
             regions = tuple(Region(seg["p_paddr"], seg.data(), seg["p_memsz"]) for seg in elf.iter_segments()
                             if seg["p_type"] == "PT_LOAD" and seg["p_memsz"])
             allocated = tuple((sec["sh_addr"], sec["sh_size"]) for sec in elf.iter_sections()
-                              if sec["sh_flags"] & 0x2 and sec["sh_size"])
+                              if sec["sh_flags"] & SHF_ALLOC and sec["sh_size"])
             symtab = elf.get_section_by_name(".symtab")
             if symtab is None:
                 raise UserError(f"{path}: no symbol table (stripped ELF); simulate needs the harness symbols")

@@ -14,35 +14,20 @@ Targets without silicon (the MPS2 FPGA images) have no run current: their energy
 
 from __future__ import annotations
 
-from mcu_attn.errors import UserError
-
-TARGET_FIELDS = ("clock_hz", "run_current_a", "voltage_v", "flash_wait_states", "flash_cache")
-
-
-def target_field(target, name: str):
-    """A field of the target table, or a UserError naming it when this version of the table lacks it."""
-    if not hasattr(target, name):
-        raise UserError(f"target {target.name}: the target table has no {name!r} field, which simulate needs "
-                        f"for its estimates")
-    return getattr(target, name)
-
 
 def has_energy_model(target) -> bool:
     """False for targets without a datasheet run current (FPGA images such as the MPS2 boards)."""
-    return all(target_field(target, name) for name in ("clock_hz", "run_current_a", "voltage_v"))
+    return all((target.clock_hz, target.run_current_a, target.voltage_v))
 
 
 def energy_uj(cycles: float, target) -> float | None:
     """Estimated energy of `cycles` at the target's clock, run current and voltage; None without a run current."""
     if not has_energy_model(target):
         return None
-    clock = float(target_field(target, "clock_hz"))
-    current = float(target_field(target, "run_current_a"))
-    voltage = float(target_field(target, "voltage_v"))
-    return cycles / clock * current * voltage * 1e6
+    return cycles / float(target.clock_hz) * float(target.run_current_a) * float(target.voltage_v) * 1e6
 
 
 def power_mw(target) -> float | None:
     if not has_energy_model(target):
         return None
-    return float(target_field(target, "run_current_a")) * float(target_field(target, "voltage_v")) * 1e3
+    return float(target.run_current_a) * float(target.voltage_v) * 1e3

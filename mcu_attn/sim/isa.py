@@ -63,7 +63,6 @@ class Block:
     end: int                 # address just past the last instruction
     vector: np.ndarray       # int64[len(FIELDS)]
     writes_pc: bool          # the last instruction may change the flow (branch, POP {pc}, LDR pc, ...)
-    mnemonics: tuple[str, ...]
 
 
 def _base_name(insn) -> str:
@@ -129,12 +128,11 @@ def classify(code: bytes, address: int) -> Block:
     """Summarise the instructions of one block (`code` starts at `address`)."""
     vector = np.zeros(len(FIELDS), np.int64)
     previous_load_dest = None   # destination of the previous instruction if it was a single load
-    last_writes_pc = False
+    last = None                 # (instruction, base name) of the last instruction
     end = address
-    mnemonics = []
     for insn in _disassembler().disasm(code, address):
         name = _base_name(insn)
-        mnemonics.append(insn.mnemonic)
+        last = insn, name
         end = insn.address + insn.size
         vector[INDEX["instructions"]] += 1
         single_load_dest = None
@@ -184,8 +182,7 @@ def classify(code: bytes, address: int) -> Block:
         else:
             vector[INDEX["alu"]] += 1
         previous_load_dest = single_load_dest
-        last_writes_pc = _writes_pc(insn, name)
-    return Block(address, end, vector, last_writes_pc, tuple(mnemonics))
+    return Block(address, end, vector, last is not None and _writes_pc(*last))
 
 
 def _is_double(insn) -> bool:
@@ -194,17 +191,3 @@ def _is_double(insn) -> bool:
     operands = insn.operands
     return bool(operands) and operands[0].type == arm.ARM_OP_REG and insn.reg_name(operands[0].reg).startswith("d")
 
-
-def block_at(read, address: int, size: int | None = None, instructions: int | None = None) -> Block:
-    """Classify the block at `address` given either its size in bytes (unicorn) or its instruction count (QEMU).
-    `read(address, count)` returns code bytes."""
-    if size is not None:
-        return classify(read(address, size), address)
-    code = read(address, 4 * instructions)  # a Thumb instruction is 2 or 4 bytes
-    md = _disassembler()
-    length = 0
-    for position, insn in enumerate(md.disasm_lite(code, address)):
-        if position == instructions:
-            break
-        length += insn[1]
-    return classify(code[:length], address)

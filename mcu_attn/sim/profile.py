@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mcu_attn.sim.isa import FIELDS, Block, block_at
+from mcu_attn.sim.isa import FIELDS, Block, classify
 
 PREAMBLE = "(before the first layer)"
 
@@ -71,13 +71,7 @@ class BlockCache:
     def by_size(self, address: int, size: int) -> Block:
         key = (address, size)
         if key not in self.blocks:
-            self.blocks[key] = block_at(self.read, address, size=size)
-        return self.blocks[key]
-
-    def by_count(self, address: int, instructions: int) -> Block:
-        key = (address, -instructions)
-        if key not in self.blocks:
-            self.blocks[key] = block_at(self.read, address, instructions=instructions)
+            self.blocks[key] = classify(self.read(address, size), address)
         return self.blocks[key]
 
 

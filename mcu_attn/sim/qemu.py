@@ -9,13 +9,14 @@ Per sample, QEMU boots the unmodified firmware (`-kernel model.elf`) with the sa
 on the console UART (the machine's first serial port, read from QEMU's stdout). The line is checked (crc32 of
 the bytes = checksum) and QEMU is killed: the harness ends in a BKPT loop.
 
-Instruction count of the profiled sample: the same run with `-d exec,nochain,in_asm -D LOG`. `in_asm` prints
-every translation block (TB) when QEMU translates it, one line per guest instruction; `exec` with `nochain`
-prints one `Trace` line per TB execution with its guest PC. The inference is the TBs from the first one that
-starts at `ma_harness_infer` up to the first one that starts at its return address (the end of the TB that
-called it); the count is the sum of their instruction counts. Those TBs are then classified and attributed
-to layers like Unicorn's blocks (profile.py). QEMU's log has no data addresses, so the split of data reads
-between flash and SRAM is taken from the Unicorn profile of the same ELF and sample.
+Instruction count of the profiled sample: its run (the one whose output is checked) adds
+`-d exec,nochain,in_asm -D LOG`. `in_asm` prints every translation block (TB) when QEMU translates it, one line
+per guest instruction; `exec` with `nochain` prints one `Trace` line per TB execution with its guest PC. The
+inference is the TBs from the first one that starts at `ma_harness_infer` up to the first one that starts at its
+return address (the end of the TB that called it). Those TBs (start address and size in bytes) are classified
+and attributed to layers like Unicorn's blocks (profile.py); the count is the sum of their instructions. QEMU's
+log has no data addresses, so the split of data reads between flash and SRAM is taken from the Unicorn profile
+of the same ELF and sample.
 QEMU is functional, like Unicorn: cycles and energy come from the same estimate (cycles.py, energy.py).
 """
 
@@ -46,6 +47,19 @@ _INSN = re.compile(r"^0x([0-9a-f]+):\s+((?:[0-9a-f]{4} )+)")
 _TRACE = re.compile(r"^Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/")
 
 
+def parse_result(text: str, engine: str) -> bytes | None:
+    """The output bytes of the harness's MA-RESULT line in `text` (QEMU's or Renode's console), checked against
+    the line's crc32; None when `text` has no such line."""
+    match = RESULT.search(text)
+    if match is None:
+        return None
+    checksum, _, hex_bytes = match.groups()
+    data = bytes.fromhex(hex_bytes)
+    if f"{zlib.crc32(data):08x}" != checksum:
+        raise UserError(f"{engine}: MA-RESULT checksum {checksum} does not match its {len(data)} output bytes")
+    return data
+
+
 @lru_cache(maxsize=None)
 def _machines(binary: str) -> frozenset[str]:
     listing = subprocess.run([binary, "-M", "help"], capture_output=True, text=True, timeout=30).stdout
@@ -54,15 +68,13 @@ def _machines(binary: str) -> frozenset[str]:
 
 class QemuRunner:
     def __init__(self, build, firmware: Firmware) -> None:
-        from mcu_attn.sim.energy import target_field
-
         self.build = build
         self.firmware = firmware
-        machine = target_field(build.target, "qemu_machine")
+        machine = build.target.qemu_machine
         if not machine:
             from mcu_attn.targets.table import TARGETS
 
-            able = ", ".join(f"{t.name} ({t.qemu_machine})" for t in TARGETS if getattr(t, "qemu_machine", None))
+            able = ", ".join(f"{t.name} ({t.qemu_machine})" for t in TARGETS if t.qemu_machine)
             raise UserError(f"target {build.target.name}: QEMU has no machine for it (QEMU runs: {able}); "
                             f"use --engine unicorn")
         binary = shutil.which(QEMU)
@@ -113,56 +125,53 @@ class QemuRunner:
                 process.wait()
                 process.stdout.close()
                 process.stderr.close()
-        checksum, _, hex_bytes = RESULT.search(output.decode("ascii", "replace")).groups()
-        data = bytes.fromhex(hex_bytes)
-        if f"{zlib.crc32(data):08x}" != checksum:
-            raise UserError(f"{QEMU}: MA-RESULT checksum {checksum} does not match its {len(data)} output bytes")
+        data = parse_result(output.decode("ascii", "replace"), QEMU)
+        if data is None:
+            raise UserError(f"{QEMU} -M {self.machine}: malformed MA-RESULT line "
+                            f"(console: {output[output.find(b'MA-RESULT'):][:200]!r})")
         return data
 
     def infer(self, sample: bytes) -> bytes:
         return self._run(sample, None, RUN_TIMEOUT_S)
 
-    def profile(self, sample: bytes, layers: list[LayerRef], unicorn_profile: Profile) -> Profile:
-        """Profile one sample from QEMU's TB trace; flash/SRAM split of data reads from `unicorn_profile`."""
+    def profile(self, sample: bytes, layers: list[LayerRef], unicorn_profile: Profile) -> tuple[bytes, Profile]:
+        """Run one sample with QEMU's TB trace on; its output and its profile (flash/SRAM split of data reads
+        from `unicorn_profile`)."""
         with tempfile.TemporaryDirectory(prefix="mcu-attn-qemu-") as scratch:
             log = os.path.join(scratch, "exec.log")
-            self._run(sample, log, PROFILE_TIMEOUT_S)
-            starts, counts, ret = self._inference_trace(log)
+            output = self._run(sample, log, PROFILE_TIMEOUT_S)
+            starts, sizes, ret = self._inference_trace(log)
         cache = BlockCache(self.firmware.read)
-        pairs, order = np.unique(np.stack([starts, counts], axis=1), axis=0, return_inverse=True)
-        blocks = [cache.by_count(int(a), int(n)) for a, n in pairs]
+        pairs, order = np.unique(np.stack([starts, sizes], axis=1), axis=0, return_inverse=True)
+        blocks = [cache.by_size(int(a), int(n)) for a, n in pairs]
         profile = build_profile(starts, blocks, order.reshape(-1), layers, ret)
         flash = COUNT_INDEX["flash_reads"]
         profile.counts[:, flash] = unicorn_profile.counts[:, flash]
         profile.flash_addresses = unicorn_profile.flash_addresses
         profile.flash_rows = unicorn_profile.flash_rows
-        return profile
+        return output, profile
 
     def _inference_trace(self, log: str) -> tuple[np.ndarray, np.ndarray, int]:
-        """(TB start addresses, their instruction counts, the return address) of the ma_harness_infer call."""
+        """(TB start addresses, their sizes in bytes, the return address) of the ma_harness_infer call."""
         infer = self.firmware.address("ma_harness_infer")
-        translated: dict[int, tuple[int, int]] = {}   # TB start -> (instructions, end address), latest wins
+        translated: dict[int, int] = {}   # TB start -> end address, latest wins
         starts: list[int] = []
-        counts: list[int] = []
+        sizes: list[int] = []
         block_start = None
-        block_count = 0
-        block_end = 0
         entered = False
         ret = None
         previous_end = None
         with open(log, "r", errors="replace") as stream:
             for line in stream:
                 if line.startswith("IN:"):
-                    block_start, block_count = None, 0
+                    block_start = None
                     continue
                 insn = _INSN.match(line)
                 if insn:
                     address = int(insn.group(1), 16)
                     if block_start is None:
                         block_start = address
-                    block_count += 1
-                    block_end = address + 2 * len(insn.group(2).split())
-                    translated[block_start] = (block_count, block_end)
+                    translated[block_start] = address + 2 * len(insn.group(2).split())
                     continue
                 trace = _TRACE.match(line)
                 if not trace:
@@ -171,7 +180,7 @@ class QemuRunner:
                 if pc not in translated:
                     raise UserError(f"{QEMU} log: block {pc:#x} ran before its in_asm listing (unexpected log format; "
                                     f"a QEMU built without capstone prints no disassembly)")
-                count, end = translated[pc]
+                end = translated[pc]
                 if not entered:
                     if pc == infer:
                         entered, ret = True, previous_end
@@ -181,8 +190,8 @@ class QemuRunner:
                 elif pc == ret:
                     break
                 starts.append(pc)
-                counts.append(count)
+                sizes.append(end - pc)
             else:
                 raise UserError(f"{QEMU} log: the ma_harness_infer call "
                                 + ("never returned" if entered else "never started"))
-        return np.array(starts, np.int64), np.array(counts, np.int64), int(ret)
+        return np.array(starts, np.int64), np.array(sizes, np.int64), int(ret)

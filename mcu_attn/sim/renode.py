@@ -18,13 +18,12 @@ import re
 import shutil
 import subprocess
 import tempfile
-import zlib
 from pathlib import Path
 
 from mcu_attn.errors import UserError
 from mcu_attn.sim.elf import Firmware
+from mcu_attn.sim.qemu import parse_result
 
-RESULT = re.compile(r"MA-RESULT checksum=([0-9a-f]{8}) cycles=(\d+) out=([0-9a-f]*)")
 EXECUTED = re.compile(r"MA-EXECUTED\s+(\d+)")
 TIMEOUT_S = 600
 DOCKER_HINT = ("renode not found on PATH; use the Docker image (see the Dockerfile), install Renode from "
@@ -81,14 +80,10 @@ class RenodeRunner:
             except subprocess.TimeoutExpired:
                 raise UserError(f"renode-test: no result within {TIMEOUT_S} s") from None
         output = done.stdout + done.stderr
-        match = RESULT.search(output)
-        if match is None:
+        data = parse_result(output, "renode")
+        if data is None:
             tail = output.strip().splitlines()[-1:] or ["no output"]
             raise UserError(f"renode-test printed no MA-RESULT line (exit {done.returncode}): {tail[0]}")
-        checksum, _, hex_out = match.groups()
-        data = bytes.fromhex(hex_out)
-        if f"{zlib.crc32(data):08x}" != checksum:
-            raise UserError(f"renode: MA-RESULT checksum {checksum} does not match its {len(data)} output bytes")
         executed = EXECUTED.search(output)
         if executed:
             self.executed.append(int(executed.group(1)))

@@ -1,9 +1,9 @@
 """`mcu-attn simulate`: run a build's firmware on samples, compare with the numpy reference, profile one sample.
 
 1. Read DIR (build_dir.BuildDir): target, I/O quantization, layer symbols, ELF; rebuild the reference graph.
-2. Correctness: every sample through the chosen engine (Unicorn without hooks, QEMU, or Renode), outputs
-   compared with the reference: `bit_exact` for integer builds, within `FLOAT_TOLERANCE` for float builds;
-   `accuracy` / `reference_accuracy` with labels.
+2. Correctness: every sample through the chosen engine (Unicorn, QEMU, or Renode), outputs compared with the
+   reference: `bit_exact` for integer builds, within `FLOAT_TOLERANCE` for float builds; `accuracy` /
+   `reference_accuracy` with labels. With Unicorn and QEMU, sample 0's output comes from its profiled run.
 3. Profile sample 0: executed blocks -> instruction classes per layer (profile.py), then the cycle model
    (cycles.py) and the energy model (energy.py). Instructions are those of one `ma_harness_infer` call:
    start-up and I/O are excluded. Cycles and energy are ESTIMATES (see docs/cycle-model.md).
@@ -19,9 +19,9 @@ from mcu_attn.errors import UserError
 from mcu_attn.sim import cycles as cycle_model
 from mcu_attn.sim.build_dir import FLOAT_TOLERANCE, BuildDir
 from mcu_attn.sim.elf import load_firmware
-from mcu_attn.sim.energy import energy_uj, power_mw, target_field
+from mcu_attn.sim.energy import energy_uj, power_mw
 from mcu_attn.sim.profile import COUNT_FIELDS, Profile
-from mcu_attn.sim.unicorn import INFER_TIMEOUT_S, MemoryMap, UnicornRunner
+from mcu_attn.sim.unicorn import INFER_TIMEOUT_S, UnicornRunner
 
 ENGINES = ("unicorn", "qemu", "renode")
 DEFAULT_SAMPLES = 16
@@ -38,11 +38,6 @@ class SimOptions:
     model: str | None = None          # overrides report.json's model path
     calib: str | None = None          # overrides report.json's calib path
     timeout_s: int = INFER_TIMEOUT_S  # host seconds one inference may take in Unicorn
-
-
-def memory_map(target) -> MemoryMap:
-    return MemoryMap(target.flash_base, target.flash_bytes, target.sram_base, target.sram_bytes,
-                     boot_alias=target.flash_base != 0)
 
 
 def _compare(build: BuildDir, got: np.ndarray, expected: np.ndarray) -> dict:
@@ -102,7 +97,7 @@ def estimate_payload(build: BuildDir, profile: Profile, overrides: dict) -> dict
     cycles = estimate.total
     macs = int(build.report.get("macs") or 0)
     classes = {field: profile.total(field) for field in COUNT_FIELDS if field != "instructions"}
-    clock = float(target_field(target, "clock_hz"))
+    clock = float(target.clock_hz)
     return {
         "instructions": instructions,
         "cycles": int(round(cycles)),
@@ -125,15 +120,14 @@ def estimate_payload(build: BuildDir, profile: Profile, overrides: dict) -> dict
     }
 
 
+def _raw(sample: np.ndarray) -> bytes:
+    return np.ascontiguousarray(sample).tobytes()
+
+
 def unicorn_outputs(build: BuildDir, firmware, samples: np.ndarray, timeout_s: int = INFER_TIMEOUT_S) -> list[bytes]:
-    runner = UnicornRunner(firmware, memory_map(build.target), build.target.core, timeout_s=timeout_s)
-    return [runner.infer(np.ascontiguousarray(s).tobytes()) for s in samples]
-
-
-def unicorn_profile(build: BuildDir, firmware, sample: np.ndarray,
-                    timeout_s: int = INFER_TIMEOUT_S) -> tuple[bytes, Profile]:
-    runner = UnicornRunner(firmware, memory_map(build.target), build.target.core, record=True, timeout_s=timeout_s)
-    return runner.profile(np.ascontiguousarray(sample).tobytes(), build.layers(firmware.symbols))
+    """The raw output bytes of every sample, run in one Unicorn instance without hooks."""
+    runner = UnicornRunner(firmware, build.target, timeout_s)
+    return [runner.infer(_raw(s)) for s in samples]
 
 
 def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray | None = None,
@@ -146,8 +140,6 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
         raise UserError(f"--limit {options.limit}: must be at least 1")
     build = BuildDir(directory, options.model, options.calib)
     overrides = cycle_model.load_overrides(options.cycle_model)
-    for field in ("clock_hz", "run_current_a", "voltage_v", "flash_wait_states"):
-        target_field(build.target, field)  # fail before any long run
     firmware = load_firmware(build.elf)
     engine = None  # QEMU / Renode refuse a target or a missing binary before any long step
     if options.engine == "qemu":
@@ -169,7 +161,7 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
         data = data[:options.limit]
         labels = labels[:options.limit] if labels is not None else None
     prepared = build.prepare(data)
-    if prepared.nbytes // len(prepared) != firmware.sizes.get("ma_harness_input", build.input.nbytes):
+    if build.input.nbytes != firmware.sizes.get("ma_harness_input", build.input.nbytes):
         raise UserError(f"{build.elf}: ma_harness_input holds {firmware.sizes['ma_harness_input']} bytes, "
                         f"report.json's input needs {build.input.nbytes}")
     expected = build.reference(prepared)
@@ -177,23 +169,25 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
     payload: dict = {"engine": options.engine, "target": build.target.name, "core": build.target.core,
                      "bits": build.bits, "samples": int(len(prepared)), "data": source, "profiled_sample": 0}
     extra: dict = {}
+    samples = [_raw(s) for s in prepared]
+    layers = build.layers(firmware.symbols)
+    runner = UnicornRunner(firmware, build.target, options.timeout_s)
     if options.engine == "unicorn":
-        raw = unicorn_outputs(build, firmware, prepared, options.timeout_s)
-        _, profile = unicorn_profile(build, firmware, prepared[0], options.timeout_s)
+        first, profile = runner.profile(samples[0], layers)
+        raw = [first] + [runner.infer(s) for s in samples[1:]]
     elif options.engine == "qemu":
         qemu = engine
-        raw = [qemu.infer(np.ascontiguousarray(s).tobytes()) for s in prepared]
-        _, reference_profile = unicorn_profile(build, firmware, prepared[0], options.timeout_s)
-        profile = qemu.profile(np.ascontiguousarray(prepared[0]).tobytes(), build.layers(firmware.symbols),
-                               reference_profile)
+        _, reference_profile = runner.profile(samples[0], layers)
+        first, profile = qemu.profile(samples[0], layers, reference_profile)
+        raw = [first] + [qemu.infer(s) for s in samples[1:]]
         extra["cross_check"] = {"unicorn_instructions": reference_profile.total("instructions"),
                                 "qemu_instructions": profile.total("instructions"),
                                 "agree": reference_profile.total("instructions") == profile.total("instructions")}
         payload["machine"] = qemu.machine
     else:
         renode = engine
-        raw = [renode.infer(np.ascontiguousarray(s).tobytes()) for s in prepared]
-        _, profile = unicorn_profile(build, firmware, prepared[0], options.timeout_s)
+        raw = [renode.infer(s) for s in samples]
+        _, profile = runner.profile(samples[0], layers)
         extra["renode"] = renode.summary()
     got = np.stack([build.decode(r) for r in raw])
     payload.update(_compare(build, got, expected))

@@ -9,21 +9,21 @@
 3. Per sample: write the input bytes to `ma_harness_input`, call `ma_harness_infer` with LR = `ma_harness_halt`
    (Thumb bit set), run until the PC reaches `ma_harness_halt`, read `ma_harness_output`. These runs have no
    hooks: Unicorn executes translated blocks at full speed.
-4. One sample is profiled: a block hook records every executed block (address and size), a memory hook limited
-   to the flash range records data reads from flash; `profile.build_profile` turns that into per-layer counts.
+4. One sample is profiled: for that run only, a block hook records every executed block (address and size) and
+   a memory hook limited to the flash range records data reads from flash; `profile.build_profile` turns that
+   into per-layer counts.
 Unicorn is a functional emulator: it counts and classifies instructions, and the cycles come from the model
 in `cycles.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from mcu_attn.errors import UserError
 from mcu_attn.sim.elf import Firmware
 from mcu_attn.sim.profile import BlockCache, LayerRef, Profile, build_profile
+from mcu_attn.targets.table import Target
 
 PAGE = 0x1000
 PERIPHERALS = (0x4000_0000, 0x2000_0000)      # Cortex-M peripheral region (ARMv7-M ARM B3.1)
@@ -34,15 +34,6 @@ INFER_TIMEOUT_S = 120
 _CPU_MODELS = {"cortex-m0": "UC_CPU_ARM_CORTEX_M0", "cortex-m3": "UC_CPU_ARM_CORTEX_M3",
                "cortex-m4": "UC_CPU_ARM_CORTEX_M4", "cortex-m7": "UC_CPU_ARM_CORTEX_M7",
                "cortex-m33": "UC_CPU_ARM_CORTEX_M33"}
-
-
-@dataclass(frozen=True)
-class MemoryMap:
-    flash_base: int
-    flash_bytes: int
-    sram_base: int
-    sram_bytes: int
-    boot_alias: bool    # flash also appears at address 0 (STM32 boot from main flash)
 
 
 def cpu_model(core: str) -> int:
@@ -69,48 +60,29 @@ def _page_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 class UnicornRunner:
     """One emulator instance with the firmware booted to `ma_harness_idle`."""
 
-    def __init__(self, firmware: Firmware, memory: MemoryMap, core: str, record: bool = False,
-                 timeout_s: int = INFER_TIMEOUT_S) -> None:
-        from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_MEM_READ, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
+    def __init__(self, firmware: Firmware, target: Target, timeout_s: int = INFER_TIMEOUT_S) -> None:
+        from unicorn import UC_ARCH_ARM, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
 
         self.firmware = firmware
         self.timeout_s = timeout_s  # host seconds one inference may take in the emulator
-        self.memory = memory
+        self.target = target
         self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
-        self.uc.ctl_set_cpu_model(cpu_model(core))
-        ranges = [(memory.flash_base, memory.flash_bytes), (memory.sram_base, memory.sram_bytes),
+        self.uc.ctl_set_cpu_model(cpu_model(target.core))
+        flash_base, flash_bytes = target.flash_base, target.flash_bytes
+        boot_alias = flash_base != 0  # flash also appears at address 0 (STM32 boot from main flash)
+        ranges = [(flash_base, flash_bytes), (target.sram_base, target.sram_bytes),
                   PERIPHERALS, PRIVATE_PERIPHERAL_BUS]
-        if memory.boot_alias and memory.flash_base:
-            ranges.append((0, memory.flash_bytes))
+        if boot_alias:
+            ranges.append((0, flash_bytes))
         ranges += [(region.address, region.size) for region in firmware.regions]
         ranges += list(firmware.allocated)
         for start, size in _page_ranges(ranges):
             self.uc.mem_map(start, size)
         for region in firmware.regions:
             self.uc.mem_write(region.address, region.data)
-            if memory.boot_alias and memory.flash_base <= region.address < memory.flash_base + memory.flash_bytes:
-                self.uc.mem_write(region.address - memory.flash_base, region.data)
-        self.recording = False
-        self.trace_starts: list[int] = []
-        self.trace_sizes: list[int] = []
-        self.flash_addresses: list[int] = []
-        self.flash_positions: list[int] = []
-        if record:
-            self.uc.hook_add(UC_HOOK_BLOCK, self._on_block)
-            self.uc.hook_add(UC_HOOK_MEM_READ, self._on_flash_read, begin=memory.flash_base,
-                             end=memory.flash_base + memory.flash_bytes - 1)
+            if boot_alias and flash_base <= region.address < flash_base + flash_bytes:
+                self.uc.mem_write(region.address - flash_base, region.data)
         self._boot()
-
-    # ---- hooks (profiling only) ------------------------------------------------------------------------------
-    def _on_block(self, uc, address, size, user_data) -> None:
-        if self.recording:
-            self.trace_starts.append(address)
-            self.trace_sizes.append(size)
-
-    def _on_flash_read(self, uc, access, address, size, value, user_data) -> None:
-        if self.recording:
-            self.flash_addresses.append(address)
-            self.flash_positions.append(len(self.trace_starts) - 1)
 
     # ---- running ----------------------------------------------------------------------------------------------
     def _where(self, pc: int) -> str:
@@ -137,7 +109,7 @@ class UnicornRunner:
     def _boot(self) -> None:
         from unicorn.arm_const import UC_ARM_REG_MSP, UC_ARM_REG_SP
 
-        base = self.memory.flash_base
+        base = self.target.flash_base
         stack, reset = (int(v) for v in np.frombuffer(bytes(self.uc.mem_read(base, 8)), "<u4"))
         self.uc.reg_write(UC_ARM_REG_MSP, stack)
         self.uc.reg_write(UC_ARM_REG_SP, stack)
@@ -161,24 +133,43 @@ class UnicornRunner:
         return bytes(self.uc.mem_read(fw.address("ma_harness_output"), fw.sizes["ma_harness_output"]))
 
     def profile(self, sample: bytes, layers: list[LayerRef]) -> tuple[bytes, Profile]:
-        """Run one sample with the block and flash-read hooks on; its output and its profile."""
-        self.trace_starts.clear(), self.trace_sizes.clear()
-        self.flash_addresses.clear(), self.flash_positions.clear()
-        self.recording = True
+        """Run one sample with the block and flash-read hooks on (for this run only); its output and its profile."""
+        from unicorn import UC_HOOK_BLOCK, UC_HOOK_MEM_READ
+
+        trace_starts: list[int] = []
+        trace_sizes: list[int] = []
+        flash_addresses: list[int] = []
+        flash_positions: list[int] = []
+
+        def on_block(uc, address, size, user_data) -> None:
+            trace_starts.append(address)
+            trace_sizes.append(size)
+
+        def on_flash_read(uc, access, address, size, value, user_data) -> None:
+            flash_addresses.append(address)
+            flash_positions.append(len(trace_starts) - 1)
+
+        flash_base = self.target.flash_base
+        hooks = [self.uc.hook_add(UC_HOOK_BLOCK, on_block),
+                 self.uc.hook_add(UC_HOOK_MEM_READ, on_flash_read, begin=flash_base,
+                                  end=flash_base + self.target.flash_bytes - 1)]
+        self.uc.ctl_flush_tb()  # blocks translated before (start-up, earlier samples) would not call the hooks
         try:
             output = self.infer(sample)
         finally:
-            self.recording = False
+            for hook in hooks:
+                self.uc.hook_del(hook)
+            self.uc.ctl_flush_tb()  # later runs without the hooks' calls
         halt = self.firmware.address("ma_harness_halt")
-        starts = np.array(self.trace_starts, np.int64)
-        sizes = np.array(self.trace_sizes, np.int64)
+        starts = np.array(trace_starts, np.int64)
+        sizes = np.array(trace_sizes, np.int64)
         keep = starts != halt  # the stop address may be reported as a block before Unicorn stops
         starts, sizes = starts[keep], sizes[keep]
-        positions = np.array(self.flash_positions, np.int64)
+        positions = np.array(flash_positions, np.int64)
         positions = np.cumsum(keep)[np.clip(positions, 0, None)] - 1 if len(keep) else positions
         cache = BlockCache(lambda address, count: bytes(self.uc.mem_read(address, count)))
         pairs, order = np.unique(np.stack([starts, sizes], axis=1), axis=0, return_inverse=True)
         blocks = [cache.by_size(int(a), int(s)) for a, s in pairs]
         profile = build_profile(starts, blocks, order.reshape(-1), layers, halt,
-                                np.array(self.flash_addresses, np.int64), positions)
+                                np.array(flash_addresses, np.int64), positions)
         return output, profile

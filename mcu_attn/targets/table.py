@@ -138,8 +138,20 @@ _UART = {
                 "nrf52840.repl (NRF52840_UART, easyDMA: true)",
 }
 _MPS2 = ("Arm MPS2 FPGA image as QEMU 7.2 models it (qemu-system-arm -M {machine}, `info mtree`): {memory}; "
-         "console is the CMSDK APB UART0 at {uart}. No silicon: no clock, current or flash wait states")
+         "console is the CMSDK APB UART0 at {uart}. No silicon: no clock, current or flash wait states"
+         "; 25 MHz is the FPGA image's nominal clock")
 _NO_SILICON = "none: an FPGA image, not a part with a datasheet"
+
+
+def _mps2(core: str, fpu: str, machine: str, flash_base: int, sram_base: int, extra_ram: str, memory: str,
+          uart_base: int, uart_note: str = "") -> Target:
+    """An MPS2 FPGA image (the target is named after its core): 4 MB of code and 4 MB of data SSRAM, a 25 MHz
+    nominal clock, the CMSDK APB UART0 as console, no silicon figures."""
+    return Target(core, core, fpu, 25_000_000, flash_base, 4 * MB, sram_base, 4 * MB, extra_ram,
+                  _MPS2.format(machine=machine, memory=memory, uart=f"{uart_base:#x}{uart_note}"),
+                  qemu_machine=machine, pyocd_target="cortex_m", console_uart="cmsdk-uart",
+                  console_uart_base=uart_base, has_dwt=True,
+                  citations=(("run_current_a", _NO_SILICON), ("flash_wait_states", _NO_SILICON)))
 
 
 def _cites(name: str, run: str, volts: str) -> tuple[tuple[str, str], ...]:
@@ -188,28 +200,16 @@ TARGETS: tuple[Target, ...] = (
            flash_wait_states=0, flash_cache="instruction cache (NVMC ICACHECNF)",
            citations=_cites("nrf52840", _NRF_RUN,
                             "3 V on VDD, the common condition of the nRF52840 PS current-consumption scenarios")),
-    Target("cortex-m4", "cortex-m4", "fpv4-sp-d16", 25_000_000, 0x0000_0000, 4 * MB, 0x2000_0000, 4 * MB,
-           "the image has 64 KB more block RAM at 0x01000000",
-           _MPS2.format(machine="mps2-an386", memory="4 MB ZBT SSRAM1 at 0 (code), 4 MB SSRAM2/3 at 0x20000000",
-                        uart="0x40004000") + "; 25 MHz is the FPGA image's nominal clock",
-           qemu_machine="mps2-an386", pyocd_target="cortex_m", console_uart="cmsdk-uart",
-           console_uart_base=0x4000_4000, has_dwt=True,
-           citations=(("run_current_a", _NO_SILICON), ("flash_wait_states", _NO_SILICON))),
-    Target("cortex-m7", "cortex-m7", "fpv5-d16", 25_000_000, 0x0000_0000, 4 * MB, 0x2000_0000, 4 * MB,
-           "the image has 16 MB PSRAM at 0x60000000",
-           _MPS2.format(machine="mps2-an500", memory="4 MB ZBT SSRAM1 at 0 (code), 4 MB SSRAM2/3 at 0x20000000",
-                        uart="0x40004000") + "; 25 MHz is the FPGA image's nominal clock",
-           qemu_machine="mps2-an500", pyocd_target="cortex_m", console_uart="cmsdk-uart",
-           console_uart_base=0x4000_4000, has_dwt=True,
-           citations=(("run_current_a", _NO_SILICON), ("flash_wait_states", _NO_SILICON))),
-    Target("cortex-m33", "cortex-m33", "fpv5-sp-d16", 25_000_000, 0x1000_0000, 4 * MB, 0x3800_0000, 4 * MB,
-           "runs in the Secure state: code and data use the Secure aliases",
-           _MPS2.format(machine="mps2-an505", memory="4 MB ZBT SSRAM1 at 0x10000000 (Secure alias of 0, code), "
-                        "2+2 MB SSRAM2/3 at 0x38000000 (Secure alias of 0x28000000)", uart="0x50200000 (Secure)")
-           + "; 25 MHz is the FPGA image's nominal clock",
-           qemu_machine="mps2-an505", pyocd_target="cortex_m", console_uart="cmsdk-uart",
-           console_uart_base=0x5020_0000, has_dwt=True,
-           citations=(("run_current_a", _NO_SILICON), ("flash_wait_states", _NO_SILICON))),
+    _mps2("cortex-m4", "fpv4-sp-d16", "mps2-an386", 0x0000_0000, 0x2000_0000,
+          "the image has 64 KB more block RAM at 0x01000000",
+          "4 MB ZBT SSRAM1 at 0 (code), 4 MB SSRAM2/3 at 0x20000000", 0x4000_4000),
+    _mps2("cortex-m7", "fpv5-d16", "mps2-an500", 0x0000_0000, 0x2000_0000,
+          "the image has 16 MB PSRAM at 0x60000000",
+          "4 MB ZBT SSRAM1 at 0 (code), 4 MB SSRAM2/3 at 0x20000000", 0x4000_4000),
+    _mps2("cortex-m33", "fpv5-sp-d16", "mps2-an505", 0x1000_0000, 0x3800_0000,
+          "runs in the Secure state: code and data use the Secure aliases",
+          "4 MB ZBT SSRAM1 at 0x10000000 (Secure alias of 0, code), "
+          "2+2 MB SSRAM2/3 at 0x38000000 (Secure alias of 0x28000000)", 0x5020_0000, " (Secure)"),
     Target("host", "host", None, 0, 0, 0, 0, 0, "n/a", "the build machine (native run, used by tests)"),
 )
 

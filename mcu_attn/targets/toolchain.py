@@ -33,11 +33,6 @@ class LinkOverflow(Exception):
         self.regions = regions
 
 
-def compiler() -> str | None:
-    """Path of arm-none-eabi-gcc, or None when it is not on PATH."""
-    return shutil.which(PREFIX + "gcc")
-
-
 def missing_tools() -> list[str]:
     return [tool for tool in (PREFIX + "gcc", "make") if shutil.which(tool) is None]
 
