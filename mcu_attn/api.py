@@ -12,7 +12,7 @@ from mcu_attn.frontend.onnx import supported_onnx_ops as _supported
 from mcu_attn.ir.graph import Graph
 from mcu_attn.passes.pipeline import frontend_pipeline
 from mcu_attn.passes.manager import run_pipeline
-from mcu_attn.reference.interpreter import run
+from mcu_attn.reference.interpreter import run, run_stack
 
 
 def import_model(onnx_path: str | os.PathLike, bind: Mapping[str, np.ndarray] | None = None) -> Graph:
@@ -52,7 +52,7 @@ def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray 
         graph, result["attention"] = choose(graph, calib, AttentionChoice.parse(attention),
                                             DEFAULT_TOLERANCE if tolerance is None else tolerance)
     if bits == 32:
-        outputs = np.stack([run(graph, {graph.inputs[0]: sample})[graph.outputs[0]] for sample in data])
+        outputs = run_stack(graph, data)
     else:
         if calib is None:
             raise UserError(f"--bits {bits} needs calibration data (--calib C.npy)")

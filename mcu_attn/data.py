@@ -52,7 +52,12 @@ def load_labels(path: str | os.PathLike, count: int) -> np.ndarray:
     return labels[:, 0]
 
 
+def top1(outputs: np.ndarray) -> np.ndarray:
+    """The predicted class of each sample from class scores [N, ..., classes] (the last axis is the class axis;
+    the first position of the middle axes counts)."""
+    return outputs.reshape(outputs.shape[0], -1, outputs.shape[-1])[:, 0, :].argmax(axis=-1)
+
+
 def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of class scores [N, ..., classes] (the last axis is the class axis)."""
-    predicted = outputs.reshape(outputs.shape[0], -1, outputs.shape[-1])[:, 0, :].argmax(axis=-1)
-    return float(np.mean(predicted == labels))
+    return float(np.mean(top1(outputs) == labels))

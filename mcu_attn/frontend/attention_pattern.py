@@ -19,13 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcu_attn.frontend.layout import Chain, squeeze_leading, trace_back, trace_forward
+from mcu_attn.frontend.layout import Chain, scalar, squeeze_leading, trace_back, trace_forward
 from mcu_attn.ir.graph import Graph, Node
-from mcu_attn.ir.ops.nn import attention_allowed
+from mcu_attn.ir.ops.nn import MASKED, attention_allowed
 from mcu_attn.ir.types import QuantParams, TensorType
 from mcu_attn.passes.manager import PassResult
-
-MASKED = -1e4  # additive mask entries at or below this make exp() underflow to exactly 0 in float32
 
 
 @dataclass
@@ -55,8 +53,7 @@ def _score_path(graph: Graph, softmax: Node) -> ScorePath | None:
         others = [v for v in node.inputs if v and not graph.is_const(v)]
         if len(others) != 1:
             return None
-        if node.op in ("Mul", "Div") and len(consts) == 1 and graph.const(consts[0]).size == 1:
-            factor = float(graph.const(consts[0]).reshape(()))
+        if node.op in ("Mul", "Div") and len(consts) == 1 and (factor := scalar(graph, consts[0])) is not None:
             if node.op == "Div" and node.inputs[0] != others[0]:
                 return None
             scale *= factor if node.op == "Mul" else 1.0 / factor
@@ -194,7 +191,8 @@ class FuseAttention:
         if None in offsets or not self._merges_heads(graph, out_chain, heads, seq, dim):
             return 0
         chains = [q_chain, k_chain, v_chain, out_chain]
-        if not self._private(graph, chains, path, softmax, pv):
+        pattern = [n for c in chains for n in c.nodes] + path.nodes + [path.matmul, softmax, pv]
+        if not graph.is_private(pattern, out_chain.value):  # only the final output may be read from outside
             return 0
         try:
             attrs, mask = analyse_mask(path.mask, heads, seq)
@@ -215,19 +213,6 @@ class FuseAttention:
         index = chain.probe(graph).reshape(seq, heads, dim)
         h, s, d = np.meshgrid(np.arange(heads), np.arange(seq), np.arange(dim), indexing="ij")
         return np.array_equal(index.transpose(1, 0, 2), h * seq * dim + s * dim + d)
-
-    @staticmethod
-    def _private(graph: Graph, chains: list[Chain], path: ScorePath, softmax: Node, pv: Node) -> bool:
-        """No value inside the pattern (other than its final output) is read from outside it."""
-        inside = {id(n) for c in chains for n in c.nodes} | {id(n) for n in path.nodes}
-        inside |= {id(path.matmul), id(softmax), id(pv)}
-        final = chains[3].value
-        for node in [n for c in chains for n in c.nodes] + path.nodes + [path.matmul, softmax, pv]:
-            for out in node.outputs:
-                if out and out != final and (out in graph.outputs or
-                                             any(id(r) not in inside for r in graph.consumers(out))):
-                    return False
-        return True
 
     @staticmethod
     def _view(graph: Graph, chain: Chain, off: int, width: int, seq: int, anchor: Node) -> str:

@@ -48,7 +48,8 @@ class Chain:
         return current
 
 
-def _scalar(graph: Graph, value: str) -> float | None:
+def scalar(graph: Graph, value: str) -> float | None:
+    """The value of a one-element constant as a float; None for anything else."""
     if graph.is_const(value) and graph.const(value).size == 1:
         return float(graph.const(value).reshape(()))
     return None
@@ -77,7 +78,7 @@ def trace_back(graph: Graph, value: str) -> Chain:
         if node.op in ("Mul", "Div") and len(node.inputs) == 2:
             factor_name = node.inputs[1] if not graph.is_const(node.inputs[0]) else node.inputs[0]
             other = node.inputs[0] if factor_name == node.inputs[1] else node.inputs[1]
-            factor = _scalar(graph, factor_name)
+            factor = scalar(graph, factor_name)
             if factor is not None and not graph.is_const(other) and (node.op == "Mul" or other == node.inputs[0]):
                 chain.scale *= factor if node.op == "Mul" else 1.0 / factor
                 steps.append((node, current))

@@ -171,7 +171,7 @@ class _Importer:
             elif (domain, node.op_type) in ONNX_OPS:
                 self.emit(ONNX_OPS[(domain, node.op_type)], node.inputs, node.outputs, node.attrs)
             elif all(v in self.graph.constants for v in node.inputs if v):
-                self._fold_foreign(proto)
+                self._fold_foreign(proto, node)
             else:
                 self.unsupported.labels.append(node.label)
         except UserError:
@@ -179,7 +179,7 @@ class _Importer:
         except (ValueError, KeyError, IndexError, TypeError) as err:
             raise UserError(f"{node.label}: cannot import: {err}") from None
 
-    def _fold_foreign(self, proto: onnx.NodeProto) -> None:
+    def _fold_foreign(self, proto: onnx.NodeProto, node: OnnxNode) -> None:
         """Evaluate an op the IR does not know (ConstantOfShape, Range, ...) on constant inputs."""
         from onnx.reference import ReferenceEvaluator
 
@@ -192,7 +192,7 @@ class _Importer:
         try:
             results = ReferenceEvaluator(single).run(None, feeds)
         except Exception:
-            self.unsupported.labels.append(f"{proto.op_type} (node '{proto.name or proto.output[0]}')")
+            self.unsupported.labels.append(node.label)
             return
         for name, result in zip([v for v in proto.output if v], results):
             self.define_const(name, np.asarray(result))

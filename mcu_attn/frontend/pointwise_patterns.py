@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mcu_attn.frontend.layout import scalar
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import spec
 from mcu_attn.ir.ops.elementwise import gelu
@@ -50,21 +51,29 @@ def _ancestors(graph: Graph, region: list[Node], y: str) -> list[Node] | None:
             needed.add(id(node))
             stack.extend(node.inputs)
     sub = [n for n in region if id(n) in needed]
-    inside = {id(n) for n in sub}
-    for node in sub:
-        for out in node.outputs:
-            if out != y and (out in graph.outputs or any(id(r) not in inside for r in graph.consumers(out))):
-                return None
-    return sub
+    return sub if graph.is_private(sub, y) else None
 
 
-def _evaluate(graph: Graph, sub: list[Node], x: str, probe: np.ndarray, y: str) -> np.ndarray:
-    values = {x: probe}
-    for node in sub:
-        args = [values[v] if v in values else graph.const(v) if v else None for v in node.inputs]
-        for name, result in zip(node.outputs, spec(node.op).run(node, args)):
-            values[name] = result
-    return values[y]
+class _Probe:
+    """The region's values for one probe input x: each node runs at most once, however many candidate
+    sub-regions read it."""
+
+    def __init__(self, graph: Graph, x: str, probe: np.ndarray) -> None:
+        self.graph = graph
+        self.input = probe
+        self.values = {x: probe}
+        self.done: set[int] = set()
+
+    def evaluate(self, sub: list[Node], y: str) -> np.ndarray:
+        """y computed from the probe by the (ancestor-closed) sub-region `sub`."""
+        for node in sub:
+            if id(node) in self.done:
+                continue
+            args = [self.values[v] if v in self.values else self.graph.const(v) if v else None for v in node.inputs]
+            for name, result in zip(node.outputs, spec(node.op).run(node, args)):
+                self.values[name] = result
+            self.done.add(id(node))
+        return self.values[y]
 
 
 def _replace(graph: Graph, sub: list[Node], y: str, op: str, inputs: list[str], attrs: dict) -> None:
@@ -88,7 +97,7 @@ class FuseGelu:
     def run(self, graph: Graph, ctx) -> PassResult:
         fused = 0
         for anchor in graph.nodes:
-            if anchor.op in ("Erf", "Tanh") and anchor in graph.nodes:
+            if anchor.op in ("Erf", "Tanh") and graph.producer(anchor.outputs[0]) is anchor:
                 fused += self._try(graph, anchor)
         return PassResult(fused > 0, {"gelu": fused})
 
@@ -99,15 +108,15 @@ class FuseGelu:
         if graph.type(x).dtype != "float32":
             return 0
         region = _region(graph, x, POINTWISE)
-        probe = np.resize(np.linspace(-6.0, 6.0, 97, dtype=np.float32), graph.shape(x))
+        probe = _Probe(graph, x, np.resize(np.linspace(-6.0, 6.0, 97, dtype=np.float32), graph.shape(x)))
         approximate = "none" if anchor.op == "Erf" else "tanh"
-        expected = gelu(probe, approximate=approximate)
+        expected = gelu(probe.input, approximate=approximate)
         for candidate in reversed(region):
             y = candidate.outputs[0]
             sub = _ancestors(graph, region, y)
             if not sub or anchor not in sub or graph.shape(y) != graph.shape(x):
                 continue
-            if _close(_evaluate(graph, sub, x, probe, y), expected):
+            if _close(probe.evaluate(sub, y), expected):
                 _replace(graph, sub, y, "Gelu", [x], {"approximate": approximate})
                 return 1
         return 0
@@ -149,7 +158,7 @@ class FuseLayerNorm:
     def run(self, graph: Graph, ctx) -> PassResult:
         fused = 0
         for anchor in graph.nodes:
-            if anchor in graph.nodes and anchor.op in ("ReduceMean", "GlobalAveragePool"):
+            if graph.producer(anchor.outputs[0]) is anchor and anchor.op in ("ReduceMean", "GlobalAveragePool"):
                 fused += self._try(graph, anchor)
         return PassResult(fused > 0, {"layernorm": fused})
 
@@ -159,14 +168,15 @@ class FuseLayerNorm:
             return 0
         region = _region(graph, x, POINTWISE | REDUCTIONS)
         rng = np.random.default_rng(0)
-        probes = [(rng.standard_normal(graph.shape(x)) * (1 + k) + k).astype(np.float32) for k in range(4)]
+        probes = [_Probe(graph, x, (rng.standard_normal(graph.shape(x)) * (1 + k) + k).astype(np.float32))
+                  for k in range(4)]
         for candidate in reversed(region):
             y = candidate.outputs[0]
             sub = _ancestors(graph, region, y)
             if not sub or anchor not in sub or graph.shape(y) != graph.shape(x):
                 continue
             for eps in _epsilons(graph, sub):
-                fit = _fit_affine(graph, sub, x, y, probes, eps)
+                fit = _fit_affine(graph.shape(x)[-1], sub, y, probes, eps)
                 if fit is not None:
                     gamma, beta = fit
                     _replace(graph, sub, y, "LayerNormalization",
@@ -181,8 +191,9 @@ def _epsilons(graph: Graph, sub: list[Node]) -> list[float]:
     for node in sub:
         if node.op == "Add":
             for v in node.inputs:
-                if graph.is_const(v) and graph.const(v).size == 1 and 0 < float(graph.const(v).reshape(())) < 1e-2:
-                    found.append(float(graph.const(v).reshape(())))
+                value = scalar(graph, v)
+                if value is not None and 0 < value < 1e-2:
+                    found.append(value)
     return found
 
 
@@ -193,19 +204,18 @@ def _normalise(x: np.ndarray, eps: float) -> np.ndarray:
     return (x64 - mean) / np.sqrt(var + eps)
 
 
-def _fit_affine(graph: Graph, sub: list[Node], x: str, y: str, probes: list[np.ndarray],
+def _fit_affine(channels: int, sub: list[Node], y: str, probes: list[_Probe],
                 eps: float) -> tuple[np.ndarray, np.ndarray] | None:
     """Per-channel gamma, beta with y = gamma * normalise(x) + beta on three probes, checked on a fourth."""
-    channels = graph.shape(x)[-1]
-    normal = np.concatenate([_normalise(p, eps).reshape(-1, channels) for p in probes[:3]])
-    target = np.concatenate([_evaluate(graph, sub, x, p, y).reshape(-1, channels) for p in probes[:3]])
+    normal = np.concatenate([_normalise(p.input, eps).reshape(-1, channels) for p in probes[:3]])
+    target = np.concatenate([p.evaluate(sub, y).reshape(-1, channels) for p in probes[:3]])
     gamma = np.empty(channels)
     beta = np.empty(channels)
     for c in range(channels):
         design = np.stack([normal[:, c], np.ones(len(normal))], axis=1)
         (gamma[c], beta[c]), *_ = np.linalg.lstsq(design, target[:, c].astype(np.float64), rcond=None)
-    check = _evaluate(graph, sub, x, probes[3], y)
-    predicted = (_normalise(probes[3], eps) * gamma + beta).astype(np.float32)
+    check = probes[3].evaluate(sub, y)
+    predicted = (_normalise(probes[3].input, eps) * gamma + beta).astype(np.float32)
     if not np.all(np.isfinite(check)) or not _close(check, predicted):
         return None
     return gamma.astype(np.float32), beta.astype(np.float32)

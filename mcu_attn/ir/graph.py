@@ -76,6 +76,15 @@ class Graph:
     def shape(self, value: str) -> tuple[int, ...]:
         return self.types[value].shape
 
+    def is_private(self, nodes: Iterable[Node], result: str) -> bool:
+        """True when no value the `nodes` compute, other than `result`, is a graph output or read by a node
+        outside them: the subgraph can be replaced by whatever computes `result`."""
+        nodes = list(nodes)
+        inside = {id(n) for n in nodes}
+        return not any(out and out != result and
+                       (out in self.outputs or any(id(r) not in inside for r in self.consumers(out)))
+                       for node in nodes for out in node.outputs)
+
     # ---- editing -------------------------------------------------------------------------------------------
     def fresh(self, hint: str) -> str:
         """A value name not used yet."""

@@ -30,9 +30,9 @@ class Range:
     clip: float = 1.0
 
 
-def collect(graph: Graph, samples: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+def collect(graph: Graph, samples: np.ndarray) -> dict[str, np.ndarray]:
     """Observed float values of every non-constant float tensor (a seeded subsample for large tensors)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     gathered: dict[str, list[np.ndarray]] = {}
     for sample in samples:
         values = run(graph, {graph.inputs[0]: sample}, keep=True)
@@ -59,7 +59,7 @@ def choose_range(values: np.ndarray, observer: str = "mse") -> Range:
     if observer == "minmax" or high - low < 1e-12:
         return Range(low, high, "minmax")
     errors = [(_quant_error(values, low * r, high * r), r) for r in CLIP_RATIOS]
-    best_error, best_ratio = min(errors, key=lambda e: (e[0], -e[1]))
+    _, best_ratio = min(errors, key=lambda e: (e[0], -e[1]))
     if best_ratio == 1.0:
         return Range(low, high, "minmax")
     return Range(low * best_ratio, high * best_ratio, "mse", float(best_ratio))

@@ -1,8 +1,8 @@
 """The pass manager: an explicit list of passes, each with the reason it exists, verified after every step.
 
 A pass is any object with `name`, `why` and `run(graph, ctx) -> PassResult`. The manager runs them in order,
-verifies the IR after each one (a broken invariant names the pass that broke it) and keeps every pass's stats
-so reports can say what happened to the model.
+verifies the IR after each one (a broken invariant names the pass that broke it) and returns a log of every
+pass's result in order.
 """
 
 from __future__ import annotations
@@ -30,13 +30,6 @@ class Pass(Protocol):
 @dataclass
 class PipelineLog:
     steps: list[tuple[str, PassResult]] = field(default_factory=list)
-
-    def stats(self, name: str) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for step, result in self.steps:
-            if step == name:
-                merged.update(result.stats)
-        return merged
 
 
 def run_pipeline(graph: Graph, passes: list[Pass], ctx: Any = None) -> PipelineLog:

@@ -25,17 +25,19 @@ import numpy as np
 
 from mcu_attn.data import check_stack
 from mcu_attn.errors import UserError
+from mcu_attn.frontend import layout
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import spec
+from mcu_attn.ir.ops.nn import MASKED, shared_mask
 from mcu_attn.ir.types import QuantParams, TensorType
 from mcu_attn.passes.calibrate import Range, choose_range, collect
 from mcu_attn.passes.manager import run_pipeline
 from mcu_attn.passes.pipeline import prequantized_pipeline
-from mcu_attn.reference.interpreter import run
+from mcu_attn.reference.interpreter import run, run_stack
 from mcu_attn.reference.qmath import (choose_qparams, dequantize, quantize, quantize_multiplier, saturate,
                                       symmetric_scales)
 
-LAYOUT_OPS = frozenset({"Reshape", "Gather", "Slice", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten"})
+LAYOUT_OPS = layout.LAYOUT_OPS - {"Split"}  # the frontend's layout ops that have one output
 POINTWISE_TABLE_OPS = frozenset({"Gelu", "Relu", "Tanh", "Sigmoid", "Erf", "Exp", "Neg", "Abs", "Sqrt", "Clip"})
 SCORE_STEP = 1.0 / 16.0       # logit gap per exp-table entry: t=255 is a gap of ~16, where exp(-16) ~ 1e-7
 SENSITIVE_FACTOR = 4.0        # a layer whose int4 error is 4x the median layer's is kept at 8 bits
@@ -167,23 +169,18 @@ def _layer_norm(cv: _Converter, node: Node) -> None:
                                            "out_zp": y_zp}, node.name)
 
 
-HIDDEN = -1e4  # an additive mask value at or below this hides the key (exp underflows to 0 in float32)
-
-
 def _key_mask(cv: _Converter, node: Node) -> list[str]:
     """The 0/1 key mask the integer kernel takes for an additive 0/-inf mask input ([] when there is none)."""
     if len(node.inputs) < 4 or not node.inputs[3]:
         return []
-    seq = cv.src.shape(node.inputs[0])[-2]
-    additive = cv.src.const(node.inputs[3])
-    square = np.broadcast_to(additive, np.broadcast_shapes(additive.shape, (seq, seq))).reshape(-1, seq, seq)
-    if (square != square[:1]).any():
+    square = shared_mask(cv.src.const(node.inputs[3]), cv.src.shape(node.inputs[0])[-2])
+    if square is None:
         raise UserError(f"node '{node.name}': integer attention takes one mask for every head")
-    finite = square[0][square[0] > HIDDEN]
+    finite = square[square > MASKED]
     if np.any(finite != 0):
         raise UserError(f"node '{node.name}': integer attention supports masks of 0 and -inf only; this one adds "
                         f"learned biases (e.g. {float(finite[finite != 0][0]):.4g})")
-    return [cv.dst.add_const(f"{node.name}_keys", (square[0] > HIDDEN).astype(np.uint8))]
+    return [cv.dst.add_const(f"{node.name}_keys", (square > MASKED).astype(np.uint8))]
 
 
 def _attention(cv: _Converter, node: Node) -> None:
@@ -286,7 +283,7 @@ def run_quantized(graph: Graph, samples: np.ndarray) -> np.ndarray:
 
 
 def _sensitivity(graph: Graph, ranges: dict[str, Range], samples: np.ndarray) -> dict[str, float]:
-    reference = np.stack([run(graph, {graph.inputs[0]: s})[graph.outputs[0]] for s in samples])
+    reference = run_stack(graph, samples)
     linears = [n.name for n in graph.nodes if n.op == "Linear"]
     scores = {}
     for name in linears:
@@ -295,7 +292,7 @@ def _sensitivity(graph: Graph, ranges: dict[str, Range], samples: np.ndarray) ->
     return scores
 
 
-def quantize_graph(graph: Graph, calib: np.ndarray, bits: int = 8, observer: str = "mse") -> Graph:
+def quantize_graph(graph: Graph, calib: np.ndarray, bits: int = 8) -> Graph:
     """The integer-only version of a float IR graph, calibrated on `calib` (a stack of input samples)."""
     if bits not in (8, 4):
         raise UserError(f"--bits {bits}: integer quantization takes 8 or 4 (32 is the float baseline)")
@@ -305,7 +302,7 @@ def quantize_graph(graph: Graph, calib: np.ndarray, bits: int = 8, observer: str
     graph = graph.copy()
     run_pipeline(graph, prequantized_pipeline())
     observed = collect(graph, calib)
-    ranges = {name: choose_range(values, observer) for name, values in observed.items()}
+    ranges = {name: choose_range(values) for name, values in observed.items()}
     layer_bits: dict[str, int] = {}
     sensitivity: dict[str, float] = {}
     kept: list[str] = []

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcu_attn.data import check_stack
+from mcu_attn.data import check_stack, top1
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
-from mcu_attn.ir.ops.nn import attention_allowed
-from mcu_attn.reference.interpreter import run
+from mcu_attn.ir.ops.nn import attention_allowed, node_allowed
+from mcu_attn.reference.interpreter import run, run_stack
 
 DEFAULT_TOLERANCE = 0.01  # one accuracy point against dense
 
@@ -63,10 +63,7 @@ def _blocks(graph: Graph):
 
 def _band_as_mask(graph: Graph, node) -> None:
     """Replace the block's window and global tokens by the same key set as an additive 0/-inf mask."""
-    seq = graph.shape(node.inputs[0])[-2]
-    allowed = attention_allowed(seq, int(node.attr("window", 0)), int(node.attr("global_tokens", 0)),
-                                int(node.attr("causal", 0)))
-    mask = np.where(allowed, 0.0, -np.inf).astype(np.float32)
+    mask = np.where(node_allowed(graph, node), 0.0, -np.inf).astype(np.float32)
     if len(node.inputs) > 3 and node.inputs[3]:
         mask = (graph.const(node.inputs[3]) + mask).astype(np.float32)
     graph.set_inputs(node, [*node.inputs[:3], graph.add_const(f"{node.name}_band_mask", mask)])
@@ -103,30 +100,29 @@ def attention_mass(graph: Graph, samples: np.ndarray, choice: AttentionChoice) -
     blocks = _blocks(graph)
     wanted = [v for n in blocks for v in n.inputs[:3]]
     totals = {n.name: 0.0 for n in blocks}
+    layouts = []  # per block: (heads, head_dim, seq, scale, keys the block visits, keys `choice` keeps)
+    for node in blocks:
+        seq = graph.shape(node.inputs[0])[-2]
+        window = choice.window if choice.mode == "local" else int(node.attr("window", 0))
+        global_tokens = choice.global_tokens if choice.mode == "local" else int(node.attr("global_tokens", 0))
+        kept = attention_allowed(seq, window, global_tokens, int(node.attr("causal", 0)))
+        layouts.append((int(node.attrs["heads"]), int(node.attrs["head_dim"]), seq, float(node.attrs["scale"]),
+                        node_allowed(graph, node), kept))
     for sample in samples:
         values = run(graph, {graph.inputs[0]: sample}, keep=wanted)
-        for node in blocks:
+        for node, (heads, dim, seq, scale, own, kept) in zip(blocks, layouts):
             q, k = values[node.inputs[0]], values[node.inputs[1]]
-            heads, dim = int(node.attrs["heads"]), int(node.attrs["head_dim"])
-            seq = q.shape[-2]
             qh = q.reshape(seq, heads, dim).transpose(1, 0, 2).astype(np.float64)
             kh = k.reshape(seq, heads, dim).transpose(1, 0, 2).astype(np.float64)
-            scores = qh @ kh.transpose(0, 2, 1) * float(node.attrs["scale"])
-            own = attention_allowed(seq, int(node.attr("window", 0)), int(node.attr("global_tokens", 0)),
-                                    int(node.attr("causal", 0)))
-            scores = np.where(own, scores, -np.inf)
+            scores = np.where(own, qh @ kh.transpose(0, 2, 1) * scale, -np.inf)
             probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
             probs /= probs.sum(axis=-1, keepdims=True)
-            window = choice.window if choice.mode == "local" else int(node.attr("window", 0))
-            global_tokens = choice.global_tokens if choice.mode == "local" else int(node.attr("global_tokens", 0))
-            kept = attention_allowed(seq, window, global_tokens, int(node.attr("causal", 0)))
             totals[node.name] += float((probs * kept).sum(axis=-1).mean())
     return {name: total / len(samples) for name, total in totals.items()}
 
 
 def _predictions(graph: Graph, samples: np.ndarray) -> np.ndarray:
-    outputs = np.stack([run(graph, {graph.inputs[0]: s})[graph.outputs[0]] for s in samples])
-    return outputs.reshape(len(samples), -1, outputs.shape[-1])[:, 0].argmax(axis=-1)
+    return top1(run_stack(graph, samples))
 
 
 def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice,
@@ -135,6 +131,7 @@ def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice,
     if not _blocks(graph) and choice.mode != "dense":
         raise UserError("the model has no attention block to make local")
     report: dict = {"requested": choice.describe()}
+    applied = None  # the graph set to `choice`, when auto has already built it
     if samples is not None:
         samples = check_stack(graph, samples, "calibration data")
     if choice.mode == "auto":
@@ -145,10 +142,11 @@ def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice,
         windows = [2 ** p for p in range(1, seq.bit_length()) if 2 ** p < seq]
         tried = []
         for candidate in (AttentionChoice("local", w, g) for w in windows for g in (0, 1)):  # cheapest first
-            agreement = float(np.mean(_predictions(apply(graph, candidate), samples) == dense))
+            trial = apply(graph, candidate)
+            agreement = float(np.mean(_predictions(trial, samples) == dense))
             tried.append({"attention": candidate.describe(), "agreement_with_dense": agreement})
             if agreement >= 1.0 - tolerance:
-                choice = candidate
+                choice, applied = candidate, trial
                 break
         else:
             choice = AttentionChoice("dense")
@@ -156,4 +154,4 @@ def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice,
     report["chosen"] = choice.describe()
     if samples is not None:
         report["attention_mass"] = attention_mass(graph, samples, choice)
-    return apply(graph, choice), report
+    return (applied if applied is not None else apply(graph, choice)), report

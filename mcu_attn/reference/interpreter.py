@@ -54,3 +54,8 @@ def run(graph: Graph, feeds: Mapping[str, np.ndarray], keep: Iterable[str] | boo
     if keep_all:
         return values
     return {name: values[name] for name in wanted}
+
+
+def run_stack(graph: Graph, samples: Iterable[np.ndarray]) -> np.ndarray:
+    """The first output of `graph` for every sample of a stack (each fed to its first input), stacked on axis 0."""
+    return np.stack([run(graph, {graph.inputs[0]: sample})[graph.outputs[0]] for sample in samples])

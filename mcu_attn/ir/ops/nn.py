@@ -11,6 +11,8 @@ import numpy as np
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops.registry import op
 
+MASKED = -1e4  # an additive mask value at or below this hides the key: exp() underflows to exactly 0 in float32
+
 
 def _matmul_macs(node: Node, graph: Graph) -> int:
     a, b = graph.shape(node.inputs[0]), graph.shape(node.inputs[1])
@@ -24,13 +26,14 @@ def matmul(a, b):
     return np.matmul(a, b)
 
 
-def _gemm_macs(node: Node, graph: Graph) -> int:
+def gemm_macs(node: Node, graph: Graph) -> int:
+    """Output elements times the reduction length K (A's last axis, or its first when transposed)."""
     a = graph.shape(node.inputs[0])
     k = a[0] if node.attr("transA", 0) else a[-1]
     return int(np.prod(graph.shape(node.outputs[0]), dtype=np.int64)) * int(k)
 
 
-@op("Gemm", macs=_gemm_macs)
+@op("Gemm", macs=gemm_macs)
 def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     a = a.T if transA else a
     b = b.T if transB else b
@@ -40,13 +43,13 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     return y.astype(a.dtype)
 
 
-def _linear_macs(node: Node, graph: Graph) -> int:
+def linear_macs(node: Node, graph: Graph) -> int:
     k, n = graph.shape(node.inputs[1])
     rows = int(np.prod(graph.shape(node.inputs[0])[:-1], dtype=np.int64))
     return rows * int(k) * int(n)
 
 
-@op("Linear", const_inputs=(1, 2), macs=_linear_macs, onnx=())
+@op("Linear", const_inputs=(1, 2), macs=linear_macs, onnx=())
 def linear(x, weight, bias=None):
     """y = x @ weight + bias over the last axis; weight [in, out] is a constant."""
     y = np.matmul(x, weight)
@@ -137,10 +140,26 @@ def attention_allowed(seq_len: int, window: int, global_tokens: int, causal: int
     return allowed
 
 
+def shared_mask(mask: np.ndarray, seq_len: int) -> np.ndarray | None:
+    """The [S, S] mask every head shares, from a constant mask broadcastable to [..., S, S]; None when it does
+    not broadcast or differs between heads (the kernels take one mask for all heads)."""
+    try:
+        square = np.broadcast_to(mask, np.broadcast_shapes(np.shape(mask), (seq_len, seq_len)))
+    except ValueError:
+        return None
+    square = square.reshape(-1, seq_len, seq_len)
+    return None if (square != square[:1]).any() else square[0]
+
+
+def node_allowed(graph: Graph, node: Node) -> np.ndarray:
+    """`attention_allowed` of an attention node: its window, global_tokens and causal attributes over the
+    sequence length of its q input."""
+    return attention_allowed(graph.shape(node.inputs[0])[-2], int(node.attr("window", 0)),
+                             int(node.attr("global_tokens", 0)), int(node.attr("causal", 0)))
+
+
 def _attention_macs(node: Node, graph: Graph) -> int:
-    seq = graph.shape(node.inputs[0])[-2]
-    allowed = attention_allowed(seq, node.attr("window", 0), node.attr("global_tokens", 0), node.attr("causal", 0))
-    return 2 * int(allowed.sum()) * int(node.attrs["heads"]) * int(node.attrs["head_dim"])
+    return 2 * int(node_allowed(graph, node).sum()) * int(node.attrs["heads"]) * int(node.attrs["head_dim"])
 
 
 @op("Attention", const_inputs=(3,), macs=_attention_macs, onnx=())

@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from mcu_attn.ir.graph import Graph, Node
-from mcu_attn.ir.ops.nn import attention_allowed
+from mcu_attn.ir.ops.nn import attention_allowed, linear_macs, node_allowed
 from mcu_attn.ir.ops.registry import op
 from mcu_attn.reference.qmath import INT32_MAX, isqrt64, requantize, rshift_round, saturate
 
@@ -62,13 +62,7 @@ def _per_channel(values, count: int, name: str) -> np.ndarray:
     return array
 
 
-def _qlinear_macs(node: Node, graph: Graph) -> int:
-    k, n = graph.shape(node.inputs[1])
-    rows = int(np.prod(graph.shape(node.inputs[0])[:-1], dtype=np.int64))
-    return rows * int(k) * int(n)
-
-
-@op("QLinear", const_inputs=(1, 2), macs=_qlinear_macs, onnx=())
+@op("QLinear", const_inputs=(1, 2), macs=linear_macs, onnx=())
 def qlinear(x, w, bias, *, multiplier=(), shift=(), y_zp=0, bits=8):
     """y = sat8(requant(bias + x @ w, multiplier[n], shift[n]) + y_zp); w [K, N] int8 (int4 values if bits=4)."""
     if bits not in (4, 8):
@@ -84,8 +78,7 @@ def qlinear(x, w, bias, *, multiplier=(), shift=(), y_zp=0, bits=8):
 
 
 def _qattention_macs(node: Node, graph: Graph) -> int:
-    seq = graph.shape(node.inputs[0])[-2]
-    allowed = attention_allowed(seq, node.attr("window", 0), node.attr("global_tokens", 0), node.attr("causal", 0))
+    allowed = node_allowed(graph, node)
     if len(node.inputs) > 3 and node.inputs[3]:
         allowed = allowed & (graph.const(node.inputs[3]) != 0)
     return 2 * int(allowed.sum()) * int(node.attr("heads", 1)) * int(node.attr("head_dim", 1))

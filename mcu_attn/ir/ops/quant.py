@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mcu_attn.ir.ops.nn import gemm_macs
 from mcu_attn.ir.ops.registry import op
 from mcu_attn.ir.types import dtype_name, value_dtype
 
@@ -49,14 +50,7 @@ def requantize_float(acc: np.ndarray, multiplier: np.ndarray, zero_point, dtype:
     return np.clip(y + np.asarray(zero_point, np.int64), low, high).astype(dtype)
 
 
-def _product_macs(node, graph) -> int:
-    """Output elements times the reduction length K (A's last axis, or its first when transposed)."""
-    a = graph.shape(node.inputs[0])
-    k = a[0] if node.attr("transA", 0) else a[-1]
-    return int(np.prod(graph.shape(node.outputs[0]), dtype=np.int64)) * int(k)
-
-
-@op("QLinearMatMul", macs=_product_macs)
+@op("QLinearMatMul", macs=gemm_macs)
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
     """Integer matmul of (a - a_zp) and (b - b_zp) in int32, requantized by a_scale*b_scale/y_scale."""
     acc = np.matmul(a.astype(np.int32) - np.asarray(a_zero_point, np.int32),
@@ -71,7 +65,7 @@ def _column_param(param: np.ndarray, b: np.ndarray) -> np.ndarray:
     return param.reshape(()) if param.size == 1 else param.reshape(1, -1)
 
 
-@op("QGemm", onnx="com.microsoft.QGemm", macs=_product_macs)
+@op("QGemm", onnx="com.microsoft.QGemm", macs=gemm_macs)
 def qgemm(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c=None, y_scale=None, y_zero_point=None, *,
           alpha=1.0, transA=0, transB=0):
     """ONNX Runtime's quantized Gemm: acc = C + (A - a_zp)(B - b_zp) in int32 (C is int32 with scale
@@ -117,7 +111,7 @@ def matmul_nbits_weight(b, scales, zero_points=None, *, K, N, bits, block_size):
     return (q.astype(scale.dtype) - zp[:, block].astype(scale.dtype)) * scale[:, block]
 
 
-@op("MatMulNBits", onnx="com.microsoft.MatMulNBits", const_inputs=(1, 2, 3), macs=_product_macs)
+@op("MatMulNBits", onnx="com.microsoft.MatMulNBits", const_inputs=(1, 2, 3), macs=gemm_macs)
 def matmul_nbits(a, b, scales, zero_points=None, g_idx=None, bias=None, *, K=0, N=0, bits=4, block_size=32,
                  accuracy_level=0, weight_prepacked=0):
     """ONNX Runtime's MatMulNBits: A @ Wᵀ + bias with W dequantized block-wise along K from uint8 B[N, k_blocks,
