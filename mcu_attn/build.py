@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from mcu_attn.api import import_model
-from mcu_attn.codegen.emit import DEFAULT_QUERY_TILE, EXECUTABLE, Project, generate
+from mcu_attn.codegen.emit import DEFAULT_QUERY_TILE, EXECUTABLE, Project, generate, memory_plan
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
-from mcu_attn.ir.ops import node_macs
 from mcu_attn.passes.quantize import quantize_graph
 from mcu_attn.passes.sparsify import DEFAULT_TOLERANCE, AttentionChoice, choose
+from mcu_attn.sim.elf import HARNESS_SYMBOLS
 from mcu_attn.targets.table import Target, get_target
 
 MARKER = ".mcu-attn-build"
@@ -74,9 +74,8 @@ def _check_options(target: str, options: BuildOptions) -> Target:
     resolved = get_target(target)
     if options.bits not in BITS:
         raise UserError(f"--bits {options.bits}: choose 8, 4 or 32")
-    if options.bits != 32:
-        if not options.calib:
-            raise UserError(f"--bits {options.bits} needs --calib C.npy (calibration samples)")
+    if options.bits != 32 and not options.calib:
+        raise UserError(f"--bits {options.bits} needs --calib C.npy (calibration samples)")
     if options.sram_budget is not None and options.sram_budget <= 0:
         raise UserError(f"--sram-budget {options.sram_budget}: give a number of bytes above 0")
     if options.query_tile is not None and options.query_tile < 1:
@@ -87,19 +86,20 @@ def _check_options(target: str, options: BuildOptions) -> Target:
 QUERY_TILES = (16, 8, 4, 2, 1)  # tried largest first under --sram-budget (docs/firmware.md, "Memory plan")
 
 
-def generate_within_budget(graph: Graph, options: BuildOptions) -> Project:
-    """The project with the largest query tile whose planned RAM fits --sram-budget (or the default tile
-    without a budget); a budget below the plan with one query row per tile is an error naming that minimum."""
+def query_tile(graph: Graph, options: BuildOptions) -> int:
+    """The largest query tile whose planned RAM fits --sram-budget (or the given or default tile without a
+    budget); a budget below the plan with one query row per tile is an error naming that minimum. Only the
+    memory plan is made per candidate, not the project."""
     if options.sram_budget is None:
-        return generate(graph, options.query_tile or DEFAULT_QUERY_TILE)
+        return options.query_tile or DEFAULT_QUERY_TILE
+    io = _io_bytes(graph)
     for tile in (options.query_tile,) if options.query_tile else QUERY_TILES:
-        project = generate(graph, tile)
-        planned = planned_sizes(graph, project)
-        if planned["ram_bytes"] <= options.sram_budget:
-            return project
-    raise UserError(f"--sram-budget {options.sram_budget:,}: the smallest plan needs {planned['ram_bytes']:,} B "
-                    f"(arena {planned['arena_bytes']:,} B with {tile} query row{'s' if tile > 1 else ''} per "
-                    f"attention tile, input and output {planned['io_bytes']:,} B)")
+        arena = memory_plan(graph, tile)[2].arena_bytes
+        if arena + io <= options.sram_budget:
+            return tile
+    raise UserError(f"--sram-budget {options.sram_budget:,}: the smallest plan needs {arena + io:,} B "
+                    f"(arena {arena:,} B with {tile} query row{'s' if tile > 1 else ''} per attention tile, "
+                    f"input and output {io:,} B)")
 
 
 def _load_calib(graph: Graph, options: BuildOptions) -> np.ndarray | None:
@@ -122,7 +122,7 @@ def _check_inputs(graph: Graph, calib: np.ndarray | None, count: int) -> tuple[n
 def host_check(project_dir: Path, graph: Graph, samples: np.ndarray) -> dict:
     """Compile the project, run the harness on `samples` (float) and compare with the numpy reference."""
     from mcu_attn.codegen.host_run import make, run_harness
-    from mcu_attn.reference.interpreter import run
+    from mcu_attn.reference.interpreter import run_stack
     from mcu_attn.reference.qmath import quantize
 
     from mcu_attn.data import check_stack
@@ -131,7 +131,7 @@ def host_check(project_dir: Path, graph: Graph, samples: np.ndarray) -> dict:
     in_type, out_type = graph.type(graph.inputs[0]), graph.type(graph.outputs[0])
     if in_type.dtype == "int8":
         samples = quantize(samples, in_type.quant.scale[0], in_type.quant.zero_point[0]).astype(np.int8)
-    expected = np.stack([run(graph, {graph.inputs[0]: s})[graph.outputs[0]] for s in samples])
+    expected = run_stack(graph, samples)
     got = run_harness(make(project_dir), samples, out_type.np_dtype, out_type.shape)
     difference = np.abs(got.astype(np.float64) - expected.astype(np.float64))
     return {"samples": int(samples.shape[0]), "bit_exact": bool(np.array_equal(got, expected)),
@@ -147,22 +147,21 @@ def _io(graph: Graph, name: str) -> dict:
 
 
 def make_report(target: Target, model: str, options: BuildOptions, float_graph: Graph, graph: Graph,
-                project: Project, check: dict | None, firmware: dict | None = None,
-                sources: dict[str, bytes] | None = None, planned: dict | None = None) -> dict:
+                project: Project, check: dict | None, firmware: dict | None, sources: dict[str, bytes],
+                planned: dict) -> dict:
     """report.json. `model`/`calib` name the copies in DIR/source/ (reproducible trees); the sha256s identify
     the files used."""
     from mcu_attn.summary import attention_blocks, count_params
 
     quantization = graph.meta.get("quantization")
-    planned = planned if planned is not None else planned_sizes(graph, project)
-    digests = {name: hashlib.sha256(content).hexdigest() for name, content in (sources or {}).items()}
+    digests = {name: hashlib.sha256(content).hexdigest() for name, content in sources.items()}
     report = {
         "target": target.name,
         "model": model,
         "bits": options.bits,
         "params": count_params(float_graph),
-        "macs": int(sum(node_macs(graph, node) for node in graph.nodes)),
-        "flash_bytes": project.weights_bytes + project.params_bytes,
+        "macs": int(sum(layer["macs"] for layer in project.layers)),
+        "flash_bytes": planned["flash_bytes"],
         "ram_bytes": project.plan.arena_bytes,
         "weights_bytes": project.weights_bytes,
         "arena_bytes": project.plan.arena_bytes,
@@ -190,9 +189,14 @@ def make_report(target: Target, model: str, options: BuildOptions, float_graph: 
     return report
 
 
+def _io_bytes(graph: Graph) -> int:
+    """The caller's input and output buffers."""
+    return sum(graph.type(v).size * graph.type(v).np_dtype.itemsize for v in (graph.inputs[0], graph.outputs[0]))
+
+
 def planned_sizes(graph: Graph, project: Project) -> dict:
     """What the memory plan alone says, before compiling: constant data for flash, arena + I/O for SRAM."""
-    io = sum(graph.type(v).size * graph.type(v).np_dtype.itemsize for v in (graph.inputs[0], graph.outputs[0]))
+    io = _io_bytes(graph)
     return {"flash_bytes": project.weights_bytes + project.params_bytes,
             "ram_bytes": project.plan.arena_bytes + io, "arena_bytes": project.plan.arena_bytes, "io_bytes": io}
 
@@ -235,7 +239,7 @@ def compile_firmware(directory: Path, target: Target, model: str) -> dict:
         raise _overflow_error(target, error) from None
     section_list = elfinfo.sections(elf)
     use = elfinfo.memory_use(section_list, target.sram_base, target.sram_bytes)
-    symbols = elfinfo.symbols(elf, list(HARNESS_SYMBOLS))
+    symbols = elfinfo.symbols(elf, list(REPORTED_SYMBOLS))
     return {"compiled": True, "elf": firmware.ELF, "flash_bytes": use["flash_bytes"],
             "ram_bytes": use["ram_static_bytes"] + stack.bytes, "ram_static_bytes": use["ram_static_bytes"],
             "sections": section_list, "stack": stack.as_dict(), "symbols": symbols,
@@ -243,8 +247,8 @@ def compile_firmware(directory: Path, target: Target, model: str) -> dict:
             if target.renode_platform else [], "qemu_machine": target.qemu_machine}
 
 
-HARNESS_SYMBOLS = ("ma_harness_input", "ma_harness_output", "ma_harness_idle", "ma_harness_infer",
-                   "ma_harness_halt", "ma_run", "ma_init", "Reset_Handler", "main")
+# report.json "symbols": what the emulators look up (sim/elf.py), and the entry points around them
+REPORTED_SYMBOLS = HARNESS_SYMBOLS + ("ma_run", "ma_init", "Reset_Handler", "main")
 
 
 def _add_layer_symbols(report: dict, directory: Path) -> None:
@@ -302,7 +306,7 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
     graph = float_graph
     if options.bits != 32:
         graph = quantize_graph(float_graph, calib, options.bits)
-    project = generate_within_budget(graph, options)
+    project = generate(graph, query_tile(graph, options))
     files = dict(project.files)
     sources = _source_files(Path(onnx_path), options)
     files.update(sources)

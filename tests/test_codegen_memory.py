@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mcu_attn.api import import_model
-from mcu_attn.codegen.emit import _sizes, _steps
+from mcu_attn.codegen.emit import memory_plan
 from mcu_attn.codegen.memory import PLACEMENT_ORDERS, Buffer, Step, _first_fit, place, plan_memory, scratch_name
 
 from support import DIGITS
@@ -169,8 +169,7 @@ def test_scratch_never_overlaps_its_step():
 
 def test_digits_vit_plan():
     graph = import_model(DIGITS / "digits_vit.onnx")
-    steps, sizes = _steps(graph, query_tile=1), _sizes(graph)
-    plan = plan_memory(steps, sizes, graph.inputs, graph.outputs, graph.constants)
+    steps, sizes, plan = memory_plan(graph, query_tile=1)
     check_plan(steps, sizes, graph.outputs, plan)
     # the final Gather of the class token and the input Reshape are views; GELU and residual adds run in place
     ops = [n.op for n in graph.nodes]

@@ -13,6 +13,7 @@ path, time or host detail reaches the files.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -45,8 +46,7 @@ class ConstArray:
         return int(self.values.size) * _CSIZE[self.ctype]
 
 
-_CSIZE = {"float": 4, "int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4,
-          "int64_t": 8}
+_CSIZE = {ctype: np.dtype(dtype).itemsize for dtype, ctype in CTYPES.items() if dtype != "int4"}
 
 
 @dataclass
@@ -172,8 +172,9 @@ def layer_symbol(index: int, name: str, width: int = 3) -> str:
     return f"ma_layer_{index:0{width}d}_{stem}"
 
 
-def _comment(text: str) -> str:
-    return text.replace("*/", "* /")
+def comment_text(text: str) -> str:
+    """`text` safe inside a C block comment and on one line of any generated file (names come from the model)."""
+    return text.replace("*/", "* /").replace("\r", " ").replace("\n", " ")
 
 
 def _sizes(graph: Graph) -> dict[str, int]:
@@ -187,8 +188,8 @@ def _steps(graph: Graph, query_tile: int) -> list[Step]:
         inputs = tuple(v for v in node.inputs if v)
         view = entry.view(graph, node) if entry.view else None
         scratch = entry.scratch(graph, node, query_tile) if entry.scratch else 0
-        used = [o for o in node.outputs[1:] if o and (graph.consumers(o) or o in graph.outputs)]
-        steps.append(Step(inputs, (node.outputs[0], *used),
+        ops.only_first_output(node, graph)
+        steps.append(Step(inputs, (node.outputs[0],),
                           (node.inputs[0], view) if view is not None else None,
                           tuple(p for p in entry.inplace if p < len(node.inputs) and node.inputs[p]), scratch))
     return steps
@@ -219,23 +220,31 @@ def _io_macros(graph: Graph, prefix: str, value: str) -> list[dict]:
 
 def _array_view(array: ConstArray) -> dict:
     return {"name": array.name, "ctype": array.ctype, "length": max(1, int(array.values.size)),
-            "body": c_initializer(array.values, array.ctype), "comment": _comment(array.comment)}
+            "body": c_initializer(array.values, array.ctype), "comment": comment_text(array.comment)}
 
 
-def _environment() -> jinja2.Environment:
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The template environment (built once: the templates compile on first use)."""
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
                               keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
                               autoescape=False)
 
 
-def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> Project:
-    """The C project for `graph`: model.h/.c, weights.h/.c, kernels/, main.c and a Makefile. Attention kernels
-    take `query_tile` query rows at a time (scratch grows with it; results do not change)."""
+def memory_plan(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> tuple[list[Step], dict[str, int], MemoryPlan]:
+    """The planner's steps, the value sizes and the arena plan of `graph` with attention tiles of `query_tile`
+    query rows (scratch grows with the tile; results do not change)."""
     _check_interface(graph)
     if query_tile < 1:
         raise ValueError("query_tile must be at least 1")
     steps, sizes = _steps(graph, query_tile), _sizes(graph)
-    plan = plan_memory(steps, sizes, graph.inputs, graph.outputs, graph.constants)
+    return steps, sizes, plan_memory(steps, sizes, graph.inputs, graph.outputs, graph.constants)
+
+
+def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> Project:
+    """The C project for `graph`: model.h/.c, weights.h/.c, kernels/, main.c and a Makefile. Attention kernels
+    take `query_tile` query rows at a time (see `memory_plan`)."""
+    steps, sizes, plan = memory_plan(graph, query_tile)
     ctx = EmitContext(graph, plan, query_tile)
     rendered_layers, layers, functions = [], [], set()
     width = max(3, len(str(len(graph.nodes) - 1)))
@@ -250,7 +259,7 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> Project:
         note = f", {kind}" if kind else ""
         symbol = layer_symbol(index, node.name or out, width)
         rendered_layers.append({"symbol": symbol,
-                                "comment": _comment(f"{node.name or out}: {node.op} -> "
+                                "comment": comment_text(f"{node.name or out}: {node.op} -> "
                                                     f"{graph.type(out).describe()}{note}"),
                                 "calls": [{"fn": c.fn, "args": list(c.args)} for c in calls]})
         fresh = location.storage == "arena" and not kind and location.root == out
@@ -259,8 +268,8 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> Project:
                        "storage": location.storage, "kind": kind or "kernel",
                        "arena_offset": location.offset if location.storage == "arena" else None,
                        "scratch_offset": plan.scratch.get(index),
-                       "arena_bytes": (sizes[out] if fresh else 0) + steps[index].scratch,
-                       "scratch_bytes": steps[index].scratch,
+                       "arena_bytes": (sizes[out] if fresh else 0) + step.scratch,
+                       "scratch_bytes": step.scratch,
                        "live_bytes": plan.live_bytes(index),
                        "weights_bytes": ctx.data_bytes() - before})
     output = graph.outputs[0]
@@ -282,8 +291,8 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> Project:
     sources = ["main.c", "model.c", "weights.c"] + sorted(r for r in kernel_rel.values() if r.endswith(".c"))
     headers = ["model.h", "weights.h"] + sorted(r for r in kernel_rel.values() if r.endswith(".h"))
 
-    env = _environment()
-    common = {"model": _comment(model), "executable": EXECUTABLE}
+    env = environment()
+    common = {"model": comment_text(model), "executable": EXECUTABLE}
     texts = {
         "model.h": env.get_template("model/model.h.j2").render(
             **common, macros=macros, input_ctype=in_ctype, output_ctype=out_ctype),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from mcu_attn.codegen.emit import Project, _environment
+from mcu_attn.codegen.emit import Project, comment_text, environment
 from mcu_attn.codegen.kernels import TEMPLATES
 from mcu_attn.targets.boards import console
 from mcu_attn.targets.table import Target
@@ -41,9 +41,9 @@ def firmware_sources(project: Project) -> list[str]:
 
 def board_files(project: Project, target: Target, model: str) -> dict[str, bytes]:
     """The Cortex-M project files for `target`, keyed by relative path (linker.ld comes later)."""
-    env = _environment()
+    env = environment()
     board = console(target)
-    common = {"model": model, "target": target.name, "core": target.core}
+    common = {"model": comment_text(model), "target": target.name, "core": target.core}
     sources = firmware_sources(project)
     headers = ["board.h"] + project.headers
     texts = {
@@ -70,8 +70,7 @@ def board_files(project: Project, target: Target, model: str) -> dict[str, bytes
 
 
 def linker_script(target: Target, model: str, stack_bytes: int) -> bytes:
-    env = _environment()
-    return env.get_template("cortexm/linker.ld.j2").render(
-        model=model, target=target.name, flash_base=_hex(target.flash_base), flash_bytes=target.flash_bytes,
+    return environment().get_template("cortexm/linker.ld.j2").render(
+        model=comment_text(model), target=target.name, flash_base=_hex(target.flash_base), flash_bytes=target.flash_bytes,
         sram_base=_hex(target.sram_base), sram_bytes=target.sram_bytes, stack_bytes=stack_bytes,
         stack_note="" if stack_bytes else " /* no bound computed yet (report.json \"compiled\") */").encode()

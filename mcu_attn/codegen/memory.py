@@ -138,8 +138,8 @@ def plan_memory(steps: Sequence[Step], sizes: Mapping[str, int], inputs: Sequenc
     members: dict[str, list[str]] = {name: [name] for name in root}  # values sharing each root's storage
     inplace_steps = []
     for index, step in enumerate(steps):
-        out = step.outputs[0] if step.outputs else None
-        if step.view_of is not None and out is not None:
+        out = step.outputs[0]
+        if step.view_of is not None:
             source, offset = step.view_of
             base, base_offset = root[source]
             root[out] = (base, base_offset + offset)
@@ -147,7 +147,7 @@ def plan_memory(steps: Sequence[Step], sizes: Mapping[str, int], inputs: Sequenc
             outs = step.outputs[1:]
         else:
             target = _inplace_target(step, index, root, members, last_read, sizes, defined_at, outputs)
-            if target is not None and out is not None:
+            if target is not None:
                 root[out] = (target, 0)
                 members[target].append(out)
                 inplace_steps.append(index)
@@ -192,7 +192,7 @@ def _inplace_target(step: Step, index: int, root: Mapping[str, tuple[str, int]],
                     members: Mapping[str, list[str]], last_read: Mapping[str, int], sizes: Mapping[str, int],
                     defined_at: Mapping[str, int], outputs: Sequence[str]) -> str | None:
     """The root buffer output 0 of `step` may overwrite (rule 2), or None."""
-    if not step.outputs or step.outputs[0] in outputs:
+    if step.outputs[0] in outputs:
         return None
     for position in step.inplace:
         base, offset = root[step.inputs[position]]

@@ -24,6 +24,7 @@ from mcu_attn.codegen.cformat import pack_int4
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import spec
+from mcu_attn.ir.ops.nn import shared_mask
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,6 @@ class Call:
 
 @dataclass(frozen=True)
 class OpEmitter:
-    op: str
     emit: Callable[[Any, Node], list[Call]]
     view: Callable[[Graph, Node], int | None] | None = None
     inplace: tuple[int, ...] = ()
@@ -42,6 +42,7 @@ class OpEmitter:
 
 
 EMITTERS: dict[str, OpEmitter] = {}
+MAX_RANK = 6  # MA_MAX_RANK (kernels/include/ma_kernels.h): the axes ma_permute and ma_copy_strided take
 
 
 def emitter(*ops: str, view=None, inplace: tuple[int, ...] = (), scratch=None):
@@ -49,7 +50,7 @@ def emitter(*ops: str, view=None, inplace: tuple[int, ...] = (), scratch=None):
         for op in ops:
             if op in EMITTERS:
                 raise ValueError(f"emitter for {op} registered twice")
-            EMITTERS[op] = OpEmitter(op, fn, view, inplace, scratch)
+            EMITTERS[op] = OpEmitter(fn, view, inplace, scratch)
         return fn
     return register
 
@@ -84,8 +85,9 @@ def _count(graph: Graph, value: str) -> int:
     return graph.type(value).size
 
 
-def _only_output(node: Node, graph: Graph) -> None:
-    """Ops whose extra outputs (LayerNormalization's Mean/InvStdDev) the kernels do not produce."""
+def only_first_output(node: Node, graph: Graph) -> None:
+    """The kernels write a node's first output only: refuse a node whose other outputs (LayerNormalization's
+    Mean/InvStdDev, say) are used."""
     for extra in node.outputs[1:]:
         if extra and (graph.consumers(extra) or extra in graph.outputs):
             raise UserError(f"{_label(node)}: output {extra!r} is used; the C kernel produces only the first")
@@ -138,14 +140,10 @@ def _attention_mask(ctx, node: Node, seq: int, make, ctype: str) -> str:
     """The mask input as a [seq][seq] constant in weights.c (`make(array)` converts it), or NULL."""
     if len(node.inputs) < 4 or not node.inputs[3]:
         return "NULL"
-    mask = ctx.graph.const(node.inputs[3])
-    try:
-        square = np.broadcast_to(mask, mask.shape[:-2] + (seq, seq)).reshape(-1, seq, seq)
-    except ValueError:
-        square = None
-    if square is None or (square != square[:1]).any():
+    square = shared_mask(ctx.graph.const(node.inputs[3]), seq)
+    if square is None:
         raise UserError(f"{_label(node)}: the C kernels take one [{seq}, {seq}] attention mask for every head")
-    return ctx.weight(node.inputs[3], "mask", lambda: np.ascontiguousarray(make(square[0])), ctype)
+    return ctx.weight(node.inputs[3], "mask", lambda: np.ascontiguousarray(make(square)), ctype)
 
 
 @emitter("Attention", scratch=_attention_scratch_f32, inplace=(0,))  # ma_attention_f32 allows out == q
@@ -176,7 +174,6 @@ def _attention_calls(ctx, node: Node, kernel: str, params: str, scratch: str, le
 def _layernorm_f32(ctx, node: Node) -> list[Call]:
     graph = ctx.graph
     _require(node, graph, "float32")
-    _only_output(node, graph)
     shape = graph.shape(node.inputs[0])
     if node.attr("axis", -1) % len(shape) != len(shape) - 1:
         raise UserError(f"{_label(node)}: the C kernel normalises the last axis only")
@@ -364,8 +361,9 @@ def collapse_copy(shape, x_strides, y_strides, elem: int) -> tuple[int, list[int
 def _strided_copy(ctx, node: Node, source: str, target: str, shape, x_strides, y_strides, x_offset: int,
                   y_offset: int) -> Call:
     elem, dims, xs, ys = collapse_copy(shape, x_strides, y_strides, ctx.graph.type(source).np_dtype.itemsize)
-    if len(dims) > 6:
-        raise UserError(f"{_label(node)}: the copy needs {len(dims)} axes after merging; the kernel takes 6")
+    if len(dims) > MAX_RANK:
+        raise UserError(f"{_label(node)}: the copy needs {len(dims)} axes after merging; the kernel takes "
+                        f"{MAX_RANK}")
     if not dims:  # one contiguous block
         return Call("memcpy", (ctx.raw(target, write=True, offset=y_offset), ctx.raw(source, offset=x_offset),
                                str(elem)))
@@ -424,8 +422,9 @@ def _transpose(ctx, node: Node) -> list[Call]:
     order = sorted(range(len(groups)), key=lambda g: groups[g][0])    # merged axes in input order
     dims = [int(np.prod([shape[a] for a in groups[g]], dtype=np.int64)) for g in order]
     new_perm = [order.index(g) for g in range(len(groups))]
-    if len(dims) > 6:
-        raise UserError(f"{_label(node)}: the transpose has {len(dims)} axes after merging; the kernel takes 6")
+    if len(dims) > MAX_RANK:
+        raise UserError(f"{_label(node)}: the transpose has {len(dims)} axes after merging; the kernel takes "
+                        f"{MAX_RANK}")
     elem = graph.type(node.inputs[0]).np_dtype.itemsize
     return [Call("ma_permute", (ctx.raw(node.inputs[0]), ctx.raw(node.outputs[0], write=True), str(elem),
                                 str(len(dims)), ctx.table(f"{node.name}_shape", dims, "int32_t"),
