@@ -6,23 +6,18 @@ from collections import Counter
 from typing import Any
 
 from mcu_attn.ir.graph import Graph
-from mcu_attn.ir.ops import node_macs
-
-PARAM_OPS_INPUTS = {"Linear": (1, 2), "LayerNormalization": (1, 2), "MatMul": (0, 1), "Gemm": (0, 1, 2),
-                    "Add": (0, 1), "Mul": (0, 1), "Sub": (0, 1), "Concat": None, "QLinearMatMul": (3,),
-                    "MatMulNBits": (1,)}
+from mcu_attn.ir.ops import node_macs, spec
 
 
 def count_params(graph: Graph) -> int:
-    """Learned numbers: floating constants, and integer weight tensors of quantized matmuls, read by compute
-    ops (shape, axis and index constants do not count)."""
+    """Learned numbers: the constants at the inputs each op's spec names as parameters, floating ones, and
+    integer ones of ops whose weights are stored as integers (shape, axis and index constants do not count)."""
     seen: set[str] = set()
     for node in graph.nodes:
-        positions = PARAM_OPS_INPUTS.get(node.op, ())
+        op_spec = spec(node.op)
         for position, value in enumerate(node.inputs):
-            if value and graph.is_const(value) and (positions is None or position in positions):
-                array = graph.const(value)
-                if array.dtype.kind == "f" or node.op in ("QLinearMatMul", "MatMulNBits"):
+            if value and graph.is_const(value) and op_spec.is_param(position):
+                if graph.const(value).dtype.kind == "f" or op_spec.integer_params:
                     seen.add(value)
     return int(sum(graph.const(v).size for v in seen))
 

@@ -113,3 +113,19 @@ def test_interpreter_checks_feeds() -> None:
         run(_linear_relu(), {"x": np.ones((1, 4, 4), np.float32)})
     with pytest.raises(UserError, match="missing input"):
         run(_linear_relu(), {})
+
+
+def test_every_op_is_one_registered_unit() -> None:
+    """Each op carries its kind; every integer op has its C emitter, and every quantize rule belongs to a float
+    op (the rules turn float ops into integer ones); registering a rule twice or an unknown kind fails."""
+    from mcu_attn.ir.ops.registry import KINDS, op, quantizes
+
+    assert all(entry.kind in KINDS for entry in OPS.values())
+    integer = [name for name, entry in OPS.items() if entry.kind == "integer"]
+    assert integer and all(OPS[name].emitter is not None for name in integer)
+    assert all(entry.kind != "integer" for entry in OPS.values() if entry.quantize is not None)
+    assert OPS["Reshape"].kind == "layout" and OPS["Linear"].is_param(1) and not OPS["Reshape"].is_param(1)
+    with pytest.raises(ValueError, match="registered twice"):
+        quantizes("Linear")(lambda cv, node: None)
+    with pytest.raises(ValueError, match="unknown kind"):
+        op("Nonsense", kind="magic")

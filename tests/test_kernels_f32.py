@@ -16,7 +16,9 @@ from mcu_attn.codegen.host_cc import compile_shared
 from mcu_attn.codegen.kernels import KERNELS
 from mcu_attn.ir.ops import spec
 from mcu_attn.ir.ops.elementwise import gelu
-from mcu_attn.ir.ops.nn import attention, attention_allowed, layer_norm, linear
+from mcu_attn.ir.ops.attention import attention, attention_allowed
+from mcu_attn.ir.ops.layernorm import layer_norm
+from mcu_attn.ir.ops.linear import linear
 
 FLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Werror")
 SOURCES = ("linear_f32.c", "attention_f32.c", "layernorm_f32.c", "gelu_f32.c", "add_f32.c", "layout.c")

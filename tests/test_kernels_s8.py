@@ -2,7 +2,7 @@
 
 docs/integer-kernels.md is the contract. All `mcu_attn/firmware_templates/kernels/ref/*_s8.c` are compiled once per
 session with the host gcc (`-std=c99 -Wall -Wextra -Werror`) and called through ctypes; every case runs the IR
-op's reference (`mcu_attn/ir/ops/qops.py`) and the kernel on the same integers and requires identical outputs.
+op's reference (`mcu_attn/ir/ops/`) and the kernel on the same integers and requires identical outputs.
 Cases come from seeded random generators (one per op, covering extreme zero points, multipliers from
 `quantize_multiplier` over a wide range of real scales, and saturation) and from hypothesis, which draws the
 structure (shapes, windows, causality, global tokens) and a seed for the values. One test rebuilds the kernels
@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcu_attn.codegen.host_cc import compile_shared
-from mcu_attn.ir.ops.nn import attention, attention_allowed
+from mcu_attn.ir.ops.attention import attention, attention_allowed
 from mcu_attn.ir.ops.registry import spec
 from mcu_attn.reference.qmath import choose_qparams, quantize, quantize_multiplier, symmetric_scales
 

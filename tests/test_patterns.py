@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from mcu_attn.api import import_model
-from mcu_attn.ir.ops.nn import attention_allowed
+from mcu_attn.ir.ops.attention import attention_allowed
 from mcu_attn.reference.interpreter import run
 
 RNG = np.random.default_rng(7)

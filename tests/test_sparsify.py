@@ -14,7 +14,7 @@ from mcu_attn.api import evaluate, import_model
 from mcu_attn.build import BuildOptions, build
 from mcu_attn.data import check_stack
 from mcu_attn.errors import UserError
-from mcu_attn.ir.ops.nn import attention_allowed
+from mcu_attn.ir.ops.attention import attention_allowed
 from mcu_attn.passes.quantize import quantize_graph, run_quantized
 from mcu_attn.passes.sparsify import AttentionChoice, apply, attention_mass, choose
 from mcu_attn.reference.interpreter import run

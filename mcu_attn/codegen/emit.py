@@ -1,7 +1,7 @@
 """Code generation: an IR graph (after the frontend pipeline, float or quantized) -> a self-contained C project.
 
-1. Every node finds its emitter in `ops.EMITTERS` (an unsupported op is a UserError naming it) and becomes a
-   memory-planner step: views, in-place candidates and scratch come from the emitter entry.
+1. Every node finds its emitter on its op's spec (`ir/ops/lowering.py`; an unsupported op is a UserError naming
+   it) and becomes a memory-planner step: views, in-place candidates and scratch come from the emitter entry.
 2. `memory.plan_memory` places every intermediate in one arena (the input and output stay in the caller's
    buffers where possible).
 3. Each non-view node emits kernel calls; the emitters register the data the calls read through `EmitContext`.
@@ -21,13 +21,13 @@ from typing import Callable
 import jinja2
 import numpy as np
 
-from mcu_attn.codegen import ops
 from mcu_attn.codegen.cformat import CTYPES, Names, c_float, c_initializer, c_int
 from mcu_attn.codegen.kernels import KERNELS, TEMPLATES, kernel_files
 from mcu_attn.codegen.memory import Location, MemoryPlan, Step, plan_memory
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import node_macs
+from mcu_attn.ir.ops.lowering import emitter_of, only_first_output
 
 EXECUTABLE = "model_host"
 DEFAULT_QUERY_TILE = 1   # least RAM; --sram-budget trades RAM for a larger tile (docs/firmware.md, "Memory plan")
@@ -184,11 +184,11 @@ def _sizes(graph: Graph) -> dict[str, int]:
 def _steps(graph: Graph, query_tile: int) -> list[Step]:
     steps = []
     for node in graph.nodes:
-        entry = ops.lookup(node)
+        entry = emitter_of(node)
         inputs = tuple(v for v in node.inputs if v)
         view = entry.view(graph, node) if entry.view else None
         scratch = entry.scratch(graph, node, query_tile) if entry.scratch else 0
-        ops.only_first_output(node, graph)
+        only_first_output(node, graph)
         steps.append(Step(inputs, (node.outputs[0],),
                           (node.inputs[0], view) if view is not None else None,
                           tuple(p for p in entry.inplace if p < len(node.inputs) and node.inputs[p]), scratch))
@@ -251,7 +251,7 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> Project:
     for index, (node, step) in enumerate(zip(graph.nodes, steps)):
         ctx.step = index
         before = ctx.data_bytes()
-        calls = [] if step.view_of is not None else ops.lookup(node).emit(ctx, node)
+        calls = [] if step.view_of is not None else emitter_of(node).emit(ctx, node)
         out = node.outputs[0]
         location = plan.values[out]
         kind = "view" if step.view_of is not None else ("in place" if index in plan.inplace_steps else "")

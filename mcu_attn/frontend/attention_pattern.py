@@ -21,7 +21,7 @@ import numpy as np
 
 from mcu_attn.frontend.layout import Chain, scalar, squeeze_leading, trace_back, trace_forward
 from mcu_attn.ir.graph import Graph, Node
-from mcu_attn.ir.ops.nn import MASKED, attention_allowed
+from mcu_attn.ir.ops.attention import MASKED, attention_allowed
 from mcu_attn.ir.types import QuantParams, TensorType
 from mcu_attn.passes.manager import PassResult
 

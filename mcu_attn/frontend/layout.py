@@ -16,10 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mcu_attn.ir.graph import Graph, Node
-from mcu_attn.ir.ops import spec
-
-LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Gather", "Split",
-                        "Identity"})
+from mcu_attn.ir.ops import is_kind, spec
 
 
 @dataclass
@@ -41,7 +38,7 @@ class Chain:
         current_name = self.root
         current = np.arange(graph.type(self.root).size, dtype=np.int64).reshape(graph.shape(self.root))
         for node, out in self.steps:
-            if node.op in LAYOUT_OPS:
+            if is_kind(node.op, "layout"):
                 args = [current if v == current_name else graph.const(v) for v in node.inputs]
                 current = spec(node.op).run(node, args)[node.outputs.index(out)]
             current_name = out  # a scalar Mul/Div moves nothing
@@ -56,7 +53,7 @@ def scalar(graph: Graph, value: str) -> float | None:
 
 
 def _is_layout(graph: Graph, node: Node, source: str) -> bool:
-    if node.op not in LAYOUT_OPS or node.inputs[0] != source:
+    if not is_kind(node.op, "layout") or node.inputs[0] != source:
         return False
     return all(graph.is_const(v) for v in node.inputs[1:] if v)
 

@@ -220,11 +220,12 @@ def _reject_non_finite(graph: Graph) -> None:
 
 
 def _is_mask(graph: Graph, name: str) -> bool:
-    """-inf is legitimate in additive attention masks (added to scores right before a softmax) and in Where."""
+    """-inf is legitimate in additive attention masks (added to scores right before a softmax), in Where and in
+    bounds: every reader's spec says `allows_inf`."""
     array = graph.constants[name]
     if np.isnan(array).any():
         return False
-    return all(c.op in ("Add", "Where", "Max", "Min", "Clip") for c in graph.consumers(name))
+    return all(spec(c.op).allows_inf for c in graph.consumers(name))
 
 
 def load_onnx(source: str | os.PathLike | onnx.ModelProto, bind: Mapping[str, np.ndarray] | None = None) -> Graph:

@@ -13,26 +13,36 @@ and any other, and never fuses something that merely looks alike. The largest ma
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from mcu_attn.frontend.layout import scalar
 from mcu_attn.ir.graph import Graph, Node
-from mcu_attn.ir.ops import spec
+from mcu_attn.ir.ops import is_kind, spec
 from mcu_attn.ir.ops.elementwise import gelu
 from mcu_attn.passes.manager import PassResult
 
-POINTWISE = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Neg", "Erf", "Tanh"})
-REDUCTIONS = frozenset({"ReduceMean", "GlobalAveragePool", "Transpose"})
 MAX_REGION = 24
 # float32 evaluation of the original and the fused formula differ by rounding only: a few ulps of values O(1)
 TOLERANCE = 1e-4
 
 
-def _region(graph: Graph, x: str, ops: frozenset[str]) -> list[Node]:
+def _pointwise(op: str) -> bool:
+    return is_kind(op, "elementwise")
+
+
+def _normalising(op: str) -> bool:
+    """Ops a decomposed LayerNorm uses: float arithmetic, means, and the Transpose with which TensorFlow takes a
+    last-axis mean through GlobalAveragePool."""
+    return is_kind(op, "elementwise", "reduce") or op == "Transpose"
+
+
+def _region(graph: Graph, x: str, accept: Callable[[str], bool]) -> list[Node]:
     """Nodes (in order) whose non-constant inputs are x or values computed inside the region."""
     values, nodes = {x}, []
     for node in graph.nodes:
-        if node.op not in ops or len(nodes) >= MAX_REGION:
+        if not accept(node.op) or len(nodes) >= MAX_REGION:
             continue
         live = [v for v in node.inputs if v and not graph.is_const(v)]
         if live and all(v in values for v in live):
@@ -107,7 +117,7 @@ class FuseGelu:
     def _try_source(self, graph: Graph, anchor: Node, x: str) -> int:
         if graph.type(x).dtype != "float32":
             return 0
-        region = _region(graph, x, POINTWISE)
+        region = _region(graph, x, _pointwise)
         probe = _Probe(graph, x, np.resize(np.linspace(-6.0, 6.0, 97, dtype=np.float32), graph.shape(x)))
         approximate = "none" if anchor.op == "Erf" else "tanh"
         expected = gelu(probe.input, approximate=approximate)
@@ -127,7 +137,7 @@ def _sources(graph: Graph, value: str) -> list[str]:
     pointwise nodes (x/sqrt(2) -> x -> ...), then the one source a multi-input expression (x + c*x^3) has."""
     candidates = [value]
     node = graph.producer(value)
-    while node is not None and node.op in POINTWISE:
+    while node is not None and _pointwise(node.op):
         live = [v for v in node.inputs if v and not graph.is_const(v)]
         if len(live) != 1:
             break
@@ -144,7 +154,7 @@ def _single_source(graph: Graph, value: str, depth: int = 8) -> str | None:
     while stack:
         current, level = stack.pop()
         node = graph.producer(current)
-        if node is None or node.op not in POINTWISE or level >= depth:
+        if node is None or not _pointwise(node.op) or level >= depth:
             sources.add(current)
             continue
         stack.extend((v, level + 1) for v in node.inputs if v and not graph.is_const(v))
@@ -166,7 +176,7 @@ class FuseLayerNorm:
         x = anchor.inputs[0]
         if graph.is_const(x) or graph.type(x).dtype != "float32" or not graph.shape(x):
             return 0
-        region = _region(graph, x, POINTWISE | REDUCTIONS)
+        region = _region(graph, x, _normalising)
         rng = np.random.default_rng(0)
         probes = [_Probe(graph, x, (rng.standard_normal(graph.shape(x)) * (1 + k) + k).astype(np.float32))
                   for k in range(4)]

@@ -25,7 +25,7 @@ import numpy as np
 from mcu_attn.data import check_stack, top1
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
-from mcu_attn.ir.ops.nn import attention_allowed, node_allowed
+from mcu_attn.ir.ops.attention import attention_allowed, node_allowed
 from mcu_attn.reference.interpreter import run, run_stack
 
 DEFAULT_TOLERANCE = 0.01  # one accuracy point against dense

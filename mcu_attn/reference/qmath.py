@@ -117,3 +117,20 @@ def quantize(x: np.ndarray, scale, zero_point, bits: int = 8) -> np.ndarray:
 
 def dequantize(q: np.ndarray, scale, zero_point) -> np.ndarray:
     return ((np.asarray(q, np.int64) - zero_point) * np.asarray(scale, np.float64)).astype(np.float32)
+
+
+def as_int64(x) -> np.ndarray:
+    return np.asarray(x).astype(np.int64)
+
+
+def saturate_int8(x: np.ndarray) -> np.ndarray:
+    """sat8: clamp to [-128, 127] and store as int8."""
+    return saturate(x, 8).astype(np.int8)
+
+
+def channel_values(values, count: int, name: str) -> np.ndarray:
+    """A per-channel integer parameter as `count` int64 values; a ValueError naming it when the count differs."""
+    array = as_int64(values).reshape(-1)
+    if array.size != count:
+        raise ValueError(f"{name} needs {count} values, got {array.size}")
+    return array

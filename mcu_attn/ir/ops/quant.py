@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcu_attn.ir.ops.nn import gemm_macs
+from mcu_attn.ir.ops.linear import gemm_macs
 from mcu_attn.ir.ops.registry import op
 from mcu_attn.ir.types import dtype_name, value_dtype
 
@@ -26,7 +26,7 @@ def broadcast_param(param: np.ndarray, x: np.ndarray, axis: int, block_size: int
     return param.reshape(shape)
 
 
-@op("QuantizeLinear")
+@op("QuantizeLinear", kind="quant")
 def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, saturate=1, output_dtype="uint8"):
     dtype = output_dtype if y_zero_point is None else dtype_name(y_zero_point.dtype)
     scale = broadcast_param(y_scale, x, axis, block_size).astype(np.float32)
@@ -36,7 +36,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, satu
     return np.clip(q, low, high).astype(value_dtype(dtype))
 
 
-@op("DequantizeLinear")
+@op("DequantizeLinear", kind="quant")
 def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0):
     scale = broadcast_param(x_scale, x, axis, block_size)
     zp = 0 if x_zero_point is None else broadcast_param(x_zero_point, x, axis, block_size).astype(np.int32)
@@ -50,7 +50,7 @@ def requantize_float(acc: np.ndarray, multiplier: np.ndarray, zero_point, dtype:
     return np.clip(y + np.asarray(zero_point, np.int64), low, high).astype(dtype)
 
 
-@op("QLinearMatMul", macs=gemm_macs)
+@op("QLinearMatMul", kind="quant", params=(3,), integer_params=True, macs=gemm_macs)
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
     """Integer matmul of (a - a_zp) and (b - b_zp) in int32, requantized by a_scale*b_scale/y_scale."""
     acc = np.matmul(a.astype(np.int32) - np.asarray(a_zero_point, np.int32),
@@ -65,7 +65,7 @@ def _column_param(param: np.ndarray, b: np.ndarray) -> np.ndarray:
     return param.reshape(()) if param.size == 1 else param.reshape(1, -1)
 
 
-@op("QGemm", onnx="com.microsoft.QGemm", macs=gemm_macs)
+@op("QGemm", kind="quant", onnx="com.microsoft.QGemm", macs=gemm_macs)
 def qgemm(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c=None, y_scale=None, y_zero_point=None, *,
           alpha=1.0, transA=0, transB=0):
     """ONNX Runtime's quantized Gemm: acc = C + (A - a_zp)(B - b_zp) in int32 (C is int32 with scale
@@ -111,7 +111,8 @@ def matmul_nbits_weight(b, scales, zero_points=None, *, K, N, bits, block_size):
     return (q.astype(scale.dtype) - zp[:, block].astype(scale.dtype)) * scale[:, block]
 
 
-@op("MatMulNBits", onnx="com.microsoft.MatMulNBits", const_inputs=(1, 2, 3), macs=gemm_macs)
+@op("MatMulNBits", kind="quant", onnx="com.microsoft.MatMulNBits", const_inputs=(1, 2, 3), params=(1,),
+    integer_params=True, macs=gemm_macs)
 def matmul_nbits(a, b, scales, zero_points=None, g_idx=None, bias=None, *, K=0, N=0, bits=4, block_size=32,
                  accuracy_level=0, weight_prepacked=0):
     """ONNX Runtime's MatMulNBits: A @ Wᵀ + bias with W dequantized block-wise along K from uint8 B[N, k_blocks,

@@ -1,0 +1,273 @@
+"""Multi-head attention: the fused float `Attention` op the frontend recognises, and its integer form.
+
+QAttention (docs/integer-kernels.md): per head and query row i, an online softmax over the keys j that
+`attention_allowed` permits (window, causality, global tokens) and the optional constant 0/1 `mask` [S, S]
+allows, visited in ascending order, one key at a time; no score is kept beyond the one in hand:
+1. s_j = (q_i - q_zp) . (k_j - k_zp), the exact integer logit;
+2. the running maximum m: when s_j > m, the running sum and the head_dim int64 accumulators are rescaled by
+   f = exp_table[t(s_j - m)] / 2^15 (rounded), and m = s_j;
+3. e_j = exp_table[t(m - s_j)] with t(g) = min(255, requant(g)) the logit gap in steps of Delta (`SCORE_STEP`),
+   so exp_table[t] = round(2^15 exp(-Delta t)) is a table lookup instead of an exponential;
+   sum += e_j and acc += e_j (v_j - v_zp);
+4. at the end of the row ONE reciprocal: with sh = max(0, bitlen(sum) - 16), inv = floor(2^31 / (sum >> sh))
+   and o = round((acc >> sh) inv / 2^23) = 256 acc / sum (the output in 1/256 units of the probabilities),
+   out = requant(o) + out_zp with the 1/256 folded into the output multiplier.
+Because keys are taken one at a time in ascending order, the result does not depend on how a kernel tiles
+queries or keys: a dense row that skips masked keys and a sparse row that never visits them are bit-identical.
+sum >= 2^15 (the maximum's own entry) and sum <= S 2^15, so sum >> sh is in [2^15, 2^16) and every product
+fits int64. The gap is clamped so that requant's left shift cannot leave int32: any clamped gap already maps
+to t = 255, so this only makes the op total (the contract's min(255, .) of the exact value).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mcu_attn.errors import UserError
+from mcu_attn.ir.graph import Graph, Node
+from mcu_attn.ir.ops.lowering import Call, emits, label, require, rows
+from mcu_attn.ir.ops.registry import op, quantizes, spec
+from mcu_attn.reference.qmath import INT32_MAX, as_int64, quantize_multiplier, requantize, rshift_round, saturate_int8
+
+MASKED = -1e4  # an additive mask value at or below this hides the key: exp() underflows to exactly 0 in float32
+SCORE_STEP = 1.0 / 16.0  # logit gap per exp-table entry: t=255 is a gap of ~16, where exp(-16) ~ 1e-7
+
+
+def attention_allowed(seq_len: int, window: int, global_tokens: int, causal: int) -> np.ndarray:
+    """bool[S,S]: may query i attend to key j?
+
+    Dense (window 0): every j (j <= i when causal). Local window W: |i-j| <= W//2, or the last W keys
+    (i-W < j <= i) when causal. The first `global_tokens` tokens attend to and are attended by every token.
+    """
+    i = np.arange(seq_len)[:, None]
+    j = np.arange(seq_len)[None, :]
+    if window <= 0:
+        allowed = np.ones((seq_len, seq_len), bool)
+    elif causal:
+        allowed = (i - j) < window
+    else:
+        allowed = np.abs(i - j) <= window // 2
+    if global_tokens:
+        allowed = allowed | (i < global_tokens) | (j < global_tokens)
+    if causal:
+        allowed = allowed & (j <= i)
+    return allowed
+
+
+def shared_mask(mask: np.ndarray, seq_len: int) -> np.ndarray | None:
+    """The [S, S] mask every head shares, from a constant mask broadcastable to [..., S, S]; None when it does
+    not broadcast or differs between heads (the kernels take one mask for all heads)."""
+    try:
+        square = np.broadcast_to(mask, np.broadcast_shapes(np.shape(mask), (seq_len, seq_len)))
+    except ValueError:
+        return None
+    square = square.reshape(-1, seq_len, seq_len)
+    return None if (square != square[:1]).any() else square[0]
+
+
+def node_allowed(graph: Graph, node: Node) -> np.ndarray:
+    """`attention_allowed` of an attention node: its window, global_tokens and causal attributes over the
+    sequence length of its q input."""
+    return attention_allowed(graph.shape(node.inputs[0])[-2], int(node.attr("window", 0)),
+                             int(node.attr("global_tokens", 0)), int(node.attr("causal", 0)))
+
+
+def _attention_macs(node: Node, graph: Graph) -> int:
+    return 2 * int(node_allowed(graph, node).sum()) * int(node.attrs["heads"]) * int(node.attrs["head_dim"])
+
+
+@op("Attention", kind="attention", const_inputs=(3,), macs=_attention_macs, onnx=())
+def attention(q, k, v, mask=None, *, heads=1, head_dim=1, scale=1.0, causal=0, window=0, global_tokens=0):
+    """Multi-head scaled dot-product attention over projected q, k, v of shape [..., S, heads*head_dim].
+
+    out[s, h*D:(h+1)*D] = softmax_j(scale * q_h[s] . k_h[j] + mask[s, j]) v_h[j], over the keys j that
+    `attention_allowed` permits (window, global tokens, causality); `mask` is an optional constant additive
+    mask broadcastable to [heads, S, S] for masks that are not a plain band.
+    """
+    lead, seq = q.shape[:-2], q.shape[-2]
+    qh = q.reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
+    kh = k.reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
+    vh = v.reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
+    scores = np.matmul(qh, kh.swapaxes(-1, -2)) * np.asarray(scale, q.dtype)
+    if mask is not None:
+        scores = scores + mask
+    allowed = attention_allowed(seq, window, global_tokens, causal)
+    scores = np.where(allowed, scores, -np.inf)
+    probs = np.exp(scores - np.max(scores, axis=-1, keepdims=True))
+    probs = probs / np.sum(probs, axis=-1, keepdims=True)
+    out = np.matmul(probs.astype(q.dtype), vh)
+    return out.swapaxes(-2, -3).reshape(q.shape).astype(q.dtype)
+
+
+# ---- integer -----------------------------------------------------------------------------------------------------
+
+def _qattention_macs(node: Node, graph: Graph) -> int:
+    allowed = node_allowed(graph, node)
+    if len(node.inputs) > 3 and node.inputs[3]:
+        allowed = allowed & (graph.const(node.inputs[3]) != 0)
+    return 2 * int(allowed.sum()) * int(node.attr("heads", 1)) * int(node.attr("head_dim", 1))
+
+
+def _exp_table(table) -> np.ndarray:
+    array = as_int64(table).reshape(-1)
+    if array.size != 256 or array.min() < 0 or array.max() > 1 << 15:
+        raise ValueError("exp_table needs 256 values in [0, 2^15] (Q15)")
+    if array[0] != 1 << 15:
+        raise ValueError("exp_table[0] (a zero logit gap) must be 2^15, exp(0) in Q15")
+    return array
+
+
+def _exp_index(gap, multiplier: int, shift: int) -> np.ndarray:
+    """t(gap) = min(255, requant(gap)) of non-negative logit gaps, clamped so requant's left shift stays in int32."""
+    gap = np.minimum(as_int64(gap), INT32_MAX >> max(int(shift), 0))
+    return np.minimum(255, requantize(gap, multiplier, shift))
+
+
+def _key_mask(mask, seq: int) -> np.ndarray:
+    if mask is None:
+        return np.ones((seq, seq), bool)
+    array = np.asarray(mask)
+    if array.shape != (seq, seq) or not np.isin(array, (0, 1)).all():
+        raise ValueError(f"QAttention mask must be 0/1 of shape [{seq}, {seq}], got {array.shape}")
+    return array.astype(bool)
+
+
+@op("QAttention", kind="integer", macs=_qattention_macs, onnx=(), const_inputs=(3,))
+def qattention(q, k, v, mask=None, *, heads=1, head_dim=1, window=0, causal=0, global_tokens=0, q_zp=0, k_zp=0,
+               v_zp=0, out_zp=0, score_multiplier=0, score_shift=0, exp_table=(1 << 15,) * 256, out_multiplier=0,
+               out_shift=0):
+    """Integer online-softmax attention over q, k, v int8 [..., S, heads*head_dim] (see the module docstring)."""
+    if score_multiplier < 0:
+        raise ValueError("QAttention score_multiplier must be non-negative")
+    table = _exp_table(exp_table)
+    lead, seq = q.shape[:-2], q.shape[-2]
+    allowed = attention_allowed(seq, window, global_tokens, causal) & _key_mask(mask, seq)
+    if not allowed.any(axis=-1).all():
+        raise ValueError("QAttention: every query needs at least one key its mask allows")
+
+    def split(t, zp):  # [..., S, H*D] -> [..., H, S, D], zero point removed
+        return (as_int64(t) - zp).reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
+
+    qh, kh, vh = split(q, q_zp), split(k, k_zp), split(v, v_zp)
+    logits = np.matmul(qh, kh.swapaxes(-1, -2))                                # [..., H, S(query), S(key)]
+    top = np.full(logits.shape[:-1], np.iinfo(np.int32).min, np.int64)         # running maximum per query
+    total = np.zeros_like(top)                                                 # running sum of table entries
+    acc = np.zeros(qh.shape, np.int64)                                         # [..., H, S, D]
+    for j in range(seq):                                                       # keys in ascending order
+        visible = allowed[:, j]
+        s = logits[..., j]
+        rise = visible & (s > top)
+        f = table[_exp_index(np.where(rise, s - top, 0), score_multiplier, score_shift)]
+        total = np.where(rise, rshift_round(total * f, 15), total)
+        acc = np.where(rise[..., None], rshift_round(acc * f[..., None], 15), acc)
+        top = np.where(rise, s, top)
+        e = np.where(visible, table[_exp_index(np.where(visible, top - s, 0), score_multiplier, score_shift)], 0)
+        total = total + e
+        acc = acc + e[..., None] * vh[..., j:j + 1, :]
+    shift = np.zeros_like(total)
+    while np.any((total >> shift) >= 1 << 16):
+        shift += (total >> shift) >= 1 << 16
+    inv = (np.int64(1) << 31) // (total >> shift)
+    o = rshift_round((acc >> shift[..., None]) * inv[..., None], 23)
+    out = requantize(o, out_multiplier, out_shift)
+    return saturate_int8(out + out_zp).swapaxes(-2, -3).reshape(q.shape)
+
+
+def _quantized_key_mask(cv, node: Node) -> list[str]:
+    """The 0/1 key mask the integer kernel takes for an additive 0/-inf mask input ([] when there is none)."""
+    if len(node.inputs) < 4 or not node.inputs[3]:
+        return []
+    square = shared_mask(cv.src.const(node.inputs[3]), cv.src.shape(node.inputs[0])[-2])
+    if square is None:
+        raise UserError(f"node '{node.name}': integer attention takes one mask for every head")
+    finite = square[square > MASKED]
+    if np.any(finite != 0):
+        raise UserError(f"node '{node.name}': integer attention supports masks of 0 and -inf only; this one adds "
+                        f"learned biases (e.g. {float(finite[finite != 0][0]):.4g})")
+    return [cv.dst.add_const(f"{node.name}_keys", (square > MASKED).astype(np.uint8))]
+
+
+@quantizes("Attention")
+def _quantize_attention(cv, node: Node) -> None:
+    mask = _quantized_key_mask(cv, node)
+    (s_q, q_zp), (s_k, k_zp), (s_v, v_zp) = (cv.param(v) for v in node.inputs[:3])
+    s_o, o_zp = cv.param(node.outputs[0])
+    score = quantize_multiplier(s_q * s_k * float(node.attrs["scale"]) / SCORE_STEP)
+    output = quantize_multiplier(s_v / (256.0 * s_o))
+    table = tuple(int(round(2 ** 15 * np.exp(-SCORE_STEP * t))) for t in range(256))
+    attrs = {key: int(node.attr(key, 0)) for key in ("heads", "head_dim", "window", "causal", "global_tokens")}
+    attrs.update(q_zp=q_zp, k_zp=k_zp, v_zp=v_zp, out_zp=o_zp, score_multiplier=score[0], score_shift=score[1],
+                 exp_table=table, out_multiplier=output[0], out_shift=output[1])
+    cv.emit("QAttention", list(node.inputs[:3]) + mask, node.outputs[0], attrs, node.name)
+
+
+# ---- code generation ---------------------------------------------------------------------------------------------
+
+def _heads(graph: Graph, node: Node) -> tuple[int, int, int]:
+    """(leading slices, seq, width) of q/k/v [..., S, H*D]; one kernel call per leading slice."""
+    shape = graph.shape(node.inputs[0])
+    if any(graph.shape(v) != shape for v in node.inputs[1:3]):
+        raise UserError(f"{label(node)}: q, k and v must have the same shape for the C kernel")
+    return rows(shape[:-1]), shape[-2], shape[-1]
+
+
+def _emitted_mask(ctx, node: Node, seq: int, make, ctype: str) -> str:
+    """The mask input as a [seq][seq] constant in weights.c (`make(array)` converts it), or NULL."""
+    if len(node.inputs) < 4 or not node.inputs[3]:
+        return "NULL"
+    square = shared_mask(ctx.graph.const(node.inputs[3]), seq)
+    if square is None:
+        raise UserError(f"{label(node)}: the C kernels take one [{seq}, {seq}] attention mask for every head")
+    return ctx.weight(node.inputs[3], "mask", lambda: np.ascontiguousarray(make(square)), ctype)
+
+
+def _calls(ctx, node: Node, kernel: str, params: str, scratch: str, lead: int, step: int) -> list[Call]:
+    """One attention kernel call per leading (batch) slice of q, k, v and the output, `step` bytes apart."""
+    return [Call(kernel, (*(ctx.ptr(v, offset=i * step) for v in node.inputs[:3]), f"&{params}",
+                          ctx.scratch(scratch), ctx.ptr(node.outputs[0], write=True, offset=i * step)))
+            for i in range(lead)]
+
+
+def _scratch_f32(graph: Graph, node: Node, query_tile: int) -> int:
+    """ma_attention_f32_scratch: query_tile * (4 head_dim + 20) bytes (model.c's ma_check verifies it)."""
+    return query_tile * (4 * int(node.attr("head_dim", 1)) + 20)
+
+
+@emits("Attention", scratch=_scratch_f32, inplace=(0,))  # ma_attention_f32 allows out == q
+def _emit_attention_f32(ctx, node: Node) -> list[Call]:
+    graph = ctx.graph
+    require(node, graph, "float32", (0, 1, 2))
+    lead, seq, width = _heads(graph, node)
+    attrs = spec("Attention").resolve_attrs(node)
+    # -inf (a hidden key) is stored as -FLT_MAX: C initializers hold finite numbers, and exp(-FLT_MAX - m) is 0
+    mask = _emitted_mask(ctx, node, seq, lambda m: np.maximum(m, np.finfo(np.float32).min).astype(np.float32),
+                         "float")
+    params = ctx.struct("ma_attention_f32_params", node, [
+        ("seq", seq), ("heads", attrs["heads"]), ("head_dim", attrs["head_dim"]), ("window", attrs["window"]),
+        ("causal", attrs["causal"]), ("global_tokens", attrs["global_tokens"]), ("query_tile", ctx.query_tile),
+        ("scale", float(attrs["scale"])), ("mask", mask)])
+    ctx.check(f"ma_attention_f32_scratch(&{params})", _scratch_f32(graph, node, ctx.query_tile))
+    return _calls(ctx, node, "ma_attention_f32", params, "float", lead, seq * width * 4)
+
+
+def _scratch_s8(graph: Graph, node: Node, query_tile: int) -> int:
+    """ma_attention_s8_scratch: query_tile * (8 head_dim + 20) bytes (model.c's ma_check verifies it)."""
+    return query_tile * (8 * int(node.attr("head_dim", 1)) + 20)
+
+
+@emits("QAttention", scratch=_scratch_s8)
+def _emit_qattention(ctx, node: Node) -> list[Call]:
+    graph = ctx.graph
+    require(node, graph, "int8", (0, 1, 2))
+    lead, seq, width = _heads(graph, node)
+    attrs = spec("QAttention").resolve_attrs(node)
+    table = ctx.table(f"{node.name}_exp", np.asarray(attrs["exp_table"], np.int64), "uint16_t")
+    mask = _emitted_mask(ctx, node, seq, lambda m: (m != 0).astype(np.uint8), "uint8_t")
+    fields = [("seq", seq)] + [(key, attrs[key]) for key in ("heads", "head_dim", "window", "causal",
+                                                             "global_tokens", "q_zp", "k_zp", "v_zp", "out_zp")]
+    fields += [("score_mult", attrs["score_multiplier"]), ("score_shift", attrs["score_shift"]),
+               ("out_mult", attrs["out_multiplier"]), ("out_shift", attrs["out_shift"]),
+               ("query_tile", ctx.query_tile), ("exp_table", table), ("mask", mask)]
+    params = ctx.struct("ma_attention_s8_params", node, fields)
+    ctx.check(f"ma_attention_s8_scratch(&{params})", _scratch_s8(graph, node, ctx.query_tile))
+    return _calls(ctx, node, "ma_attention_s8", params, "int64_t", lead, seq * width)
