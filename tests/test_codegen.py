@@ -334,6 +334,7 @@ def test_failed_rebuild_keeps_the_previous_build(tmp_path, float_build, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+@pytest.mark.slow  # 450 images through the compiled harness per bit width; the default run checks a few
 @pytest.mark.parametrize("bits", [8, 4])
 def test_integer_host_build_is_bit_exact_on_the_whole_test_split(tmp_path, bits, digits_test):
     """The compiled C of the quantized digits ViT equals the numpy integer reference on all 450 images."""

@@ -49,6 +49,7 @@ def results(builds, digits_test) -> dict:
 
 
 @needs_gcc
+@pytest.mark.slow  # the sweep: three targets x 60 images in the emulator
 @pytest.mark.parametrize("target", TARGETS)
 def test_unicorn_matches_reference(results, target):
     result = results[target]
@@ -63,6 +64,7 @@ def test_unicorn_matches_reference(results, target):
 
 
 @needs_gcc
+@pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
 def test_layers_add_up(results, target):
     result = results[target]
@@ -79,6 +81,7 @@ def test_layers_add_up(results, target):
 
 
 @needs_gcc
+@pytest.mark.slow
 def test_estimates_follow_the_targets(results):
     m4, m7, nrf = results["stm32f407"], results["stm32"], results["nrf52840"]
     assert m4["instructions"] == nrf["instructions"]  # same core, same compiler flags, same sample
@@ -93,6 +96,7 @@ def test_estimates_follow_the_targets(results):
 
 @needs_gcc
 @needs_qemu
+@pytest.mark.slow  # QEMU's execution trace of one inference
 def test_qemu_counts_the_same_instructions(builds, digits_test):
     from mcu_attn.sim.run import SimOptions, simulate
 

@@ -138,6 +138,7 @@ def test_band_model_sparse_kernel_equals_dense_kernel_with_the_mask(digits_test)
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+@pytest.mark.slow  # two firmware builds, 12 images each in the emulator
 def test_band_model_firmware_sparse_equals_dense_with_mask(tmp_path) -> None:
     """Both kernels as firmware in the emulator: the same output bytes; the dense one visits every key."""
     from mcu_attn.sim.build_dir import BuildDir
