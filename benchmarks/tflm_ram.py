@@ -120,11 +120,12 @@ def accuracies(onnx: Path, calib: Path, x: np.ndarray, y: np.ndarray) -> dict:
     import onnxruntime as ort
 
     from mcu_attn.api import evaluate
+    from mcu_attn.options import BuildOptions
 
     session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     logits = np.concatenate([session.run(None, {name: sample[None]})[0] for sample in x])
-    ours_int8 = evaluate(onnx, x, y, bits=8, calib=np.load(calib))["accuracy"]
+    ours_int8 = evaluate(onnx, x, y, BuildOptions(bits=8), calib=np.load(calib))["accuracy"]
     return {"float_onnxruntime": float(np.mean(logits.argmax(axis=1) == y)), "ours_int8": float(ours_int8)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from mcu_attn.frontend.onnx import load_onnx
 from mcu_attn.frontend.onnx import supported_onnx_ops as _supported
 from mcu_attn.ir.graph import Graph
+from mcu_attn.options import BuildOptions
 from mcu_attn.passes.pipeline import frontend_pipeline
 from mcu_attn.passes.manager import run_pipeline
 from mcu_attn.reference.interpreter import run, run_stack
@@ -35,31 +37,23 @@ def supported_onnx_ops() -> list[str]:
     return _supported()
 
 
-def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray | None = None, bits: int = 32,
-             calib: np.ndarray | None = None, attention: str | None = None, tolerance: float | None = None) -> dict:
-    """Run the float reference (bits 32) or the integer reference (bits 8/4, calibrated on `calib`) on every
-    sample of a stack, with the attention blocks as `attention` says (dense, local:W[,global:G] or auto; None:
-    as the model has them); accuracy when labels are given, and the quantization and attention reports."""
+def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray | None = None,
+             options: BuildOptions = BuildOptions(), calib: np.ndarray | None = None) -> dict:
+    """Compile with `options` up to the reference (mcu_attn.compiler) and run it on every sample of a stack: the
+    float reference for bits 32, the integer reference for 8/4 (calibrated on `calib`, an array, or on the file
+    options.calib names); accuracy when labels are given, and what the compile steps reported."""
+    from mcu_attn.compiler import Compilation
     from mcu_attn.data import accuracy, check_stack
-    from mcu_attn.errors import UserError
-    from mcu_attn.passes.quantize import quantize_graph, run_quantized
-    from mcu_attn.passes.sparsify import DEFAULT_TOLERANCE, AttentionChoice, choose
+    from mcu_attn.passes.quantize import run_quantized
 
-    graph = import_model(onnx_path)
-    data = check_stack(graph, data, "data")
-    result: dict = {"samples": int(data.shape[0]), "bits": bits}
-    if attention is not None:
-        graph, result["attention"] = choose(graph, calib, AttentionChoice.parse(attention),
-                                            DEFAULT_TOLERANCE if tolerance is None else tolerance)
-    if bits == 32:
-        outputs = run_stack(graph, data)
+    compilation = Compilation(Path(onnx_path), options, calib).run("import")
+    data = check_stack(compilation.imported, data, "data")
+    compilation.run("quantize")
+    if options.bits == 32:
+        outputs = run_stack(compilation.graph, data)
     else:
-        if calib is None:
-            raise UserError(f"--bits {bits} needs calibration data (--calib C.npy)")
-        quantized = quantize_graph(graph, calib, bits)
-        outputs = run_quantized(quantized, data)
-        result["quantization"] = quantized.meta["quantization"].as_dict()
-    result["outputs"] = outputs
+        outputs = run_quantized(compilation.graph, data)
+    result: dict = {"samples": int(data.shape[0]), "bits": options.bits, **compilation.reports, "outputs": outputs}
     if labels is not None:
         result["accuracy"] = accuracy(outputs, labels)
     return result

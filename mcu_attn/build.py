@@ -24,35 +24,21 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mcu_attn.api import import_model
-from mcu_attn.codegen.emit import DEFAULT_QUERY_TILE, EXECUTABLE, Project, generate, memory_plan
+from mcu_attn.codegen.emit import EXECUTABLE, Project
+from mcu_attn.compiler import Compilation, compile_model, io_bytes
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
-from mcu_attn.passes.quantize import quantize_graph
-from mcu_attn.passes.sparsify import DEFAULT_TOLERANCE, AttentionChoice, choose
+from mcu_attn.options import BuildOptions
 from mcu_attn.sim.elf import HARNESS_SYMBOLS
 from mcu_attn.targets.table import Target, get_target
 
 MARKER = ".mcu-attn-build"
 MARKER_TEXT = "made by `mcu-attn build`; a later build with the same -o replaces this directory\n"
-BITS = (8, 4, 32)
 RANDOM_CHECK_SAMPLES = 4
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    bits: int = 32                 # 8 or 4: integer weights (int8 activations); 32: the float baseline
-    calib: str | None = None       # .npy stack of calibration samples (needed for 8 and 4)
-    check_samples: int = 16        # samples the host harness is checked on
-    attention: str | None = None   # dense | local:W[,global:G] | auto (passes/sparsify.py); None: as the model has it
-    tolerance: float | None = None  # auto: allowed top-1 disagreement with dense on the calibration data
-    sram_budget: int | None = None  # bytes for the planned RAM (arena + input/output buffers): picks the query tile
-    query_tile: int | None = None   # query rows per attention kernel tile (None: the default, or --sram-budget's)
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -67,47 +53,6 @@ def check_out_dir(out_dir: Path) -> None:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
         raise UserError(f"-o {out_dir}: directory is not empty and was not made by mcu-attn build "
                         f"(no {MARKER} file); choose another directory or empty it")
-
-
-def _check_options(target: str, options: BuildOptions) -> Target:
-    """The target's table entry, after refusing what this build cannot do."""
-    resolved = get_target(target)
-    if options.bits not in BITS:
-        raise UserError(f"--bits {options.bits}: choose 8, 4 or 32")
-    if options.bits != 32 and not options.calib:
-        raise UserError(f"--bits {options.bits} needs --calib C.npy (calibration samples)")
-    if options.sram_budget is not None and options.sram_budget <= 0:
-        raise UserError(f"--sram-budget {options.sram_budget}: give a number of bytes above 0")
-    if options.query_tile is not None and options.query_tile < 1:
-        raise UserError(f"query tile {options.query_tile}: at least one query row per tile")
-    return resolved
-
-
-QUERY_TILES = (16, 8, 4, 2, 1)  # tried largest first under --sram-budget (docs/firmware.md, "Memory plan")
-
-
-def query_tile(graph: Graph, options: BuildOptions) -> int:
-    """The largest query tile whose planned RAM fits --sram-budget (or the given or default tile without a
-    budget); a budget below the plan with one query row per tile is an error naming that minimum. Only the
-    memory plan is made per candidate, not the project."""
-    if options.sram_budget is None:
-        return options.query_tile or DEFAULT_QUERY_TILE
-    io = _io_bytes(graph)
-    for tile in (options.query_tile,) if options.query_tile else QUERY_TILES:
-        arena = memory_plan(graph, tile)[2].arena_bytes
-        if arena + io <= options.sram_budget:
-            return tile
-    raise UserError(f"--sram-budget {options.sram_budget:,}: the smallest plan needs {arena + io:,} B "
-                    f"(arena {arena:,} B with {tile} query row{'s' if tile > 1 else ''} per attention tile, "
-                    f"input and output {io:,} B)")
-
-
-def _load_calib(graph: Graph, options: BuildOptions) -> np.ndarray | None:
-    if not options.calib:
-        return None
-    from mcu_attn.data import check_stack, load_stack
-
-    return check_stack(graph, load_stack(options.calib, "calib"), "calib").astype(np.float32)
 
 
 def _check_inputs(graph: Graph, calib: np.ndarray | None, count: int) -> tuple[np.ndarray, str]:
@@ -146,19 +91,21 @@ def _io(graph: Graph, name: str) -> dict:
     return entry
 
 
-def make_report(target: Target, model: str, options: BuildOptions, float_graph: Graph, graph: Graph,
-                project: Project, check: dict | None, firmware: dict | None, sources: dict[str, bytes],
-                planned: dict) -> dict:
+def make_report(target: Target, model: str, compilation: Compilation, check: dict | None,
+                firmware: dict | None, sources: dict[str, bytes], planned: dict) -> dict:
     """report.json. `model`/`calib` name the copies in DIR/source/ (reproducible trees); the sha256s identify
-    the files used."""
+    the files used; `options` are the build options, which `simulate` replays to rebuild the reference."""
     from mcu_attn.summary import attention_blocks, count_params
 
+    options, graph, float_graph, project = (compilation.options, compilation.graph, compilation.float_graph,
+                                            compilation.project)
     quantization = graph.meta.get("quantization")
     digests = {name: hashlib.sha256(content).hexdigest() for name, content in sources.items()}
     report = {
         "target": target.name,
         "model": model,
         "bits": options.bits,
+        "options": options.record(SOURCE_CALIB),
         "params": count_params(float_graph),
         "macs": int(sum(layer["macs"] for layer in project.layers)),
         "flash_bytes": planned["flash_bytes"],
@@ -176,6 +123,8 @@ def make_report(target: Target, model: str, options: BuildOptions, float_graph: 
         "host_check": check,
         "quantization": quantization.as_dict() if hasattr(quantization, "as_dict") else None,
     }
+    if "attention" in compilation.reports:
+        report["attention_choice"] = compilation.reports["attention"]
     if not target.is_host:
         report["planned"] = planned
         report["model_sha256"] = digests.get(SOURCE_MODEL)
@@ -189,14 +138,9 @@ def make_report(target: Target, model: str, options: BuildOptions, float_graph: 
     return report
 
 
-def _io_bytes(graph: Graph) -> int:
-    """The caller's input and output buffers."""
-    return sum(graph.type(v).size * graph.type(v).np_dtype.itemsize for v in (graph.inputs[0], graph.outputs[0]))
-
-
 def planned_sizes(graph: Graph, project: Project) -> dict:
     """What the memory plan alone says, before compiling: constant data for flash, arena + I/O for SRAM."""
-    io = _io_bytes(graph)
+    io = io_bytes(graph)
     return {"flash_bytes": project.weights_bytes + project.params_bytes,
             "ram_bytes": project.plan.arena_bytes + io, "arena_bytes": project.plan.arena_bytes, "io_bytes": io}
 
@@ -294,19 +238,12 @@ def _swap_into_place(staging: Path, out_dir: Path) -> None:
 def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
           options: BuildOptions = BuildOptions()) -> dict:
     """Build `onnx_path` for `target` into `out_dir`; returns the report (also written as report.json)."""
-    resolved = _check_options(target, options)
+    resolved = get_target(target)
+    options.check()
     check_out_dir(Path(out_dir))
     out_dir = Path(out_dir).resolve()
-    float_graph = import_model(onnx_path)
-    calib = _load_calib(float_graph, options)
-    attention_report = None
-    if options.attention is not None:
-        float_graph, attention_report = choose(float_graph, calib, AttentionChoice.parse(options.attention),
-                                               DEFAULT_TOLERANCE if options.tolerance is None else options.tolerance)
-    graph = float_graph
-    if options.bits != 32:
-        graph = quantize_graph(float_graph, calib, options.bits)
-    project = generate(graph, query_tile(graph, options))
+    compilation = compile_model(onnx_path, options)
+    graph, project = compilation.graph, compilation.project
     files = dict(project.files)
     sources = _source_files(Path(onnx_path), options)
     files.update(sources)
@@ -329,16 +266,13 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
         _write_tree(staging, {**dict(sorted(files.items())), MARKER: MARKER_TEXT.encode()})
         check = firmware_entries = None
         if resolved.is_host:
-            samples, source = _check_inputs(float_graph, calib, options.check_samples)
+            samples, source = _check_inputs(compilation.float_graph, compilation.calib, options.check_samples)
             check = {"source": source, **host_check(staging, graph, samples)}
         elif not missing:
             firmware_entries = compile_firmware(staging, resolved, graph.name)
-        report = make_report(resolved, SOURCE_MODEL, options, float_graph, graph, project, check,
-                             firmware_entries, sources, planned)
+        report = make_report(resolved, SOURCE_MODEL, compilation, check, firmware_entries, sources, planned)
         if firmware_entries:
             _add_layer_symbols(report, staging)
-        if attention_report is not None:
-            report["attention_choice"] = attention_report
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         _swap_into_place(staging, out_dir)
     except BaseException:

@@ -16,6 +16,7 @@ import numpy as np
 
 from mcu_attn import api
 from mcu_attn.errors import UserError
+from mcu_attn.options import DEFAULT_BITS, BuildOptions
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,13 +95,11 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from mcu_attn.data import load_labels, load_stack
 
-    bits = 32 if args.float else args.bits
-    if bits is None:
-        raise UserError("eval needs --float or --bits 8|4|32 (integer runs also need --calib C.npy)")
+    options = _build_options(args, bits=32 if args.float else args.bits)
     data = load_stack(args.data, "data")
     labels = load_labels(args.labels, data.shape[0]) if args.labels else None
-    calib = load_stack(args.calib, "calibration") if args.calib else None
-    result = api.evaluate(args.model, data, labels, bits, calib, args.attention, args.tolerance)
+    result = api.evaluate(args.model, data, labels, options)
+    bits = options.bits
     payload = {"model": args.model, "mode": "float" if bits == 32 else f"int{bits}", "bits": bits,
                "samples": result["samples"], "accuracy": result.get("accuracy")}
     for key in ("quantization", "attention"):
@@ -131,11 +130,10 @@ def _percent(part: int, whole: int) -> str:
 def cmd_build(args: argparse.Namespace) -> None:
     import time
 
-    from mcu_attn.build import BuildOptions, build
+    from mcu_attn.build import build
 
     started = time.monotonic()
-    options = BuildOptions(bits=args.bits, calib=args.calib, attention=args.attention, tolerance=args.tolerance,
-                           sram_budget=args.sram_budget)
+    options = _build_options(args, bits=args.bits, sram_budget=args.sram_budget)
     report = build(args.model, args.target, args.output, options)
     elapsed = time.monotonic() - started
     _print_summary(args, report, elapsed)
@@ -203,6 +201,11 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         print(format_table(result, args.top))
 
 
+def _build_options(args: argparse.Namespace, **given) -> BuildOptions:
+    """The BUILD OPTIONS `eval` and `build` share, as the one options value every command compiles from."""
+    return BuildOptions(calib=args.calib, attention=args.attention, tolerance=args.tolerance, **given)
+
+
 def _attention_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention", metavar="dense|local:W[,global:G]|auto",
                         help="replace dense attention with local windowed attention (auto: the smallest window "
@@ -233,8 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--labels", help=".npy integer class per sample")
     mode = evaluate.add_mutually_exclusive_group()
     mode.add_argument("--float", action="store_true", help="the float reference (same as --bits 32)")
-    mode.add_argument("--bits", type=int, choices=(8, 4, 32), help="integer reference with 8- or 4-bit weights")
-    evaluate.add_argument("--calib", help=".npy stack of calibration samples (integer runs, --attention auto)")
+    mode.add_argument("--bits", type=int, choices=(8, 4, 32), default=DEFAULT_BITS,
+                      help=f"8/4: the integer reference with 8- or 4-bit weights; 32: float (default {DEFAULT_BITS})")
+    evaluate.add_argument("--calib", help=".npy stack of calibration samples (a float model needs it for --bits 8 "
+                                          "and 4; --attention auto)")
     _attention_options(evaluate)
     evaluate.add_argument("--outputs", help="write the output stack to this .npy file")
     evaluate.add_argument("--json", action="store_true")
@@ -245,9 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--target", required=True,
                        help="a target name or alias (`mcu-attn targets`): a Cortex-M part or core, or host")
     build.add_argument("-o", "--output", required=True, help="output directory (replaced when made by a build)")
-    build.add_argument("--bits", type=int, choices=(8, 4, 32), default=32,
-                       help="8/4: integer weights (int8 activations); 32: the float baseline")
-    build.add_argument("--calib", help=".npy stack of calibration samples (needed for --bits 8 and 4)")
+    build.add_argument("--bits", type=int, choices=(8, 4, 32), default=DEFAULT_BITS,
+                       help=f"8/4: integer weights (int8 activations); 32: the float baseline (default {DEFAULT_BITS})")
+    build.add_argument("--calib", help=".npy stack of calibration samples (a float model needs it for --bits 8 and "
+                                       "4; a pre-quantized model brings its own scales)")
     build.add_argument("--sram-budget", type=int, metavar="BYTES",
                        help="bytes for the planned RAM (arena + input/output buffers): the largest attention query "
                             "tile that fits, or an error naming the minimum")

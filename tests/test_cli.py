@@ -47,9 +47,11 @@ def test_eval_float_accuracy_and_outputs(tmp_path) -> None:
     assert payload["accuracy"] > 0.93 and payload["outputs_path"] == str(out)
 
 
-def test_eval_without_a_mode_says_what_is_missing() -> None:
+def test_eval_of_a_float_model_without_calibration_says_what_is_missing() -> None:
+    """eval, like build, defaults to --bits 8: a float model needs --calib for it, or --bits 32."""
     result = run_cli("eval", DIGITS / "digits_vit.onnx", "--data", DATA / "test_x.npy")
-    assert result.returncode == 2 and "--float" in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "--calib C.npy" in lines[0] and "--bits 32" in lines[0]
 
 
 def test_python_api() -> None:

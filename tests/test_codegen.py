@@ -86,10 +86,10 @@ def test_reproducible_and_relocatable(float_build, tmp_path):
 
 def test_rebuild_replaces_a_build_dir(tmp_path):
     out = tmp_path / "out"
-    result = run_cli("build", MODEL, "--target", "host", "-o", out)
+    result = run_cli("build", MODEL, "--target", "host", "-o", out, "--bits", "32")
     assert result.returncode == 0, result.stderr
     (out / "stale.txt").write_text("left from before")
-    result = run_cli("build", MODEL, "--target", "host", "-o", out)
+    result = run_cli("build", MODEL, "--target", "host", "-o", out, "--bits", "32")
     assert result.returncode == 0, result.stderr
     assert "arena 10,880 B" in result.stdout
     assert not (out / "stale.txt").exists() and (out / EXECUTABLE).is_file()
@@ -283,9 +283,10 @@ def _expect_clean_failure(result, phrase: str) -> None:
 
 @pytest.mark.parametrize("args,phrase", [
     (["--target", "esp32"], "unknown target 'esp32'"),
-    (["--target", "stm32", "--bits", "4"], "needs --calib"),
+    (["--target", "stm32", "--bits", "4"], "pass --calib C.npy"),
     (["--target", "host", "--bits", "7"], "invalid choice: 7"),
-    (["--target", "host", "--bits", "8"], "needs --calib"),
+    (["--target", "host", "--bits", "8"], "pass --calib C.npy"),
+    (["--target", "stm32"], "pass --calib C.npy (a stack of typical inputs), or --bits 32 for the float baseline"),
     (["--target", "host", "--bits", "32", "--calib", "absent.npy"], "no such file"),
 ])
 def test_bad_build_arguments(tmp_path, args, phrase):
@@ -311,7 +312,8 @@ def test_unsupported_model_leaves_nothing(tmp_path):
 
     model = _tiny_model(tmp_path / "softmax.onnx", op="Softmax")
     out = tmp_path / "out"
-    _expect_clean_failure(run_cli("build", model, "--target", "host", "-o", out), "does not support Softmax")
+    _expect_clean_failure(run_cli("build", model, "--target", "host", "-o", out, "--bits", "32"),
+                          "does not support Softmax")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["softmax.onnx"]
 
 

@@ -169,7 +169,7 @@ def _one_line_error(result) -> str:
 def test_too_large_model_is_refused_before_compiling(tmp_path, shape, n, region):
     model = _tiny_linear(tmp_path / "big.onnx", shape, n)
     out = tmp_path / "out" / "fw"
-    line = _one_line_error(run_cli("build", model, "--target", "nrf52840", "-o", out))
+    line = _one_line_error(run_cli("build", model, "--target", "nrf52840", "-o", out, "--bits", "32"))
     match = re.search(rf"does not fit nrf52840: {region} overflows by ([\d,]+) bytes", line)
     assert match, line
     target = get_target("nrf52840")

@@ -10,6 +10,7 @@ import pytest
 
 from mcu_attn.api import evaluate, import_model
 from mcu_attn.ir.verify import verify
+from mcu_attn.options import BuildOptions
 from mcu_attn.passes import quantize as quantize_module
 from mcu_attn.passes.quantize import quantize_graph
 from support import DIGITS, FIXTURES, run_cli
@@ -34,8 +35,8 @@ def calib() -> np.ndarray:
 @pytest.mark.parametrize("bits, points", [(8, INT8_POINTS), (4, INT4_POINTS)])
 def test_integer_accuracy_close_to_float(name, bits, points, calib, digits_test) -> None:
     images, labels = digits_test
-    floating = evaluate(MODELS[name], images, labels, 32)["accuracy"]
-    integer = evaluate(MODELS[name], images, labels, bits, calib)
+    floating = evaluate(MODELS[name], images, labels, BuildOptions(bits=32))["accuracy"]
+    integer = evaluate(MODELS[name], images, labels, BuildOptions(bits=bits), calib)
     assert integer["accuracy"] >= floating - points, (floating, integer["accuracy"])
     assert integer["quantization"]["weight_bits"] == bits
 

@@ -85,7 +85,7 @@ def test_auto_meets_the_tolerance(graph, calib) -> None:
 
 def test_local_attention_accuracy_is_reported(calib, digits_test) -> None:
     images, labels = digits_test
-    result = evaluate(MODEL, images, labels, 32, calib, "local:8,global:1")
+    result = evaluate(MODEL, images, labels, BuildOptions(bits=32, attention="local:8,global:1"), calib)
     assert result["attention"]["chosen"] == "local:8,global:1" and 0.9 < result["accuracy"] <= 1.0
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mcu_attn.api import import_model
-from mcu_attn.build import QUERY_TILES, BuildOptions, build, planned_sizes
+from mcu_attn.build import BuildOptions, build, planned_sizes
+from mcu_attn.compiler import QUERY_TILES
 from mcu_attn.codegen.emit import generate
 from mcu_attn.errors import UserError
 from mcu_attn.passes.quantize import quantize_graph

@@ -61,8 +61,10 @@ class QuantReport:
 
 
 class _Converter:
-    def __init__(self, src: Graph, ranges: dict[str, Range], layer_bits: dict[str, int], report: QuantReport):
+    def __init__(self, src: Graph, ranges: dict[str, Range], layer_bits: dict[str, int], report: QuantReport,
+                 calibrated: bool = True):
         self.src = src
+        self.calibrated = calibrated
         self.dst = Graph(src.name)
         self.report = report
         self.layer_bits = layer_bits
@@ -79,11 +81,14 @@ class _Converter:
                     self.params[out] = self.params[node.inputs[0]]
 
     def qtype(self, value: str) -> TensorType:
-        scale, zero_point = self.params[value]
+        scale, zero_point = self.param(value)
         return TensorType("int8", self.src.shape(value), QuantParams((scale,), (zero_point,)))
 
     def param(self, value: str) -> tuple[float, int]:
         if value not in self.params:
+            if not self.calibrated:
+                raise UserError(f"tensor {value!r} has no quantization scale in the model: pass --calib C.npy "
+                                f"to calibrate the activations the model does not quantize itself")
             raise UserError(f"tensor {value!r} was never reached by the calibration data")
         return self.params[value]
 
@@ -116,10 +121,11 @@ class _Converter:
         return self.dst
 
 
-def _convert(graph: Graph, ranges: dict[str, Range], layer_bits: dict[str, int], bits: int) -> Graph:
+def _convert(graph: Graph, ranges: dict[str, Range], layer_bits: dict[str, int], bits: int,
+             calibrated: bool = True) -> Graph:
     report = QuantReport(bits, {k: r.observer for k, r in ranges.items()},
                          {k: r.clip for k, r in ranges.items() if r.clip != 1.0})
-    quantized = _Converter(graph, ranges, layer_bits, report).run()
+    quantized = _Converter(graph, ranges, layer_bits, report, calibrated).run()
     quantized.meta["quantization"] = report
     return quantized
 
@@ -148,26 +154,30 @@ def _sensitivity(graph: Graph, ranges: dict[str, Range], samples: np.ndarray) ->
     return scores
 
 
-def quantize_graph(graph: Graph, calib: np.ndarray, bits: int = 8) -> Graph:
-    """The integer-only version of a float IR graph, calibrated on `calib` (a stack of input samples)."""
+def quantize_graph(graph: Graph, calib: np.ndarray | None, bits: int = 8) -> Graph:
+    """The integer-only version of a float IR graph, calibrated on `calib` (a stack of input samples). Without
+    calibration data only a pre-quantized model converts, and only when it gives every activation's scale."""
     if bits not in (8, 4):
         raise UserError(f"--bits {bits}: integer quantization takes 8 or 4 (32 is the float baseline)")
     if len(graph.inputs) != 1:
         raise UserError("quantization needs a single-input model")
-    calib = check_stack(graph, calib, "calibration data")
     graph = graph.copy()
     run_pipeline(graph, prequantized_pipeline())
-    observed = collect(graph, calib)
-    ranges = {name: choose_range(values) for name, values in observed.items()}
+    ranges: dict[str, Range] = {}
+    if calib is not None:
+        calib = check_stack(graph, calib, "calibration data")
+        ranges = {name: choose_range(values) for name, values in collect(graph, calib).items()}
     layer_bits: dict[str, int] = {}
     sensitivity: dict[str, float] = {}
     kept: list[str] = []
-    if bits == 4:
+    if bits == 4 and calib is not None:
         sensitivity = _sensitivity(graph, ranges, calib[:SENSITIVITY_SAMPLES])
         median = float(np.median(list(sensitivity.values()))) if sensitivity else 0.0
         kept = sorted(n for n, s in sensitivity.items() if median > 0 and s > SENSITIVE_FACTOR * median)
         layer_bits = {n: (8 if n in kept else 4) for n in sensitivity}
-    quantized = _convert(graph, ranges, layer_bits, bits)
+    elif bits == 4:  # no data to rank sensitivity on: every weight the model does not quantize itself at 4 bits
+        layer_bits = {n.name: 4 for n in graph.nodes if n.op == "Linear"}
+    quantized = _convert(graph, ranges, layer_bits, bits, calib is not None)
     report = quantized.meta["quantization"]
     report.sensitivity, report.kept_8bit = sensitivity, kept
     return quantized

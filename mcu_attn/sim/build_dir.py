@@ -2,9 +2,9 @@
 
 `DIR/report.json` gives the target, `bits`, the input/output dtype, shape, scale and zero point, the layers
 (with the `symbol` of each layer function) and the ELF's relative path. The reference is rebuilt exactly as
-the build made it: `import_model(model)`, and for integer builds `quantize_graph(graph, calib, bits)`, which
-is deterministic. report.json names the model and calibration files (`model`, `calib`, as given to the
-build); `--model`/`--calib` override them when the files have moved. When report.json also carries
+the build made it: the compile steps (mcu_attn.compiler) replayed from the options report.json recorded, up to
+`quantize`; every step is deterministic. report.json names the model and calibration files (`model`, `calib`:
+the copies in DIR/source/); `--model`/`--calib` override them when the files have moved. When report.json also carries
 `model_sha256`/`calib_sha256`, the files are checked against them, and the rebuilt graph's input and output
 quantization must match report.json, so a changed model or calibration file cannot pass unnoticed.
 """
@@ -127,36 +127,37 @@ class BuildDir:
         return path
 
     @cached_property
-    def calib(self) -> np.ndarray | None:
-        path = self._file("calib", self._calib_override, "calibration file")
-        if path is None:
-            if self.bits != 32:
-                raise UserError(f"{self.path}: an integer build (--bits {self.bits}) and report.json names no "
-                                f"calibration file; pass it with --calib C.npy")
-            return None
-        from mcu_attn.data import check_stack, load_stack
+    def options(self):
+        """The build options report.json recorded, with the calibration file found from here."""
+        from mcu_attn.options import BuildOptions
 
-        return check_stack(self.float_graph, load_stack(path, "calib"), "calib").astype(np.float32)
+        record = self.report.get("options")
+        if not isinstance(record, dict):
+            raise UserError(f"{self.path}: report.json records no build options (made by an older mcu-attn); "
+                            f"build it again")
+        path = self._file("calib", self._calib_override, "calibration file") if record.get("calib") else None
+        return BuildOptions.from_record(record, str(path) if path else None)
 
     @cached_property
-    def float_graph(self):
-        """The float graph the build started from, with the attention it chose (report.json
-        `attention_choice`: local windows are part of the model the firmware runs)."""
-        from mcu_attn.api import import_model
-        from mcu_attn.passes.sparsify import AttentionChoice, apply
+    def compilation(self):
+        """The build's compile steps replayed from its options, up to the reference (mcu_attn.compiler)."""
+        from mcu_attn.compiler import compile_model
 
-        graph = import_model(self.model_path)
-        chosen = (self.report.get("attention_choice") or {}).get("chosen")
-        return apply(graph, AttentionChoice.parse(chosen)) if chosen else graph
+        return compile_model(self.model_path, self.options, until="quantize")
+
+    @property
+    def calib(self) -> np.ndarray | None:
+        return self.compilation.calib
+
+    @property
+    def float_graph(self):
+        """The float graph the build deployed (its attention choice included)."""
+        return self.compilation.float_graph
 
     @cached_property
     def graph(self):
         """The graph the firmware was generated from: float, or quantized exactly as the build did."""
-        if self.bits == 32:
-            return self.float_graph
-        from mcu_attn.passes.quantize import quantize_graph
-
-        graph = quantize_graph(self.float_graph, self.calib, self.bits)
+        graph = self.compilation.graph
         for spec, name in ((self.input, graph.inputs[0]), (self.output, graph.outputs[0])):
             quant = graph.type(name).quant
             if spec.scale is not None and quant is not None and (

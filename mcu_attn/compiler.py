@@ -1,0 +1,138 @@
+"""The one compile function: an ONNX model and a `BuildOptions` value through named steps, in order.
+
+  import    read the ONNX file, fold, fuse attention/LayerNorm/GELU (frontend pipeline); load --calib
+  sparsify  --attention: local windows or dense attention (passes/sparsify.py)
+  quantize  --bits 8/4: the integer-only graph, calibrated on --calib or with a pre-quantized model's own
+            scales (passes/quantize.py); --bits 32 keeps the float graph
+  lower     every node mapped to its kernel emitter (ir/ops, beside the op): an unsupported op stops here
+  plan      the attention query tile (--sram-budget) and the static arena (codegen/memory.py)
+  emit      the C project (codegen/emit.py)
+
+`eval` runs the steps up to `quantize` (it needs the reference), `build` all of them, `simulate` up to
+`quantize` from the options report.json recorded, and `sweep` once per grid point. A `Compilation` keeps what
+each step produced and runs only the steps it has not run yet, so a caller can check its data against the
+imported graph before the slow steps.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mcu_attn.errors import UserError
+from mcu_attn.ir.graph import Graph
+from mcu_attn.options import BuildOptions
+
+STEPS = ("import", "sparsify", "quantize", "lower", "plan", "emit")
+QUERY_TILES = (16, 8, 4, 2, 1)  # tried largest first under --sram-budget (docs/firmware.md, "Memory plan")
+PREQUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QGemm", "MatMulNBits"})
+
+
+def is_prequantized(graph: Graph) -> bool:
+    """True for a QDQ, QOperator or MatMulNBits model: it brings its own scales."""
+    return (any(node.op in PREQUANTIZED_OPS for node in graph.nodes)
+            or any(graph.type(v).quant is not None for v in graph.constants))
+
+
+def io_bytes(graph: Graph) -> int:
+    """The caller's input and output buffers."""
+    return sum(graph.type(v).size * graph.type(v).np_dtype.itemsize for v in (graph.inputs[0], graph.outputs[0]))
+
+
+def choose_query_tile(graph: Graph, options: BuildOptions) -> int:
+    """The largest query tile whose planned RAM fits --sram-budget (or the given or default tile without a
+    budget); a budget below the plan with one query row per tile is an error naming that minimum. Only the
+    memory plan is made per candidate, not the project."""
+    from mcu_attn.codegen.emit import DEFAULT_QUERY_TILE, memory_plan
+
+    if options.sram_budget is None:
+        return options.query_tile or DEFAULT_QUERY_TILE
+    io = io_bytes(graph)
+    for tile in (options.query_tile,) if options.query_tile else QUERY_TILES:
+        arena = memory_plan(graph, tile)[2].arena_bytes
+        if arena + io <= options.sram_budget:
+            return tile
+    raise UserError(f"--sram-budget {options.sram_budget:,}: the smallest plan needs {arena + io:,} B "
+                    f"(arena {arena:,} B with {tile} query row{'s' if tile > 1 else ''} per attention tile, "
+                    f"input and output {io:,} B)")
+
+
+@dataclass
+class Compilation:
+    """One model compiled with one options value; `run(until)` runs the steps not yet run, up to `until`."""
+    model: Path
+    options: BuildOptions
+    calib: np.ndarray | None = None      # given as an array (API callers); else loaded from options.calib
+    done: list[str] = field(default_factory=list)
+    imported: Graph | None = None        # after `import`
+    float_graph: Graph | None = None     # the float model the build deploys (after `sparsify`)
+    graph: Graph | None = None           # what code is generated from: quantized, or float for --bits 32
+    reports: dict = field(default_factory=dict)  # what the steps report: "attention", "quantization"
+    query_tile: int | None = None
+    project: object | None = None        # codegen.emit.Project after `emit`
+
+    def run(self, until: str = "emit") -> "Compilation":
+        if until not in STEPS:
+            raise ValueError(f"unknown compile step {until!r}")
+        for step in STEPS[:STEPS.index(until) + 1]:
+            if step not in self.done:
+                getattr(self, "_" + step)()
+                self.done.append(step)
+        return self
+
+    # ---- the steps, in order --------------------------------------------------------------------------------
+    def _import(self) -> None:
+        from mcu_attn.api import import_model
+        from mcu_attn.data import check_stack, load_stack
+
+        self.options.check()
+        self.imported = import_model(self.model)
+        if self.calib is None and self.options.calib:
+            self.calib = load_stack(self.options.calib, "calibration")
+        if self.calib is not None:
+            self.calib = check_stack(self.imported, self.calib, "calibration data").astype(np.float32)
+        if self.options.bits != 32 and self.calib is None and not is_prequantized(self.imported):
+            raise UserError(f"--bits {self.options.bits} quantizes this float model on calibration samples: "
+                            f"pass --calib C.npy (a stack of typical inputs), or --bits 32 for the float baseline")
+        self.float_graph = self.imported
+
+    def _sparsify(self) -> None:
+        if self.options.attention is None:
+            return
+        from mcu_attn.passes.sparsify import DEFAULT_TOLERANCE, AttentionChoice, choose
+
+        tolerance = DEFAULT_TOLERANCE if self.options.tolerance is None else self.options.tolerance
+        self.float_graph, self.reports["attention"] = choose(
+            self.float_graph, self.calib, AttentionChoice.parse(self.options.attention), tolerance)
+
+    def _quantize(self) -> None:
+        if self.options.bits == 32:
+            self.graph = self.float_graph
+            return
+        from mcu_attn.passes.quantize import quantize_graph
+
+        self.graph = quantize_graph(self.float_graph, self.calib, self.options.bits)
+        self.reports["quantization"] = self.graph.meta["quantization"].as_dict()
+
+    def _lower(self) -> None:
+        from mcu_attn.ir.ops.lowering import emitter_of
+
+        for node in self.graph.nodes:
+            emitter_of(node)
+
+    def _plan(self) -> None:
+        self.query_tile = choose_query_tile(self.graph, self.options)
+
+    def _emit(self) -> None:
+        from mcu_attn.codegen.emit import generate
+
+        self.project = generate(self.graph, self.query_tile)
+
+
+def compile_model(model: str | os.PathLike, options: BuildOptions, until: str = "emit",
+                  calib: np.ndarray | None = None) -> Compilation:
+    """Run the named steps up to `until` (see the module docstring)."""
+    return Compilation(Path(model), options, calib).run(until)

@@ -1,0 +1,52 @@
+"""The build options: one frozen value that `eval`, `build`, `simulate` and `sweep` all compile from.
+
+`BuildOptions` is what the command line's BUILD OPTIONS say (docs/DESIGN section 1). `build` records it in
+`report.json` ("options"), and `simulate` rebuilds its reference from exactly that record (`from_record`), so
+the firmware and the reference it is checked against cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from mcu_attn.errors import UserError
+
+BITS = (8, 4, 32)
+DEFAULT_BITS = 8  # the mission's build: int8 (a float model needs --calib; --bits 32 is the float baseline)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    bits: int = DEFAULT_BITS        # 8 or 4: integer weights (int8 activations); 32: the float baseline
+    calib: str | None = None        # .npy stack of calibration samples (a float model needs it for 8 and 4)
+    attention: str | None = None    # dense | local:W[,global:G] | auto (passes/sparsify.py); None: as the model has it
+    tolerance: float | None = None  # auto: allowed top-1 disagreement with dense on the calibration data
+    sram_budget: int | None = None  # bytes for the planned RAM (arena + input/output buffers): picks the query tile
+    query_tile: int | None = None   # query rows per attention kernel tile (None: the default, or --sram-budget's)
+    check_samples: int = 16         # build --target host: samples the compiled harness is checked on
+
+    def check(self) -> "BuildOptions":
+        """Refuse values no step can use (one line each); returns self."""
+        if self.bits not in BITS:
+            raise UserError(f"--bits {self.bits}: choose 8, 4 or 32")
+        if self.tolerance is not None and not 0.0 <= self.tolerance < 1.0:
+            raise UserError(f"--tolerance {self.tolerance}: give a fraction in [0, 1)")
+        if self.sram_budget is not None and self.sram_budget <= 0:
+            raise UserError(f"--sram-budget {self.sram_budget}: give a number of bytes above 0")
+        if self.query_tile is not None and self.query_tile < 1:
+            raise UserError(f"query tile {self.query_tile}: at least one query row per tile")
+        return self
+
+    def record(self, calib_name: str | None) -> dict:
+        """The options as report.json keeps them; `calib` names the copy the build directory carries."""
+        return {**dataclasses.asdict(self), "calib": calib_name if self.calib else None}
+
+    @staticmethod
+    def from_record(record: dict, calib: str | None) -> "BuildOptions":
+        """The options a report.json recorded, with `calib` the path of the calibration file to use now."""
+        known = {f.name for f in dataclasses.fields(BuildOptions)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise UserError(f"report.json options {', '.join(unknown)} are unknown to this mcu-attn version")
+        return BuildOptions(**{**record, "calib": calib if record.get("calib") else None}).check()
