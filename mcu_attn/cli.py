@@ -271,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--cycle-model", help="JSON file overriding cycle-model constants (docs/cycle-model.md)")
     simulate.add_argument("--model", help="the ONNX model, when report.json's path no longer points at it")
     simulate.add_argument("--calib", help="the calibration .npy, when report.json's path no longer points at it")
-    simulate.add_argument("--timeout", type=int, default=INFER_TIMEOUT_S, metavar="SECONDS",
-                          help=f"host seconds one inference may take in Unicorn (default {INFER_TIMEOUT_S})")
+    simulate.add_argument("--timeout", type=int, metavar="SECONDS",
+                          help=f"host seconds one inference may take in Unicorn (default: {INFER_TIMEOUT_S}, more for "
+                               f"models with more MACs)")
     simulate.add_argument("--top", type=int, default=10, help="layers listed in the table (default 10)")
     simulate.add_argument("--json", action="store_true")
     simulate.set_defaults(func=cmd_simulate)

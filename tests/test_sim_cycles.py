@@ -18,14 +18,16 @@ FLASH = (0x0800_0000, 0x0810_0000)
 
 
 def _profile(counts: dict, flash_addresses=(), code=((0x0800_0100, 0x0800_0140),)) -> Profile:
+    """One row of `counts`; the flash reads and the executed code ranges (start, end), in order, in that row."""
     row = np.zeros((1, len(COUNT_FIELDS)), np.int64)
     for name, value in counts.items():
         row[0, COUNT_INDEX[name]] = value
     row[0, COUNT_INDEX["flash_reads"]] = len(flash_addresses)
-    starts = np.array([c[0] for c in code], np.int64)
-    ends = np.array([c[1] for c in code], np.int64)
+    pairs, order = np.unique(np.array(code, np.int64).reshape(-1, 2), axis=0, return_inverse=True)
+    runs = np.bincount(order.reshape(-1), minlength=len(pairs))
     return Profile([PREAMBLE], [None], [None], row, np.array(flash_addresses, np.int64),
-                   np.zeros(len(flash_addresses), np.int64), starts, ends, np.zeros(len(starts), np.int64))
+                   np.zeros(len(flash_addresses), np.int32), pairs[:, 0], pairs[:, 1], pairs[:, 1] - pairs[:, 0],
+                   runs, order.reshape(-1).astype(np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int32))
 
 
 BASE = {"instructions": 100, "alu": 40, "mul": 5, "mac": 10, "div": 1, "load": 20, "load_pipelined": 5,

@@ -9,6 +9,7 @@ cycles and energy ESTIMATED from those counts (docs/cycle-model.md).
   renode.py     Renode, where installed
   isa.py        capstone classification of executed blocks
   profile.py    executed blocks -> per-layer counts
+  native.py     the profiler's C helper (native/trace.c): hook callbacks and the flash cache replay
   cycles.py     per-core timing table + flash wait-state/cache model
   energy.py     cycles x clock x datasheet run current x voltage
 """

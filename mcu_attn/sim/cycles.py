@@ -178,25 +178,38 @@ def _lru_misses(lines: np.ndarray, capacity: int, sequential_free: bool = False)
 
 
 def flash_misses(profile: Profile, flash: FlashTiming, flash_range: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(data-read misses, instruction-fetch misses) per profile row."""
+    """(data-read misses, instruction-fetch misses) per profile row. The replay runs in the native helper
+    where it is built (sim/native.py), else in `_lru_misses`; both give the same misses."""
+    from mcu_attn.sim import native
+
     rows = len(profile.names)
+    low, high = flash_range
+    base = low // flash.line_bytes
+    span = (high - 1) // flash.line_bytes - base + 1
     data = np.zeros(rows, np.int64)
     if len(profile.flash_addresses):
-        lines = profile.flash_addresses // flash.line_bytes
-        missed = _lru_misses(lines, flash.data_lines)
-        data = np.bincount(profile.flash_rows, weights=missed, minlength=rows).astype(np.int64)
+        if native.available():
+            data = native.data_misses(profile, flash.line_bytes, base * flash.line_bytes, span, flash.data_lines, rows)
+        else:
+            missed = _lru_misses(profile.flash_addresses.astype(np.int64) // flash.line_bytes, flash.data_lines)
+            data = np.bincount(profile.flash_rows, weights=missed, minlength=rows).astype(np.int64)
     fetch = np.zeros(rows, np.int64)
-    starts, ends = profile.code_starts, profile.code_ends
-    if len(starts):
-        low, high = flash_range
+    starts, ends = profile.block_starts, profile.block_ends
+    if len(profile.code_order):
         in_flash = (starts >= low) & (starts < high)
         first, last = starts // flash.line_bytes, np.maximum(ends - 1, starts) // flash.line_bytes
-        spans = np.where(in_flash, last - first + 1, 0)
-        block_of = np.repeat(np.arange(len(starts)), spans)
-        offsets = np.arange(len(block_of)) - np.repeat(np.cumsum(spans) - spans, spans)
-        lines = first[block_of] + offsets
-        missed = _lru_misses(lines, flash.fetch_lines, sequential_free=flash.prefetch)
-        fetch = np.bincount(profile.code_rows[block_of], weights=missed, minlength=rows).astype(np.int64)
+        if native.available():
+            first, last = np.where(in_flash, first - base, 0), np.where(in_flash, last - base, -1)  # -1: none
+            fetch = native.fetch_misses(profile, first, last, max(span, int(last.max()) + 1), flash.fetch_lines,
+                                        flash.prefetch, rows)
+        else:
+            order = profile.code_order.astype(np.int64)
+            spans = np.where(in_flash, last - first + 1, 0)[order]
+            block_of = np.repeat(np.arange(len(order)), spans)
+            offsets = np.arange(len(block_of)) - np.repeat(np.cumsum(spans) - spans, spans)
+            lines = first[order][block_of] + offsets
+            missed = _lru_misses(lines, flash.fetch_lines, sequential_free=flash.prefetch)
+            fetch = np.bincount(profile.code_rows[block_of], weights=missed, minlength=rows).astype(np.int64)
     return data, fetch
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from mcu_attn.errors import UserError
 from mcu_attn.sim.elf import Firmware
-from mcu_attn.sim.profile import COUNT_INDEX, BlockCache, LayerRef, Profile, build_profile
+from mcu_attn.sim.profile import COUNT_INDEX, BlockCache, LayerRef, Profile, build_profile, summarise
 
 QEMU = "qemu-system-arm"
 RESULT = re.compile(r"MA-RESULT checksum=([0-9a-f]{8}) cycles=(\d+) out=([0-9a-f]*)")
@@ -141,10 +141,10 @@ class QemuRunner:
             log = os.path.join(scratch, "exec.log")
             output = self._run(sample, log, PROFILE_TIMEOUT_S)
             starts, sizes, ret = self._inference_trace(log)
+        trace = summarise(starts, sizes, layers)
         cache = BlockCache(self.firmware.read)
-        pairs, order = np.unique(np.stack([starts, sizes], axis=1), axis=0, return_inverse=True)
-        blocks = [cache.by_size(int(a), int(n)) for a, n in pairs]
-        profile = build_profile(starts, blocks, order.reshape(-1), layers, ret)
+        blocks = [cache.by_size(int(a), int(n)) for a, n in zip(trace.block_starts, trace.block_sizes)]
+        profile = build_profile(trace, blocks, layers, ret)
         flash = COUNT_INDEX["flash_reads"]
         profile.counts[:, flash] = unicorn_profile.counts[:, flash]
         profile.flash_addresses = unicorn_profile.flash_addresses

@@ -37,7 +37,17 @@ class SimOptions:
     cycle_model: str | None = None    # JSON overrides of the cycle model constants
     model: str | None = None          # overrides report.json's model path
     calib: str | None = None          # overrides report.json's calib path
-    timeout_s: int = INFER_TIMEOUT_S  # host seconds one inference may take in Unicorn
+    timeout_s: int | None = None      # host seconds one inference may take in Unicorn (None: inference_timeout)
+
+
+INSTRUCTIONS_PER_MAC_BOUND = 50   # 4x the portable float kernels' ~12.5 instructions per MAC (docs/cycle-model.md)
+SLOWEST_RATE = 1_000_000          # emulated instructions per host second of the slowest run: Python profiling hooks
+
+
+def inference_timeout(macs: int) -> int:
+    """The default --timeout: long enough for a healthy build of `macs` MACs on the slowest path, at least
+    INFER_TIMEOUT_S; it only guards against firmware that never returns."""
+    return max(INFER_TIMEOUT_S, -(-int(macs) * INSTRUCTIONS_PER_MAC_BOUND // SLOWEST_RATE))
 
 
 def _compare(build: BuildDir, got: np.ndarray, expected: np.ndarray) -> dict:
@@ -76,12 +86,13 @@ def hot_functions(profile: Profile, firmware, count: int = 10) -> list[dict]:
     """The functions (by ELF symbol) that executed the most instructions, kernels and libgcc helpers included."""
     functions = sorted((address, name) for name, address in firmware.symbols.items()
                        if firmware.sizes.get(name) and name in firmware.functions)
-    if not functions or profile.code_instructions is None:
+    if not functions:
         return []
     starts = np.array([address for address, _ in functions], np.int64)
-    owner = np.searchsorted(starts, profile.code_starts, side="right") - 1
-    totals = np.bincount(np.clip(owner, 0, None), weights=profile.code_instructions, minlength=len(functions))
-    total = float(profile.code_instructions.sum()) or 1.0
+    owner = np.searchsorted(starts, profile.block_starts, side="right") - 1
+    executed = profile.block_runs * profile.block_instructions
+    totals = np.bincount(np.clip(owner, 0, None), weights=executed, minlength=len(functions))
+    total = float(executed.sum()) or 1.0
     ranked = np.argsort(-totals)[:count]
     return [{"function": functions[i][1], "instructions": int(totals[i]), "share": float(totals[i] / total)}
             for i in ranked if totals[i] > 0]
@@ -134,7 +145,7 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
              options: SimOptions = SimOptions()) -> dict:
     if options.engine not in ENGINES:
         raise UserError(f"--engine {options.engine}: choose {', '.join(ENGINES)}")
-    if options.timeout_s < 1:
+    if options.timeout_s is not None and options.timeout_s < 1:
         raise UserError(f"--timeout {options.timeout_s}: must be at least 1 second")
     if options.limit is not None and options.limit < 1:
         raise UserError(f"--limit {options.limit}: must be at least 1")
@@ -171,7 +182,8 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
     extra: dict = {}
     samples = [_raw(s) for s in prepared]
     layers = build.layers(firmware.symbols)
-    runner = UnicornRunner(firmware, build.target, options.timeout_s)
+    timeout_s = options.timeout_s or inference_timeout(build.report.get("macs") or 0)
+    runner = UnicornRunner(firmware, build.target, timeout_s)
     if options.engine == "unicorn":
         first, profile = runner.profile(samples[0], layers)
         raw = [first] + [runner.infer(s) for s in samples[1:]]

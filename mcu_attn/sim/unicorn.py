@@ -11,7 +11,8 @@
    hooks: Unicorn executes translated blocks at full speed.
 4. One sample is profiled: for that run only, a block hook records every executed block (address and size) and
    a memory hook limited to the flash range records data reads from flash; `profile.build_profile` turns that
-   into per-layer counts.
+   into per-layer counts. The hooks are the C callbacks of `native.py` (no Python call per block), or Python
+   callbacks where no host C compiler can build them.
 Unicorn is a functional emulator: it counts and classifies instructions, and the cycles come from the model
 in `cycles.py`.
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from mcu_attn.errors import UserError
 from mcu_attn.sim.elf import Firmware
-from mcu_attn.sim.profile import BlockCache, LayerRef, Profile, build_profile
+from mcu_attn.sim.profile import BlockCache, LayerRef, Profile, Trace, build_profile, summarise
 from mcu_attn.targets.table import Target
 
 PAGE = 0x1000
@@ -133,43 +134,52 @@ class UnicornRunner:
         return bytes(self.uc.mem_read(fw.address("ma_harness_output"), fw.sizes["ma_harness_output"]))
 
     def profile(self, sample: bytes, layers: list[LayerRef]) -> tuple[bytes, Profile]:
-        """Run one sample with the block and flash-read hooks on (for this run only); its output and its profile."""
+        """Run one sample with the block and flash-read hooks on (for this run only); its output and its profile.
+        The hooks are the native recorder's C callbacks where it is built (sim/native.py), else Python ones."""
+        from mcu_attn.sim import native
+
+        self.uc.ctl_flush_tb()  # blocks translated before (start-up, earlier samples) would not call the hooks
+        try:
+            if native.available():
+                entries = np.array([layer.address for layer in layers], np.uint32)
+                with native.Tracer(self.uc, self._flash_range(), entries) as tracer:
+                    output = self.infer(sample)
+                trace = tracer.trace()
+            else:
+                output, trace = self._python_hooks(sample, layers)
+        finally:
+            self.uc.ctl_flush_tb()  # later runs without the hooks' calls
+        cache = BlockCache(lambda address, count: bytes(self.uc.mem_read(address, count)))
+        blocks = [cache.by_size(int(a), int(s)) for a, s in zip(trace.block_starts, trace.block_sizes)]
+        return output, build_profile(trace, blocks, layers, self.firmware.address("ma_harness_halt"))
+
+    def _flash_range(self) -> tuple[int, int]:
+        return self.target.flash_base, self.target.flash_base + self.target.flash_bytes - 1
+
+    def _python_hooks(self, sample: bytes, layers: list[LayerRef]) -> tuple[bytes, Trace]:
+        """The native recorder's Trace, from a Python callback per block (where no C compiler is)."""
         from unicorn import UC_HOOK_BLOCK, UC_HOOK_MEM_READ
 
-        trace_starts: list[int] = []
-        trace_sizes: list[int] = []
+        starts: list[int] = []
+        sizes: list[int] = []
         flash_addresses: list[int] = []
         flash_positions: list[int] = []
 
         def on_block(uc, address, size, user_data) -> None:
-            trace_starts.append(address)
-            trace_sizes.append(size)
+            starts.append(address)
+            sizes.append(size)
 
         def on_flash_read(uc, access, address, size, value, user_data) -> None:
             flash_addresses.append(address)
-            flash_positions.append(len(trace_starts) - 1)
+            flash_positions.append(len(starts) - 1)
 
-        flash_base = self.target.flash_base
+        low, high = self._flash_range()
         hooks = [self.uc.hook_add(UC_HOOK_BLOCK, on_block),
-                 self.uc.hook_add(UC_HOOK_MEM_READ, on_flash_read, begin=flash_base,
-                                  end=flash_base + self.target.flash_bytes - 1)]
-        self.uc.ctl_flush_tb()  # blocks translated before (start-up, earlier samples) would not call the hooks
+                 self.uc.hook_add(UC_HOOK_MEM_READ, on_flash_read, begin=low, end=high)]
         try:
             output = self.infer(sample)
         finally:
             for hook in hooks:
                 self.uc.hook_del(hook)
-            self.uc.ctl_flush_tb()  # later runs without the hooks' calls
-        halt = self.firmware.address("ma_harness_halt")
-        starts = np.array(trace_starts, np.int64)
-        sizes = np.array(trace_sizes, np.int64)
-        keep = starts != halt  # the stop address may be reported as a block before Unicorn stops
-        starts, sizes = starts[keep], sizes[keep]
-        positions = np.array(flash_positions, np.int64)
-        positions = np.cumsum(keep)[np.clip(positions, 0, None)] - 1 if len(keep) else positions
-        cache = BlockCache(lambda address, count: bytes(self.uc.mem_read(address, count)))
-        pairs, order = np.unique(np.stack([starts, sizes], axis=1), axis=0, return_inverse=True)
-        blocks = [cache.by_size(int(a), int(s)) for a, s in pairs]
-        profile = build_profile(starts, blocks, order.reshape(-1), layers, halt,
-                                np.array(flash_addresses, np.int64), positions)
-        return output, profile
+        return output, summarise(np.array(starts, np.int64), np.array(sizes, np.int64), layers,
+                                 np.array(flash_addresses, np.int64), np.array(flash_positions, np.int64))
