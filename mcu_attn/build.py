@@ -163,8 +163,14 @@ def _overflow_error(target: Target, error) -> UserError:
     return UserError(f"the model does not fit {target.name}: " + "; ".join(parts) + " (reported by the linker)")
 
 
-def compile_firmware(directory: Path, target: Target, model: str) -> dict:
-    """Steps 2-4 in `directory` (a written project): the report entries of the linked firmware."""
+# report.json "symbols": what the emulators look up (sim/elf.py), and the entry points around them
+MODEL_API = ("ma_run", "ma_init")
+STARTUP_SYMBOLS = ("Reset_Handler", "main")
+
+
+def compile_firmware(directory: Path, target: Target, model: str, api: tuple[str, ...] = MODEL_API) -> dict:
+    """Steps 2-4 in `directory` (a written project): the report entries of the linked firmware (`api`: the
+    model's entry points, renamed by --prefix)."""
     from mcu_attn.codegen import elfinfo, firmware
     from mcu_attn.codegen.stack import stack_bound
     from mcu_attn.targets import toolchain
@@ -183,7 +189,7 @@ def compile_firmware(directory: Path, target: Target, model: str) -> dict:
         raise _overflow_error(target, error) from None
     section_list = elfinfo.sections(elf)
     use = elfinfo.memory_use(section_list, target.sram_base, target.sram_bytes)
-    symbols = elfinfo.symbols(elf, list(REPORTED_SYMBOLS))
+    symbols = elfinfo.symbols(elf, list(HARNESS_SYMBOLS + api + STARTUP_SYMBOLS))
     return {"compiled": True, "elf": firmware.ELF, "flash_bytes": use["flash_bytes"],
             "ram_bytes": use["ram_static_bytes"] + stack.bytes, "ram_static_bytes": use["ram_static_bytes"],
             "sections": section_list, "stack": stack.as_dict(), "symbols": symbols,
@@ -191,8 +197,6 @@ def compile_firmware(directory: Path, target: Target, model: str) -> dict:
             if target.renode_platform else [], "qemu_machine": target.qemu_machine}
 
 
-# report.json "symbols": what the emulators look up (sim/elf.py), and the entry points around them
-REPORTED_SYMBOLS = HARNESS_SYMBOLS + ("ma_run", "ma_init", "Reset_Handler", "main")
 
 
 def _add_layer_symbols(report: dict, directory: Path) -> None:
@@ -269,7 +273,8 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
             samples, source = _check_inputs(compilation.float_graph, compilation.calib, options.check_samples)
             check = {"source": source, **host_check(staging, graph, samples)}
         elif not missing:
-            firmware_entries = compile_firmware(staging, resolved, graph.name)
+            firmware_entries = compile_firmware(staging, resolved, graph.name,
+                                                tuple(map(project.renamer.rename, MODEL_API)))
         report = make_report(resolved, SOURCE_MODEL, compilation, check, firmware_entries, sources, planned)
         if firmware_entries:
             _add_layer_symbols(report, staging)

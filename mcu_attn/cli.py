@@ -133,7 +133,7 @@ def cmd_build(args: argparse.Namespace) -> None:
     from mcu_attn.build import build
 
     started = time.monotonic()
-    options = _build_options(args, bits=args.bits, sram_budget=args.sram_budget)
+    options = _build_options(args, bits=args.bits, sram_budget=args.sram_budget, prefix=args.prefix)
     report = build(args.model, args.target, args.output, options)
     elapsed = time.monotonic() - started
     _print_summary(args, report, elapsed)
@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--sram-budget", type=int, metavar="BYTES",
                        help="bytes for the planned RAM (arena + input/output buffers): the largest attention query "
                             "tile that fits, or an error naming the minimum")
+    build.add_argument("--prefix", default="ma", metavar="NAME",
+                       help="start every symbol of the model files with NAME_ (macros NAME_ in capitals) instead "
+                            "of ma_, so that several models link into one application (docs/firmware.md)")
     _attention_options(build)
     build.set_defaults(func=cmd_build)
 

@@ -25,6 +25,7 @@ class BuildOptions:
     sram_budget: int | None = None  # bytes for the planned RAM (arena + input/output buffers): picks the query tile
     query_tile: int | None = None   # query rows per attention kernel tile (None: the default, or --sram-budget's)
     check_samples: int = 16         # build --target host: samples the compiled harness is checked on
+    prefix: str = "ma"              # the model files' symbol prefix (codegen/prefix.py)
 
     def check(self) -> "BuildOptions":
         """Refuse values no step can use (one line each); returns self."""
@@ -36,6 +37,9 @@ class BuildOptions:
             raise UserError(f"--sram-budget {self.sram_budget}: give a number of bytes above 0")
         if self.query_tile is not None and self.query_tile < 1:
             raise UserError(f"query tile {self.query_tile}: at least one query row per tile")
+        from mcu_attn.codegen.prefix import check as check_prefix
+
+        check_prefix(self.prefix)
         return self
 
     def record(self, calib_name: str | None) -> dict:

@@ -24,6 +24,8 @@ import numpy as np
 from mcu_attn.codegen.cformat import CTYPES, Names, c_float, c_initializer, c_int
 from mcu_attn.codegen.kernels import KERNELS, TEMPLATES, kernel_files
 from mcu_attn.codegen.memory import Location, MemoryPlan, Step, plan_memory
+from mcu_attn.codegen.prefix import DEFAULT as DEFAULT_PREFIX
+from mcu_attn.codegen.prefix import Renamer
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import node_macs
@@ -32,6 +34,7 @@ from mcu_attn.ir.ops.lowering import emitter_of, only_first_output
 EXECUTABLE = "model_host"
 DEFAULT_QUERY_TILE = 1   # least RAM; --sram-budget trades RAM for a larger tile (docs/firmware.md, "Memory plan")
 IO_DTYPES = ("float32", "int8")
+HARNESS_FILES = ("main.c", "Makefile")   # the host harness: it uses the model's API, it is not part of the model
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Project:
     sources: list[str] = field(default_factory=list)   # C sources in link order (main.c first)
     headers: list[str] = field(default_factory=list)
     query_tile: int = 1                                 # query rows per attention kernel tile
+    renamer: Renamer = field(default_factory=lambda: Renamer(DEFAULT_PREFIX, {}))   # --prefix (harness files too)
 
 
 class EmitContext:
@@ -218,6 +222,12 @@ def _io_macros(graph: Graph, prefix: str, value: str) -> list[dict]:
     return macros
 
 
+def _exact_scale(graph: Graph, value: str) -> str | None:
+    """The quantization scale of `value` as a C double literal (the reference's value), None for float I/O."""
+    quant = graph.type(value).quant
+    return None if quant is None else repr(float(quant.scale[0]))
+
+
 def _array_view(array: ConstArray) -> dict:
     return {"name": array.name, "ctype": array.ctype, "length": max(1, int(array.values.size)),
             "body": c_initializer(array.values, array.ctype), "comment": comment_text(array.comment)}
@@ -241,9 +251,10 @@ def memory_plan(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> tuple[lis
     return steps, sizes, plan_memory(steps, sizes, graph.inputs, graph.outputs, graph.constants)
 
 
-def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> Project:
+def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = DEFAULT_PREFIX) -> Project:
     """The C project for `graph`: model.h/.c, weights.h/.c, kernels/, main.c and a Makefile. Attention kernels
-    take `query_tile` query rows at a time (see `memory_plan`)."""
+    take `query_tile` query rows at a time (see `memory_plan`); the model's symbols start with `prefix`
+    (codegen/prefix.py)."""
     steps, sizes, plan = memory_plan(graph, query_tile)
     ctx = EmitContext(graph, plan, query_tile)
     rendered_layers, layers, functions = [], [], set()
@@ -295,7 +306,9 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> Project:
     common = {"model": comment_text(model), "executable": EXECUTABLE}
     texts = {
         "model.h": env.get_template("model/model.h.j2").render(
-            **common, macros=macros, input_ctype=in_ctype, output_ctype=out_ctype),
+            **common, macros=macros, input_ctype=in_ctype, output_ctype=out_ctype,
+            input_quantized=in_ctype == "int8_t", output_quantized=out_ctype == "int8_t",
+            input_scale=_exact_scale(graph, graph.inputs[0]), output_scale=_exact_scale(graph, output)),
         "model.c": env.get_template("model/model.c.j2").render(
             **common, arena_bytes=plan.arena_bytes, arena_length=max(8, plan.arena_bytes), tables=tables,
             structs=ctx.structs, checks=ctx.checks, layers=rendered_layers, input_ctype=in_ctype,
@@ -308,5 +321,9 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> Project:
     }
     files = {name: text.encode() for name, text in texts.items()}
     files.update({rel: path.read_bytes() for path, rel in kernel_rel.items()})
-    return Project(dict(sorted(files.items())), plan, layers, weights_bytes, params_bytes, kernel_functions,
-                   sources, headers, query_tile)
+    renamer = Renamer(prefix, {name: data for name, data in files.items() if name not in HARNESS_FILES})
+    for layer in layers:
+        layer["symbol"] = renamer.rename(layer["symbol"])
+    return Project({name: renamer.file(name, data) for name, data in sorted(files.items())}, plan, layers,
+                   weights_bytes, params_bytes, [renamer.rename(f) for f in kernel_functions], sources, headers,
+                   query_tile, renamer)

@@ -66,7 +66,7 @@ def board_files(project: Project, target: Target, model: str) -> dict[str, bytes
         texts[f"renode/{target.name}.robot"] = env.get_template("renode/board.robot.j2").render(**renode)
     files = {name: text.encode() for name, text in texts.items()}
     files["console.c"] = (TEMPLATES / "cortexm" / board.source).read_bytes()
-    return files
+    return {name: project.renamer.file(name, data) for name, data in files.items()}
 
 
 def linker_script(target: Target, model: str, stack_bytes: int) -> bytes:
