@@ -144,7 +144,8 @@ int main(void) { alpha_init(); beta_init(); ma_harness_idle(); ma_harness_infer(
     objects = []
     for name in ("alpha", "beta"):
         objects += _compile_objects(tmp_path / name, tmp_path / "objects" / name, "arm-none-eabi-gcc", tuple(arch))
-    objects += _compile_objects_of([app / "main.c", tmp_path / "alpha" / "startup.c"], tmp_path / "alpha",
+    objects += _compile_objects_of([app / "main.c", tmp_path / "alpha" / "startup.c", tmp_path / "alpha" / "bringup.c"],
+                                   tmp_path / "alpha",
                                    tmp_path / "objects" / "app", arch)
     elf = tmp_path / "two.elf"
     subprocess.run(["arm-none-eabi-gcc", *arch, "--specs=nano.specs", "-nostartfiles", "-Wl,--gc-sections",

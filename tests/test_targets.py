@@ -122,3 +122,14 @@ def test_dockerfile_passes_hadolint():
     result = subprocess.run(["hadolint", "--failure-threshold", "error", str(ROOT / "Dockerfile")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_renode_check_says_when_docker_is_absent(tmp_path):
+    """scripts/renode-check.sh runs the Renode files in the Docker image; without Docker it says so (exit 2)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "mktemp", "rm", "chmod"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    done = subprocess.run([str(bin_dir / "bash"), str(ROOT / "scripts" / "renode-check.sh")], capture_output=True,
+                          text=True, env={"PATH": str(bin_dir)}, timeout=60)
+    assert done.returncode == 2 and "no docker command" in done.stderr and "NOT run" in done.stderr

@@ -2,7 +2,7 @@
 
 `board_files(project, target, model)` adds, to the model sources `emit.generate` wrote, the harness `main.c`
 (replacing the host one), `board.h`, `console.c` (the console UART driver the target's `console_uart` names),
-`startup.c`, `Makefile`, `CMakeLists.txt` with `cmake/arm-none-eabi.cmake`, and `renode/<target>.resc/.robot`
+`startup.c` (with the target's bring-up register operations), `bringup.c`, `Makefile`, `CMakeLists.txt` with `cmake/arm-none-eabi.cmake`, and `renode/<target>.resc/.robot`
 where the target has a Renode platform. `linker_script(target, model, stack_bytes)` renders `linker.ld` once the
 stack bound is known (it comes from compiling, see `mcu_attn/codegen/stack.py`). Everything is rendered from
 templates under `mcu_attn/firmware_templates/{cortexm,renode}` with StrictUndefined; nothing depends on the output
@@ -15,14 +15,13 @@ import re
 
 from mcu_attn.codegen.emit import Project, comment_text, environment
 from mcu_attn.codegen.kernels import TEMPLATES
-from mcu_attn.targets.boards import console
+from mcu_attn.errors import UserError
+from mcu_attn.targets.boards import WAIT_LIMIT, console
 from mcu_attn.targets.table import Target
 
 ELF = "model.elf"
 LINKER_SCRIPT = "linker.ld"
-BOARD_SOURCES = ("main.c", "startup.c", "console.c")
-RENODE_UARTS = {"stm32f746": "sysbus.usart1", "stm32f407": "sysbus.usart1", "stm32h743": "sysbus.usart1",
-                "nrf52840": "sysbus.uart0"}
+BOARD_SOURCES = ("main.c", "startup.c", "bringup.c", "console.c")
 RENODE_TIMEOUT_S = 120   # seconds of host time the Robot test waits for the line (the Cortex-M7 runs ~100 MIPS)
 
 
@@ -32,6 +31,16 @@ def _hex(value: int) -> str:
 
 def arch_flags(target: Target) -> str:
     return " ".join(target.cflags)
+
+
+def _bringup(target: Target) -> dict:
+    """The start-up's register operations (targets/boards.py), as C initializers."""
+    if target.bringup is None:
+        return {"bringup": [], "bringup_source": ""}
+    kinds = {"require": "MA_OP_REQUIRE", "modify": "MA_OP_MODIFY", "wait": "MA_OP_WAIT"}
+    return {"bringup_source": comment_text(target.bringup.source),
+            "bringup": [{"kind": kinds[op.kind], "address": f"0x{op.address:08X}u", "mask": f"0x{op.mask:08X}u",
+                         "value": f"0x{op.value:08X}u", "what": comment_text(op.what)} for op in target.bringup.ops]}
 
 
 def firmware_sources(project: Project) -> list[str]:
@@ -49,9 +58,9 @@ def board_files(project: Project, target: Target, model: str) -> dict[str, bytes
     texts = {
         "board.h": env.get_template("cortexm/board.h.j2").render(
             **common, has_fpu=int(target.fpu is not None), has_dwt=int(target.has_dwt),
-            has_cache=int(target.core == "cortex-m7"), macros=list(board.macros)),
+            has_cache=int(target.core == "cortex-m7"), macros=list(board.macros), wait_limit=WAIT_LIMIT),
         "main.c": env.get_template("cortexm/main.c.j2").render(**common),
-        "startup.c": env.get_template("cortexm/startup.c.j2").render(**common),
+        "startup.c": env.get_template("cortexm/startup.c.j2").render(**common, **_bringup(target)),
         "Makefile": env.get_template("cortexm/Makefile.j2").render(
             **common, arch_flags=arch_flags(target), sources=sources, headers=headers),
         "CMakeLists.txt": env.get_template("cortexm/CMakeLists.txt.j2").render(
@@ -60,12 +69,16 @@ def board_files(project: Project, target: Target, model: str) -> dict[str, bytes
         "cmake/arm-none-eabi.cmake": env.get_template("cortexm/arm-none-eabi.cmake.j2").render(),
     }
     if target.renode_platform:
-        uart = RENODE_UARTS[target.name]
-        renode = {**common, "platform": target.renode_platform, "uart": uart, "timeout": RENODE_TIMEOUT_S}
+        if not target.renode_uart:
+            raise UserError(f"target {target.name}: the target table names a Renode platform but not its console "
+                            f"UART (renode_uart)")
+        renode = {**common, "platform": target.renode_platform, "uart": target.renode_uart,
+                  "timeout": RENODE_TIMEOUT_S}
         texts[f"renode/{target.name}.resc"] = env.get_template("renode/board.resc.j2").render(**renode)
         texts[f"renode/{target.name}.robot"] = env.get_template("renode/board.robot.j2").render(**renode)
     files = {name: text.encode() for name, text in texts.items()}
     files["console.c"] = (TEMPLATES / "cortexm" / board.source).read_bytes()
+    files["bringup.c"] = (TEMPLATES / "cortexm" / "bringup.c").read_bytes()
     return {name: project.renamer.file(name, data) for name, data in files.items()}
 
 

@@ -59,7 +59,7 @@ class FlashTiming:
     """How flash wait states reach the core on one part."""
     target: str
     wait_states: int                  # from the target table (clock-dependent; the target's clock)
-    fetch_lines: int                  # instruction cache / ART lines (0: none)
+    fetch_lines: int                  # instruction cache / ART lines (0: none); these four: target.flash_cache
     data_lines: int                   # data cache lines for flash reads (0: none)
     line_bytes: int
     prefetch: bool                    # sequential instruction fetch is prefetched: only jumps to uncached lines stall
@@ -83,26 +83,6 @@ CORES: dict[str, CoreTiming] = {
                                    "M7/M4 = 5.01/3.42"),
 }
 
-# Flash caches by target; wait states always come from the target table.
-FLASH: dict[str, dict] = {
-    "stm32f407": dict(fetch_lines=64, data_lines=8, line_bytes=16, prefetch=True,
-                      source="RM0090 sec. 3.5.2 ART accelerator: 64 lines of 128 bits on I-Code, 8 on D-Code, "
-                             "instruction prefetch"),
-    "stm32l476": dict(fetch_lines=32, data_lines=8, line_bytes=32, prefetch=True,
-                      source="RM0351 sec. 3.3.4: instruction cache 32 lines of 4 x 64 bits, data cache 8 lines "
-                             "of 4 x 64 bits, prefetch"),
-    "stm32f746": dict(fetch_lines=128, data_lines=128, line_bytes=32, prefetch=True,
-                      source="DS10916 sec. 3.1: Cortex-M7 L1 caches, 4 KB instruction + 4 KB data, 32-byte lines "
-                             "(assumes start-up enables them)"),
-    "stm32h743": dict(fetch_lines=512, data_lines=512, line_bytes=32, prefetch=True,
-                      source="DS12110 sec. 3.1: Cortex-M7 L1 caches, 16 KB instruction + 16 KB data, 32-byte "
-                             "lines (assumes start-up enables them)"),
-    "nrf52840": dict(fetch_lines=128, data_lines=0, line_bytes=16, prefetch=True,
-                     source="nRF52840 PS v1.8 sec. 4.3 NVMC instruction cache (ICACHECNF): 128-bit lines; the "
-                            "2 KB size and uncached data reads are assumptions"),
-}
-
-
 def core_timing(core: str, overrides: dict | None = None) -> CoreTiming:
     key = core.lower()
     key = key[:-1] if key.endswith("f") and key[:-1] in CORES else key
@@ -113,13 +93,16 @@ def core_timing(core: str, overrides: dict | None = None) -> CoreTiming:
 
 
 def flash_timing(target, overrides: dict | None = None) -> FlashTiming:
-    geometry = FLASH.get(target.name, dict(fetch_lines=0, data_lines=0, line_bytes=16, prefetch=True,
-                                          source="no flash cache known for this target"))
+    """The flash wait states and the cache that hides them, both from the target table: what the generated
+    start-up configures (targets/boards.py). A target without a flash cache fact cannot be estimated."""
     cache = target.flash_cache
-    if not cache or str(cache).lower() == "none":  # the target table says nothing hides the wait states
-        geometry = dict(geometry, fetch_lines=0, data_lines=0)
-    wait_states = target.flash_wait_states  # None: no flash (code in zero-wait RAM)
-    timing = FlashTiming(target.name, int(wait_states or 0), **geometry)
+    if cache is None:
+        raise UserError(f"target {target.name}: the target table has no flash cache fact; cannot estimate cycles")
+    wait_states = target.flash_wait_states
+    if wait_states is None and (cache.fetch_lines or cache.data_lines):
+        raise UserError(f"target {target.name}: the target table has a flash cache but no flash wait states")
+    timing = FlashTiming(target.name, int(wait_states or 0), cache.fetch_lines, cache.data_lines, cache.line_bytes,
+                         cache.prefetch, cache.source)
     return _apply(timing, (overrides or {}).get("flash", {}).get(target.name), f"flash.{target.name}")
 
 

@@ -2,8 +2,9 @@
 
 1. Map the target's flash and SRAM (plus the boot alias of flash at 0 on parts that have one, any other RAM
    the ELF's sections use, the peripheral window and the private peripheral bus as plain RAM, so start-up code
-   that writes clock, FPU or debug registers runs), copy the PT_LOAD segments, take SP and the reset vector
-   from the vector table at the start of flash.
+   that writes clock, FPU, cache or debug registers runs), copy the PT_LOAD segments, preset the status bits the
+   board bring-up waits for (PLL ready, clock switched: the target table's `bringup`), take SP and the reset
+   vector from the vector table at the start of flash.
 2. Run from reset until the PC reaches `ma_harness_idle` (start-up done: .data copied, .bss zeroed, `ma_init`).
    Unicorn's M-profile CPU has the FPU usable without CPACR, so an FPU-enable in start-up is harmless.
 3. Per sample: write the input bytes to `ma_harness_input`, call `ma_harness_infer` with LR = `ma_harness_halt`
@@ -61,7 +62,7 @@ def _page_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 class UnicornRunner:
     """One emulator instance with the firmware booted to `ma_harness_idle`."""
 
-    def __init__(self, firmware: Firmware, target: Target, timeout_s: int = INFER_TIMEOUT_S) -> None:
+    def __init__(self, firmware: Firmware, target: Target, timeout_s: int = INFER_TIMEOUT_S, boot: bool = True) -> None:
         from unicorn import UC_ARCH_ARM, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
 
         self.firmware = firmware
@@ -83,7 +84,19 @@ class UnicornRunner:
             self.uc.mem_write(region.address, region.data)
             if boot_alias and flash_base <= region.address < flash_base + flash_bytes:
                 self.uc.mem_write(region.address - flash_base, region.data)
-        self._boot()
+        self._preset_status_bits()
+        if boot:
+            self.boot()
+
+    def _preset_status_bits(self) -> None:
+        """The peripherals are plain RAM here: set the status bits the start-up's bring-up requires or waits
+        for (clock ready, clock switched, regulator ready: targets/boards.py), so it runs every write."""
+        if self.target.bringup is None:
+            return
+        for op in self.target.bringup.ops:
+            if op.kind in ("require", "wait"):
+                current = int.from_bytes(bytes(self.uc.mem_read(op.address, 4)), "little")
+                self.uc.mem_write(op.address, (current | (op.value & op.mask)).to_bytes(4, "little"))
 
     # ---- running ----------------------------------------------------------------------------------------------
     def _where(self, pc: int) -> str:
@@ -107,7 +120,8 @@ class UnicornRunner:
             raise UserError(f"{self.firmware.path}: {what} did not reach {self._where(stop)} within "
                             f"{timeout_s} s (PC at {self._where(pc)})")
 
-    def _boot(self) -> None:
+    def boot(self) -> None:
+        """Run from reset to `ma_harness_idle` (the constructor does, unless `boot=False`)."""
         from unicorn.arm_const import UC_ARM_REG_MSP, UC_ARM_REG_SP
 
         base = self.target.flash_base

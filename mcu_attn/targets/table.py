@@ -5,9 +5,9 @@ one contiguous SRAM region (the TCM/CCM/backup RAMs that are not contiguous with
 
 Clock and energy. `clock_hz` is the highest core clock the datasheet allows; `run_current_a` is the typical supply
 current in Run mode at that clock with code executing from flash, at `voltage_v`; `flash_wait_states` is the
-number the reference manual prescribes at that clock; `flash_cache` names what hides them. The cycle and energy
-models (`mcu_attn/sim`) read these. The generated firmware itself runs at the reset clock (no PLL set-up, so that
-emulators without a clock-tree model boot it too); cycles are counted, so that does not change the counts.
+number the reference manual prescribes at that clock; `flash_cache` is what hides them. The cycle and energy
+models (`mcu_attn/sim`) read these. `bringup` is the register sequence with which the generated start-up sets
+that clock, those wait states and that cache (boards.py); the same facts feed the start-up and the model.
 
 Citations. `source` covers the core, clock and memory map; `citations` gives one string per other constant
 (`cite(field)`). A citation says "not verified" where the number could not be checked against the document
@@ -20,9 +20,11 @@ console_*.c`): "stm32-usart-sr" (STM32F4: SR/DR), "stm32-usart-isr" (STM32F7/H7/
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from mcu_attn.errors import UserError
+from mcu_attn.targets import boards
+from mcu_attn.targets.boards import Bringup, ConsolePins, FlashCache
 
 KB = 1024
 MB = 1024 * KB
@@ -57,7 +59,11 @@ class Target:
     run_current_a: float | None = None
     voltage_v: float | None = None
     flash_wait_states: int | None = None
-    flash_cache: str = "none"
+    flash_cache: FlashCache | None = None    # what hides the wait states, as the start-up configures it
+    bringup: Bringup | None = None           # reset clock -> clock_hz, wait states, accelerators (boards.py)
+    console_pins: ConsolePins | None = None  # clock enables, TX pin, baud register of the console UART
+    renode_uart: str | None = None           # the console UART's name in the Renode platform
+    openocd: tuple[str, str] | None = None   # OpenOCD's interface and target scripts for the usual board
     citations: tuple[tuple[str, str], ...] = field(default=())
 
     @property
@@ -78,11 +84,18 @@ class Target:
     def as_dict(self) -> dict:
         """Everything `mcu-attn targets --json` prints (addresses as integers)."""
         names = ("name", "aliases", "core", "fpu", "clock_hz", "flash_base", "flash_bytes", "sram_base",
-                 "sram_bytes", "extra_ram", "renode_platform", "qemu_machine", "pyocd_target", "console_uart",
-                 "console_uart_base", "has_dwt", "run_current_a", "voltage_v", "flash_wait_states", "flash_cache",
-                 "source")
+                 "sram_bytes", "extra_ram", "renode_platform", "renode_uart", "qemu_machine", "pyocd_target",
+                 "openocd", "console_uart", "console_uart_base", "has_dwt", "run_current_a", "voltage_v",
+                 "flash_wait_states", "source")
         entry = {key: getattr(self, key) for key in names}
         entry["aliases"] = list(self.aliases)
+        entry["openocd"] = list(self.openocd) if self.openocd else None
+        entry["flash_cache"] = asdict(self.flash_cache) if self.flash_cache else None
+        entry["bringup"] = None if self.bringup is None else {
+            "console_clock_hz": self.bringup.console_clock_hz, "source": self.bringup.source,
+            "ops": [asdict(op) for op in self.bringup.ops]}
+        entry["console_pins"] = None if self.console_pins is None else {
+            "macros": dict(self.console_pins.macros), "source": self.console_pins.source}
         entry["cflags"] = list(self.cflags)
         entry["citations"] = dict(self.citations)
         return entry
@@ -150,7 +163,8 @@ def _mps2(core: str, fpu: str, machine: str, flash_base: int, sram_base: int, ex
     return Target(core, core, fpu, 25_000_000, flash_base, 4 * MB, sram_base, 4 * MB, extra_ram,
                   _MPS2.format(machine=machine, memory=memory, uart=f"{uart_base:#x}{uart_note}"),
                   qemu_machine=machine, pyocd_target="cortex_m", console_uart="cmsdk-uart",
-                  console_uart_base=uart_base, has_dwt=True,
+                  console_uart_base=uart_base, has_dwt=True, flash_cache=boards.CACHE_NONE_MPS2,
+                  console_pins=boards.PINS_MPS2,
                   citations=(("run_current_a", _NO_SILICON), ("flash_wait_states", _NO_SILICON)))
 
 
@@ -165,39 +179,47 @@ TARGETS: tuple[Target, ...] = (
     Target("stm32f746", "cortex-m7", "fpv5-sp-d16", 216_000_000, 0x0800_0000, 1 * MB, 0x2000_0000, 320 * KB,
            "the 320 KB are 64 KB DTCM + 240 KB SRAM1 + 16 KB SRAM2; +16 KB ITCM RAM, 4 KB backup SRAM",
            "ST DS10916 (STM32F745xx/STM32F746xx datasheet) sec. 1, 3.4 (memories) and Figure 'Memory map'",
-           aliases=("stm32",), renode_platform="platforms/cpus/stm32f746.repl", pyocd_target="stm32f746nghx",
+           aliases=("stm32",), renode_platform="platforms/cpus/stm32f746.repl", renode_uart="sysbus.usart1",
+           pyocd_target="stm32f746nghx", openocd=("interface/stlink.cfg", "target/stm32f7x.cfg"),
            console_uart="stm32-usart-isr", console_uart_base=0x4001_1000, has_dwt=True, run_current_a=0.100,
-           voltage_v=3.3, flash_wait_states=7, flash_cache="ART accelerator + L1 I/D cache (4 KB each)",
+           voltage_v=3.3, flash_wait_states=7, flash_cache=boards.CACHE_STM32F746, bringup=boards.STM32F746,
+           console_pins=boards.PINS_STM32F746,
            citations=_cites("stm32f746", _F746_RUN, _ST_VOLTS)),
     Target("stm32f407", "cortex-m4", "fpv4-sp-d16", 168_000_000, 0x0800_0000, 1 * MB, 0x2000_0000, 128 * KB,
            "+64 KB CCM data RAM at 0x10000000",
            "ST DS8626 (STM32F405xx/STM32F407xx datasheet) sec. 2.2.4-2.2.6 and Figure 18 'Memory map'",
-           renode_platform="platforms/cpus/stm32f4.repl", qemu_machine="netduinoplus2",
-           pyocd_target="stm32f407vgtx", console_uart="stm32-usart-sr", console_uart_base=0x4001_1000,
+           renode_platform="platforms/cpus/stm32f4.repl", renode_uart="sysbus.usart1", qemu_machine="netduinoplus2",
+           pyocd_target="stm32f407vgtx", openocd=("interface/stlink.cfg", "target/stm32f4x.cfg"),
+           console_uart="stm32-usart-sr", console_uart_base=0x4001_1000,
            has_dwt=True, run_current_a=0.040, voltage_v=3.3, flash_wait_states=5,
-           flash_cache="ART accelerator (instruction cache + prefetch)",
+           flash_cache=boards.CACHE_STM32F407, bringup=boards.STM32F407, console_pins=boards.PINS_STM32F407,
            citations=_cites("stm32f407", _F407_RUN, _ST_VOLTS)),
     Target("stm32h743", "cortex-m7", "fpv5-d16", 480_000_000, 0x0800_0000, 2 * MB, 0x2400_0000, 512 * KB,
            "+128 KB DTCM at 0x20000000, 64 KB ITCM, 288 KB AHB SRAM (D2), 64 KB SRAM4 (D3)",
            "ST DS12110 (STM32H742xI/G STM32H743xI/G datasheet) sec. 3.3.1-3.3.2 (480 MHz: revision V, VOS0)",
-           renode_platform="platforms/cpus/stm32h743.repl", pyocd_target="stm32h743zitx",
+           renode_platform="platforms/cpus/stm32h743.repl", renode_uart="sysbus.usart1",
+           pyocd_target="stm32h743zitx", openocd=("interface/stlink.cfg", "target/stm32h7x.cfg"),
            console_uart="stm32-usart-isr", console_uart_base=0x4001_1000, has_dwt=True, run_current_a=0.150,
-           voltage_v=3.3, flash_wait_states=4, flash_cache="L1 I/D cache (16 KB each)",
+           voltage_v=3.3, flash_wait_states=4, flash_cache=boards.CACHE_STM32H743, bringup=boards.STM32H743,
+           console_pins=boards.PINS_STM32H743,
            citations=_cites("stm32h743", _H743_RUN, _ST_VOLTS)),
     Target("stm32l476", "cortex-m4", "fpv4-sp-d16", 80_000_000, 0x0800_0000, 1 * MB, 0x2000_0000, 96 * KB,
            "+32 KB SRAM2 at 0x10000000",
            "ST DS10198 (STM32L476xx datasheet) sec. 3.5-3.6 and Figure 'Memory map'",
-           pyocd_target="stm32l476rgtx", console_uart="stm32-usart-isr", console_uart_base=0x4001_3800,
+           pyocd_target="stm32l476rgtx", openocd=("interface/stlink.cfg", "target/stm32l4x.cfg"),
+           console_uart="stm32-usart-isr", console_uart_base=0x4001_3800,
            has_dwt=True, run_current_a=0.008, voltage_v=3.0, flash_wait_states=4,
-           flash_cache="ART accelerator (1 KB instruction cache, 256 B data cache)",
+           flash_cache=boards.CACHE_STM32L476, bringup=boards.STM32L476, console_pins=boards.PINS_STM32L476,
            citations=_cites("stm32l476", _L476_RUN,
                             "VDD = 3.0 V, the typical-value condition of ST DS10198 sec. 6.3.5")),
     Target("nrf52840", "cortex-m4", "fpv4-sp-d16", 64_000_000, 0x0000_0000, 1 * MB, 0x2000_0000, 256 * KB,
            "none",
            "Nordic nRF52840 Product Specification v1.x sec. 'Memory' (flash at 0, RAM at 0x20000000) and 'CPU'",
-           renode_platform="platforms/cpus/nrf52840.repl", pyocd_target="nrf52840", console_uart="nrf-uarte",
+           renode_platform="platforms/cpus/nrf52840.repl", renode_uart="sysbus.uart0", pyocd_target="nrf52840",
+           openocd=("interface/jlink.cfg", "target/nrf52.cfg"), console_uart="nrf-uarte",
            console_uart_base=0x4000_2000, has_dwt=True, run_current_a=0.0033, voltage_v=3.0,
-           flash_wait_states=0, flash_cache="instruction cache (NVMC ICACHECNF)",
+           flash_wait_states=0, flash_cache=boards.CACHE_NRF52840, bringup=boards.NRF52840,
+           console_pins=boards.PINS_NRF52840,
            citations=_cites("nrf52840", _NRF_RUN,
                             "3 V on VDD, the common condition of the nRF52840 PS current-consumption scenarios")),
     _mps2("cortex-m4", "fpv4-sp-d16", "mps2-an386", 0x0000_0000, 0x2000_0000,
