@@ -206,6 +206,14 @@ def _build_options(args: argparse.Namespace, **given) -> BuildOptions:
     return BuildOptions(calib=args.calib, attention=args.attention, tolerance=args.tolerance, **given)
 
 
+def cmd_flash(args: argparse.Namespace) -> None:
+    from mcu_attn.flash import FlashOptions, flash
+
+    for line in flash(args.dir, FlashOptions(probe=args.probe, dry_run=args.dry_run, monitor=args.monitor,
+                                             calibrate=args.calibrate)):
+        print(line)
+
+
 def _attention_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention", metavar="dense|local:W[,global:G]|auto",
                         help="replace dense attention with local windowed attention (auto: the smallest window "
@@ -280,6 +288,18 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--top", type=int, default=10, help="layers listed in the table (default 10)")
     simulate.add_argument("--json", action="store_true")
     simulate.set_defaults(func=cmd_simulate)
+
+    board = sub.add_parser("flash", help="program a Cortex-M build into a board (pyOCD or OpenOCD), verify, reset; "
+                                         "--monitor compares the board's cycles with the estimate")
+    board.add_argument("dir", help="a directory made by `mcu-attn build MODEL --target T -o DIR`")
+    board.add_argument("--probe", choices=("pyocd", "openocd"),
+                       help="the programming tool (default: pyOCD when installed, else OpenOCD)")
+    board.add_argument("--dry-run", action="store_true", help="print the programming command and stop")
+    board.add_argument("--monitor", metavar="PORT", help="serial port of the board's console: run the first "
+                       "calibration sample and print the measured cycles and checksum beside the emulator's")
+    board.add_argument("--calibrate", metavar="FILE", help="with --monitor: write a --cycle-model JSON fitted to "
+                       "the measured cycles")
+    board.set_defaults(func=cmd_flash)
     return parser
 
 
