@@ -9,10 +9,13 @@ the time since the start), so a contributor sees where the run is.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS: see mcu_attn/__init__.py
+
+import numpy as np  # noqa: E402
 import pytest
 
 from support import DIGITS
