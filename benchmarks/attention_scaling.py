@@ -7,11 +7,13 @@ estimated energy, with the growth factor per doubling of n. Dense attention work
 attention ~2x. Neither build holds the n x n score matrix: RAM is O(n) for both.
 
     python benchmarks/attention_scaling.py [--lengths 64 128 256 512 1024] [--window 16] [--query-tiles 1 4 16]
+                                           [--json OUT.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -27,23 +29,34 @@ EMBED = 16
 TARGET = "stm32f746"
 
 
-def attention_block(seq: int, path: Path, seed: int = 0) -> None:
-    """x[1,seq,E] -> softmax(q k^T / sqrt(E)) v -> out projection, as an exporter would spell it."""
+def attention_block(seq: int, path: Path, seed: int = 0, weights: dict[str, np.ndarray] | None = None,
+                    position: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
+    """x[1,seq,E] (+ a constant position code [seq, E], when given) -> softmax(q k^T / sqrt(E) (+ a constant
+    additive mask [seq, seq], when given)) v -> out projection, as an exporter would spell it; projections
+    `weights` ("q", "k", "v", "o": [E, E]) or seeded random ones."""
     rng = np.random.default_rng(seed)
-    inits = [numpy_helper.from_array((rng.standard_normal((EMBED, EMBED)) / np.sqrt(EMBED)).astype(np.float32), f"w{n}")
-             for n in "qkvo"]
+    weights = weights or {n: rng.standard_normal((EMBED, EMBED)) / np.sqrt(EMBED) for n in "qkvo"}
+    inits = [numpy_helper.from_array(np.asarray(weights[n], np.float32), f"w{n}") for n in "qkvo"]
     inits += [numpy_helper.from_array(np.float32(1 / np.sqrt(EMBED)), "scale"),
               numpy_helper.from_array(np.array([1, seq, 1, EMBED], np.int64), "heads"),
               numpy_helper.from_array(np.array([1, seq, EMBED], np.int64), "merged")]
-    nodes = []
+    nodes, source = [], "x"
+    if position is not None:
+        inits.append(numpy_helper.from_array(np.asarray(position, np.float32)[None], "position"))
+        nodes.append(helper.make_node("Add", ["x", "position"], ["xp"]))
+        source = "xp"
     for name in "qkv":
-        nodes += [helper.make_node("MatMul", ["x", f"w{name}"], [f"{name}p"]),
+        nodes += [helper.make_node("MatMul", [source, f"w{name}"], [f"{name}p"]),
                   helper.make_node("Reshape", [f"{name}p", "heads"], [f"{name}r"])]
     nodes += [helper.make_node("Transpose", ["qr"], ["qt"], perm=[0, 2, 1, 3]),
               helper.make_node("Transpose", ["kr"], ["kt"], perm=[0, 2, 3, 1]),
               helper.make_node("Transpose", ["vr"], ["vt"], perm=[0, 2, 1, 3]),
-              helper.make_node("MatMul", ["qt", "kt"], ["s"]), helper.make_node("Mul", ["s", "scale"], ["ss"]),
-              helper.make_node("Softmax", ["ss"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "vt"], ["o"]),
+              helper.make_node("MatMul", ["qt", "kt"], ["s"]), helper.make_node("Mul", ["s", "scale"], ["ss"])]
+    if mask is not None:
+        inits.append(numpy_helper.from_array(np.asarray(mask, np.float32), "mask"))
+        nodes.append(helper.make_node("Add", ["ss", "mask"], ["sm"]))
+    nodes += [helper.make_node("Softmax", ["sm" if mask is not None else "ss"], ["p"], axis=-1),
+              helper.make_node("MatMul", ["p", "vt"], ["o"]),
               helper.make_node("Transpose", ["o"], ["ot"], perm=[0, 2, 1, 3]),
               helper.make_node("Reshape", ["ot", "merged"], ["om"]),
               helper.make_node("MatMul", ["om", "wo"], ["y"])]
@@ -74,7 +87,9 @@ def main() -> None:
                         help="query rows per attention kernel tile: one row per tile and mode")
     parser.add_argument("--timeout", type=int, default=1800,
                         help="host seconds one emulated inference may take (dense n=1024 needs several minutes)")
+    parser.add_argument("--json", help="also write the measured rows to this file")
     args = parser.parse_args()
+    measured = []
     modes = [(attention, tile) for attention in ("dense", f"local:{args.window}") for tile in args.query_tiles]
     print(f"one attention block, E={EMBED}, int8, {TARGET}, Unicorn; cycles and energy are estimates")
     print(f"{'n':>5} {'attention':<9} {'tile':>4} {'instructions':>13} {'cycles':>12} {'x/prev row':>10} "
@@ -90,6 +105,7 @@ def main() -> None:
                 except UserError as err:  # e.g. an inference that runs past --timeout
                     print(f"{seq:>5} {attention:<9} {tile:>4} not measured: {err}", flush=True)
                     continue
+                measured.append({"n": seq, "attention": attention, "tile": tile, **row})
                 growth = row["cycles"] / previous[mode][1] if mode in previous else float("nan")
                 previous[mode] = (seq, row["cycles"])
                 first.setdefault(mode, (seq, row["cycles"]))
@@ -100,6 +116,8 @@ def main() -> None:
                 (low, low_cycles), (high, high_cycles) = first[mode], previous[mode]
                 print(f"{mode[0]} (query tile {mode[1]}): cycles(n={high}) / cycles(n={low}) = "
                       f"{high_cycles / low_cycles:.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"target": TARGET, "embed": EMBED, "rows": measured}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

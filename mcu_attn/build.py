@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from mcu_attn.compiler import Compilation, compile_model, io_bytes
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.options import BuildOptions
+from mcu_attn.progress import progress
 from mcu_attn.sim.elf import HARNESS_SYMBOLS
 from mcu_attn.targets.table import Target, get_target
 
@@ -77,7 +79,10 @@ def host_check(project_dir: Path, graph: Graph, samples: np.ndarray) -> dict:
     if in_type.dtype == "int8":
         samples = quantize(samples, in_type.quant.scale[0], in_type.quant.zero_point[0]).astype(np.int8)
     expected = run_stack(graph, samples)
-    got = run_harness(make(project_dir), samples, out_type.np_dtype, out_type.shape)
+    with progress("compiling for the host", total=1, unit="steps") as advance:
+        executable = make(project_dir)
+        advance()
+    got = run_harness(executable, samples, out_type.np_dtype, out_type.shape)
     difference = np.abs(got.astype(np.float64) - expected.astype(np.float64))
     return {"samples": int(samples.shape[0]), "bit_exact": bool(np.array_equal(got, expected)),
             "max_abs_error": float(difference.max()) if difference.size else 0.0}
@@ -175,15 +180,19 @@ def compile_firmware(directory: Path, target: Target, model: str, api: tuple[str
     from mcu_attn.codegen.stack import stack_bound
     from mcu_attn.targets import toolchain
 
-    toolchain.make(directory, "objects")
     elf = directory / firmware.ELF
     try:
-        (directory / firmware.LINKER_SCRIPT).write_bytes(firmware.linker_script(target, model, 0))
-        toolchain.make(directory, firmware.ELF)
-        stack = stack_bound(elf, sorted((directory / "build").rglob("*.ci")))
-        elf.unlink()
-        (directory / firmware.LINKER_SCRIPT).write_bytes(firmware.linker_script(target, model, stack.bytes))
-        toolchain.make(directory, firmware.ELF)
+        with progress("compiling firmware", total=3, unit="steps") as advance:
+            toolchain.make(directory, "objects")
+            advance(note="sources compiled")
+            (directory / firmware.LINKER_SCRIPT).write_bytes(firmware.linker_script(target, model, 0))
+            toolchain.make(directory, firmware.ELF)
+            stack = stack_bound(elf, sorted((directory / "build").rglob("*.ci")))
+            elf.unlink()
+            advance(note=f"stack bound {stack.bytes} B")
+            (directory / firmware.LINKER_SCRIPT).write_bytes(firmware.linker_script(target, model, stack.bytes))
+            toolchain.make(directory, firmware.ELF)
+            advance(note="linked")
     except toolchain.LinkOverflow as error:
         elf.unlink(missing_ok=True)
         raise _overflow_error(target, error) from None
@@ -240,8 +249,9 @@ def _swap_into_place(staging: Path, out_dir: Path) -> None:
 
 
 def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
-          options: BuildOptions = BuildOptions()) -> dict:
-    """Build `onnx_path` for `target` into `out_dir`; returns the report (also written as report.json)."""
+          options: BuildOptions = BuildOptions(), on_plan: Callable[[dict], None] | None = None) -> dict:
+    """Build `onnx_path` for `target` into `out_dir`; returns the report (also written as report.json).
+    `on_plan`, when given, receives the plan (attention, memory per layer) before anything is compiled."""
     resolved = get_target(target)
     options.check()
     check_out_dir(Path(out_dir))
@@ -262,6 +272,13 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
         missing = toolchain.missing_tools()
         if missing:  # the project is complete without the ELF: write the script a later `make` links with
             files[firmware.LINKER_SCRIPT] = firmware.linker_script(resolved, graph.name, 0)
+    if on_plan is not None:
+        from mcu_attn.summary import attention_blocks
+
+        on_plan({"target": resolved.name, "bits": options.bits, "attention": attention_blocks(compilation.float_graph),
+                 "attention_choice": compilation.reports.get("attention"), "layers": project.layers,
+                 "arena_bytes": project.plan.arena_bytes, "query_tile": project.query_tile,
+                 "sram_budget": options.sram_budget})
 
     created = _make_parents(out_dir.parent)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))

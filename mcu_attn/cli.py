@@ -114,13 +114,38 @@ def cmd_eval(args: argparse.Namespace) -> None:
         accuracy = "n/a (no labels)" if payload["accuracy"] is None else f"{payload['accuracy']:.4f}"
         print(f"{payload['mode']} reference on {payload['samples']} samples: accuracy {accuracy}")
         if "attention" in payload:
-            masses = ", ".join(f"{mass:.3f}" for mass in payload["attention"].get("attention_mass", {}).values())
-            print(f"  attention {payload['attention']['chosen']}" + (f", dense attention mass kept per block: {masses}"
-                                                                     if masses else ""))
+            print("  " + describe_attention(payload["attention"]))
         if "quantization" in payload:
             report = payload["quantization"]
-            print(f"  observers {report['observer_counts']}, weights {report['weight_bits']}-bit"
-                  + (f", kept at 8-bit: {', '.join(report['kept_8bit'])}" if report["kept_8bit"] else ""))
+            observers = ", ".join(f"{count} {OBSERVERS.get(name, name)}"
+                                  for name, count in sorted(report["observer_counts"].items()))
+            print(f"  weights {report['weight_bits']}-bit"
+                  + (f" (kept at 8-bit: {', '.join(report['kept_8bit'])})" if report["kept_8bit"] else "")
+                  + f"; activation ranges: {observers}")
+
+
+OBSERVERS = {"minmax": "min/max", "mse": "clipped (least squared error)"}
+
+
+def describe_attention(choice: dict | None, blocks: list[dict] | None = None) -> str:
+    """One line: the attention the model runs with, and for --attention auto what was compared."""
+    if choice is None:
+        kinds = sorted({"dense" if not b["window"] else f"local window {b['window']}"
+                        + (f", {b['global_tokens']} global" if b["global_tokens"] else "") for b in blocks or []})
+        count = len(blocks or [])
+        return (f"attention: as the model has it, {count} block{'s' if count != 1 else ''}"
+                + (f" ({'; '.join(kinds)})" if kinds else ""))
+    line = f"attention: {choice['chosen']}"
+    if "tried" in choice:
+        last = choice["tried"][-1] if choice["tried"] else None
+        verdict = (f"error {last['error']:.3g} <= tolerance {choice['tolerance']:g}" if choice["chosen"] != "dense"
+                   else f"no window within tolerance {choice['tolerance']:g}")
+        line += (f" (--attention auto, {len(choice['tried'])} candidates on {choice['samples']} calibration "
+                 f"samples, {verdict}; compared {choice['compared']})")
+    masses = choice.get("attention_mass", {})
+    if masses:
+        line += "; dense attention mass kept per block: " + ", ".join(f"{m:.3f}" for m in masses.values())
+    return line
 
 
 def _percent(part: int, whole: int) -> str:
@@ -134,10 +159,17 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     started = time.monotonic()
     options = _build_options(args, bits=args.bits, sram_budget=args.sram_budget, prefix=args.prefix)
-    report = build(args.model, args.target, args.output, options)
+    report = build(args.model, args.target, args.output, options, on_plan=_print_plan)
     elapsed = time.monotonic() - started
     _print_summary(args, report, elapsed)
-    _print_layer_memory(report)
+
+
+def _print_plan(plan: dict) -> None:
+    """What `build` is about to compile: the attention it runs with and the memory plan per layer."""
+    print(f"plan for {plan['target']} (--bits {plan['bits']}):", flush=True)
+    print("  " + describe_attention(plan["attention_choice"], plan["attention"]))
+    _print_layer_memory(plan)
+    sys.stdout.flush()
 
 
 def _print_layer_memory(report: dict) -> None:
@@ -203,7 +235,8 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 def _build_options(args: argparse.Namespace, **given) -> BuildOptions:
     """The BUILD OPTIONS `eval` and `build` share, as the one options value every command compiles from."""
-    return BuildOptions(calib=args.calib, attention=args.attention, tolerance=args.tolerance, **given)
+    return BuildOptions(calib=args.calib, attention=args.attention, tolerance=args.tolerance,
+                        auto_metric=args.auto_metric, **given)
 
 
 def cmd_flash(args: argparse.Namespace) -> None:
@@ -217,10 +250,16 @@ def cmd_flash(args: argparse.Namespace) -> None:
 def _attention_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention", metavar="dense|local:W[,global:G]|auto",
                         help="replace dense attention with local windowed attention (auto: the smallest window "
-                             "whose predictions on the calibration data stay within --tolerance of dense); dense: "
+                             "whose outputs on the calibration data stay within --tolerance of dense); dense: "
                              "every key, a trained band kept as a mask. Default: the attention the model has")
-    parser.add_argument("--tolerance", type=float, help="allowed top-1 disagreement with dense for --attention "
-                                                        "auto, as a fraction (default 0.01: one point)")
+    parser.add_argument("--tolerance", type=float,
+                        help="--attention auto: how far the outputs on the calibration data may move from dense's, "
+                             "as a fraction (default 0.01): for a classifier the share of top-1 predictions that "
+                             "change, otherwise the relative error of all outputs (--auto-metric)")
+    parser.add_argument("--auto-metric", choices=("top1", "relative-error"),
+                        help="--attention auto: compare top-1 classes (at every position of a sequence) or the "
+                             "relative error of all outputs (default: top1 for a [1, C] classifier output, "
+                             "relative-error otherwise)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -106,7 +106,8 @@ class Compilation:
 
         tolerance = DEFAULT_TOLERANCE if self.options.tolerance is None else self.options.tolerance
         self.float_graph, self.reports["attention"] = choose(
-            self.float_graph, self.calib, AttentionChoice.parse(self.options.attention), tolerance)
+            self.float_graph, self.calib, AttentionChoice.parse(self.options.attention), tolerance,
+            self.options.auto_metric)
 
     def _quantize(self) -> None:
         if self.options.bits == 32:

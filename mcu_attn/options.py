@@ -21,7 +21,8 @@ class BuildOptions:
     bits: int = DEFAULT_BITS        # 8 or 4: integer weights (int8 activations); 32: the float baseline
     calib: str | None = None        # .npy stack of calibration samples (a float model needs it for 8 and 4)
     attention: str | None = None    # dense | local:W[,global:G] | auto (passes/sparsify.py); None: as the model has it
-    tolerance: float | None = None  # auto: allowed top-1 disagreement with dense on the calibration data
+    tolerance: float | None = None  # auto: how far outputs may move from dense's on the calibration data
+    auto_metric: str | None = None  # auto: "top1" or "relative-error" (None: by the model's output, sparsify.py)
     sram_budget: int | None = None  # bytes for the planned RAM (arena + input/output buffers): picks the query tile
     query_tile: int | None = None   # query rows per attention kernel tile (None: the default, or --sram-budget's)
     check_samples: int = 16         # build --target host: samples the compiled harness is checked on
@@ -33,6 +34,8 @@ class BuildOptions:
             raise UserError(f"--bits {self.bits}: choose 8, 4 or 32")
         if self.tolerance is not None and not 0.0 <= self.tolerance < 1.0:
             raise UserError(f"--tolerance {self.tolerance}: give a fraction in [0, 1)")
+        if self.auto_metric not in (None, "top1", "relative-error"):
+            raise UserError(f"--auto-metric {self.auto_metric}: choose top1 or relative-error")
         if self.sram_budget is not None and self.sram_budget <= 0:
             raise UserError(f"--sram-budget {self.sram_budget}: give a number of bytes above 0")
         if self.query_tile is not None and self.query_tile < 1:

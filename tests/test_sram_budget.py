@@ -68,8 +68,9 @@ def test_build_prints_the_plan_per_layer(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "q8" / "report.json").read_text())
     kernels = [layer for layer in report["layers"] if layer["kind"] != "view"]
-    lines = result.stdout.split("planned RAM per layer")[1].strip().splitlines()[1:]
-    assert len(lines) == len(kernels)
+    plan, built = result.stdout.split("planned RAM per layer")[1].split("\nbuilt ")  # the plan comes before
+    lines = plan.strip().splitlines()[1:]
+    assert len(lines) == len(kernels) and built.startswith(str(tmp_path / "q8"))
     peak = max(layer["live_bytes"] for layer in kernels)
     assert peak <= report["arena_bytes"]
     marked = [line for line in lines if line.endswith("<- peak")]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcu_attn.ir.graph import Graph
+from mcu_attn.progress import progress
 from mcu_attn.reference.interpreter import run
 from mcu_attn.reference.qmath import choose_qparams, dequantize, quantize
 
@@ -34,12 +35,14 @@ def collect(graph: Graph, samples: np.ndarray) -> dict[str, np.ndarray]:
     """Observed float values of every non-constant float tensor (a seeded subsample for large tensors)."""
     rng = np.random.default_rng(0)
     gathered: dict[str, list[np.ndarray]] = {}
-    for sample in samples:
-        values = run(graph, {graph.inputs[0]: sample}, keep=True)
-        for name, value in values.items():
-            if name in graph.constants or value.dtype != np.float32:
-                continue
-            gathered.setdefault(name, []).append(value.reshape(-1))
+    with progress("calibrating", total=len(samples), unit="samples") as advance:
+        for sample in samples:
+            values = run(graph, {graph.inputs[0]: sample}, keep=True)
+            for name, value in values.items():
+                if name in graph.constants or value.dtype != np.float32:
+                    continue
+                gathered.setdefault(name, []).append(value.reshape(-1))
+            advance()
     observed = {}
     for name, chunks in gathered.items():
         flat = np.concatenate(chunks)

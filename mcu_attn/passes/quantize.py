@@ -33,6 +33,7 @@ from mcu_attn.ir.types import QuantParams, TensorType
 from mcu_attn.passes.calibrate import Range, choose_range, collect
 from mcu_attn.passes.manager import run_pipeline
 from mcu_attn.passes.pipeline import prequantized_pipeline
+from mcu_attn.progress import progress
 from mcu_attn.reference.interpreter import run, run_stack
 from mcu_attn.reference.qmath import choose_qparams, dequantize, quantize
 
@@ -137,10 +138,12 @@ def run_quantized(graph: Graph, samples: np.ndarray) -> np.ndarray:
     (x_scale,), (x_zp,) = graph.type(graph.inputs[0]).quant.scale, graph.type(graph.inputs[0]).quant.zero_point
     out_quant = graph.type(graph.outputs[0]).quant
     outputs = []
-    for sample in samples:
-        q = quantize(sample, x_scale, x_zp).astype(np.int8)
-        y = run(graph, {graph.inputs[0]: q})[graph.outputs[0]]
-        outputs.append(dequantize(y, out_quant.scale[0], out_quant.zero_point[0]))
+    with progress("integer reference", total=len(samples), unit="samples") as advance:
+        for sample in samples:
+            q = quantize(sample, x_scale, x_zp).astype(np.int8)
+            y = run(graph, {graph.inputs[0]: q})[graph.outputs[0]]
+            outputs.append(dequantize(y, out_quant.scale[0], out_quant.zero_point[0]))
+            advance()
     return np.stack(outputs)
 
 
@@ -148,9 +151,11 @@ def _sensitivity(graph: Graph, ranges: dict[str, Range], samples: np.ndarray) ->
     reference = run_stack(graph, samples)
     linears = [n.name for n in graph.nodes if n.op == "Linear"]
     scores = {}
-    for name in linears:
-        trial = _convert(graph, ranges, {name: 4}, 4)
-        scores[name] = float(np.mean(np.square(run_quantized(trial, samples) - reference)))
+    with progress("int4 sensitivity", total=len(linears), unit="layers") as advance:
+        for name in linears:
+            trial = _convert(graph, ranges, {name: 4}, 4)
+            scores[name] = float(np.mean(np.square(run_quantized(trial, samples) - reference)))
+            advance(note=name)
     return scores
 
 

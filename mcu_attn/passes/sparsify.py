@@ -8,27 +8,38 @@
 - `local:W[,global:G]`: every block attends to |i-j| <= W/2 (or the last W keys when causal) plus the first G
   tokens as global tokens (they see, and are seen by, every token). The kernels then do O(S·W) work.
 - `auto` tries windows W = 2, 4, 8, ... below the sequence length, each with G = 0 and G = 1 global tokens, and
-  keeps the cheapest whose top-1 predictions on the calibration data agree with the dense model's on at least
-  1 - tolerance of the samples. Calibration data has no labels, so agreement with the dense model is the
-  accuracy proxy; `eval --labels` then measures the real accuracy of the choice.
+  keeps the cheapest whose outputs on the calibration data stay within the tolerance of the dense model's.
+  What is compared depends on what the model outputs (`output_metric`): a classifier (one row of class scores,
+  [1, C]) is compared by its top-1 class, and the error is the share of samples whose prediction changes; any
+  other output (a sequence, a feature map) by all of its values, and the error is the relative error
+  ||y - y_dense|| / ||y_dense|| over the calibration stack. (Top-1 at one position would be wrong for a causal
+  model, whose first position no window changes, and meaningless for a sequence.) `--auto-metric top1` also
+  compares a sequence's top-1 at every position (a tagger, a language model); the Python API takes any
+  function (dense outputs, candidate outputs) -> error. The report says what was compared. Calibration data
+  has no labels, so closeness to the dense model is the accuracy proxy; `eval --labels` then measures the real
+  accuracy of the choice.
 For every choice the report gives the attention mass each block keeps: the share of the dense softmax
 probability that falls on the keys the window allows, averaged over calibration samples, queries and heads.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from mcu_attn.data import check_stack, top1
+from mcu_attn.data import check_stack
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.ir.ops.attention import attention_allowed, node_allowed
+from mcu_attn.progress import progress
 from mcu_attn.reference.interpreter import run, run_stack
 
-DEFAULT_TOLERANCE = 0.01  # one accuracy point against dense
+DEFAULT_TOLERANCE = 0.01  # one point of top-1 agreement, or 1 % relative error, against dense
+METRICS = ("top1", "relative-error")
 
 
 @dataclass(frozen=True)
@@ -108,26 +119,72 @@ def attention_mass(graph: Graph, samples: np.ndarray, choice: AttentionChoice) -
         kept = attention_allowed(seq, window, global_tokens, int(node.attr("causal", 0)))
         layouts.append((int(node.attrs["heads"]), int(node.attrs["head_dim"]), seq, float(node.attrs["scale"]),
                         node_allowed(graph, node), kept))
-    for sample in samples:
-        values = run(graph, {graph.inputs[0]: sample}, keep=wanted)
-        for node, (heads, dim, seq, scale, own, kept) in zip(blocks, layouts):
-            q, k = values[node.inputs[0]], values[node.inputs[1]]
-            qh = q.reshape(seq, heads, dim).transpose(1, 0, 2).astype(np.float64)
-            kh = k.reshape(seq, heads, dim).transpose(1, 0, 2).astype(np.float64)
-            scores = np.where(own, qh @ kh.transpose(0, 2, 1) * scale, -np.inf)
-            probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
-            probs /= probs.sum(axis=-1, keepdims=True)
-            totals[node.name] += float((probs * kept).sum(axis=-1).mean())
+    with progress("attention mass", total=len(samples), unit="samples") as advance:
+        for sample in samples:
+            _block_masses(blocks, layouts, run(graph, {graph.inputs[0]: sample}, keep=wanted), totals)
+            advance()
     return {name: total / len(samples) for name, total in totals.items()}
 
 
-def _predictions(graph: Graph, samples: np.ndarray) -> np.ndarray:
-    return top1(run_stack(graph, samples))
+def _block_masses(blocks: list, layouts: list, values: dict, totals: dict[str, float]) -> None:
+    """Add one sample's kept attention mass per block to `totals`."""
+    for node, (heads, dim, seq, scale, own, kept) in zip(blocks, layouts):
+        q, k = values[node.inputs[0]], values[node.inputs[1]]
+        qh = q.reshape(seq, heads, dim).transpose(1, 0, 2).astype(np.float64)
+        kh = k.reshape(seq, heads, dim).transpose(1, 0, 2).astype(np.float64)
+        scores = np.where(own, qh @ kh.transpose(0, 2, 1) * scale, -np.inf)
+        probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        probs /= probs.sum(axis=-1, keepdims=True)
+        totals[node.name] += float((probs * kept).sum(axis=-1).mean())
 
 
-def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice,
-           tolerance: float = DEFAULT_TOLERANCE) -> tuple[Graph, dict]:
-    """Apply `choice` (resolving `auto` on the calibration samples); returns the graph and a report."""
+@dataclass(frozen=True)
+class OutputMetric:
+    """How `auto` compares a candidate's outputs with the dense model's: an error, 0 when they are the same."""
+    name: str
+    description: str  # for the report: what was compared
+    error: Callable[[np.ndarray, np.ndarray], float]  # (dense outputs, candidate outputs) over the stack
+
+
+def top1_change(dense: np.ndarray, trial: np.ndarray) -> float:
+    """The share of predictions (the argmax of the last axis, at every position) that differ from dense."""
+    return float(np.mean(dense.argmax(axis=-1) != trial.argmax(axis=-1)))
+
+
+def relative_error(dense: np.ndarray, trial: np.ndarray) -> float:
+    """||trial - dense|| / ||dense|| over every value of every sample (Frobenius norms, in float64)."""
+    reference = np.asarray(dense, np.float64)
+    difference = float(np.linalg.norm(np.asarray(trial, np.float64) - reference))
+    scale = float(np.linalg.norm(reference))
+    return difference / scale if scale else (0.0 if difference == 0 else math.inf)
+
+
+def output_metric(graph: Graph, metric: str | Callable[[np.ndarray, np.ndarray], float] | None = None
+                  ) -> OutputMetric:
+    """What `auto` compares: `metric` ("top1", "relative-error" or a function), or by default the top-1 class
+    of a classifier's [1, C] scores and the relative error of any other output."""
+    output = graph.outputs[0]
+    shape = graph.shape(output)
+    positions = math.prod(shape[:-1])
+    if metric is None:
+        metric = "top1" if positions == 1 and shape[-1] > 1 else "relative-error"
+    if callable(metric):
+        return OutputMetric("custom", f"{getattr(metric, '__name__', 'a given metric')} of output {output!r} "
+                                      f"{list(shape)}", metric)
+    if metric == "top1":
+        where = "" if positions == 1 else f" at each of its {positions} positions"
+        return OutputMetric("top1", f"top-1 class of output {output!r} {list(shape)}{where}: the share of "
+                                    f"predictions that differ from dense", top1_change)
+    if metric == "relative-error":
+        return OutputMetric("relative-error", f"all values of output {output!r} {list(shape)}: relative error "
+                                              f"||y - y_dense|| / ||y_dense||", relative_error)
+    raise UserError(f"--auto-metric {metric}: choose {' or '.join(METRICS)}")
+
+
+def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice, tolerance: float = DEFAULT_TOLERANCE,
+           metric: str | Callable[[np.ndarray, np.ndarray], float] | None = None) -> tuple[Graph, dict]:
+    """Apply `choice` (resolving `auto` on the calibration samples, comparing outputs by `metric`: see
+    `output_metric`); returns the graph and a report."""
     if not _blocks(graph) and choice.mode != "dense":
         raise UserError("the model has no attention block to make local")
     report: dict = {"requested": choice.describe()}
@@ -137,20 +194,25 @@ def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice,
     if choice.mode == "auto":
         if samples is None:
             raise UserError("--attention auto needs calibration data (--calib C.npy)")
-        dense = _predictions(graph, samples)
+        measure = output_metric(graph, metric)
+        dense = run_stack(graph, samples)
         seq = min(graph.shape(n.inputs[0])[-2] for n in _blocks(graph))
         windows = [2 ** p for p in range(1, seq.bit_length()) if 2 ** p < seq]
+        candidates = [AttentionChoice("local", w, g) for w in windows for g in (0, 1)]  # cheapest first
         tried = []
-        for candidate in (AttentionChoice("local", w, g) for w in windows for g in (0, 1)):  # cheapest first
-            trial = apply(graph, candidate)
-            agreement = float(np.mean(_predictions(trial, samples) == dense))
-            tried.append({"attention": candidate.describe(), "agreement_with_dense": agreement})
-            if agreement >= 1.0 - tolerance:
-                choice, applied = candidate, trial
-                break
-        else:
-            choice = AttentionChoice("dense")
-        report.update(tried=tried, tolerance=tolerance)
+        with progress("--attention auto", total=len(candidates), unit="candidates") as advance:
+            for candidate in candidates:
+                trial = apply(graph, candidate)
+                error = measure.error(dense, run_stack(trial, samples))
+                tried.append({"attention": candidate.describe(), "error": error})
+                advance(note=f"{candidate.describe()}: error {error:.3g}")
+                if error <= tolerance:
+                    choice, applied = candidate, trial
+                    break
+            else:
+                choice = AttentionChoice("dense")
+        report.update(metric=measure.name, compared=measure.description, samples=int(len(samples)), tried=tried,
+                      tolerance=tolerance)
     report["chosen"] = choice.describe()
     if samples is not None:
         report["attention_mass"] = attention_mass(graph, samples, choice)

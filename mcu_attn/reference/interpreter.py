@@ -6,13 +6,14 @@ caller asks to keep every intermediate (`keep`), which the pass tests and the pe
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.ir.ops import spec
+from mcu_attn.progress import progress
 
 
 def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -56,6 +57,11 @@ def run(graph: Graph, feeds: Mapping[str, np.ndarray], keep: Iterable[str] | boo
     return {name: values[name] for name in wanted}
 
 
-def run_stack(graph: Graph, samples: Iterable[np.ndarray]) -> np.ndarray:
+def run_stack(graph: Graph, samples: Sequence[np.ndarray]) -> np.ndarray:
     """The first output of `graph` for every sample of a stack (each fed to its first input), stacked on axis 0."""
-    return np.stack([run(graph, {graph.inputs[0]: sample})[graph.outputs[0]] for sample in samples])
+    outputs = []
+    with progress("reference", total=len(samples), unit="samples") as advance:
+        for sample in samples:
+            outputs.append(run(graph, {graph.inputs[0]: sample})[graph.outputs[0]])
+            advance()
+    return np.stack(outputs)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcu_attn.errors import UserError
+from mcu_attn.progress import progress
 from mcu_attn.sim import cycles as cycle_model
 from mcu_attn.sim.build_dir import FLOAT_TOLERANCE, BuildDir
 from mcu_attn.sim.elf import load_firmware
@@ -141,6 +142,16 @@ def unicorn_outputs(build: BuildDir, firmware, samples: np.ndarray, timeout_s: i
     return [runner.infer(_raw(s)) for s in samples]
 
 
+def _each(infer, samples: list[bytes], engine: str) -> list[bytes]:
+    """`infer` on every sample, with progress on stderr."""
+    outputs = []
+    with progress(f"simulating ({engine})", total=len(samples), unit="samples") as advance:
+        for sample in samples:
+            outputs.append(infer(sample))
+            advance()
+    return outputs
+
+
 def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray | None = None,
              options: SimOptions = SimOptions()) -> dict:
     if options.engine not in ENGINES:
@@ -185,21 +196,28 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
     timeout_s = options.timeout_s or inference_timeout(build.report.get("macs") or 0)
     runner = UnicornRunner(firmware, build.target, timeout_s)
     if options.engine == "unicorn":
-        first, profile = runner.profile(samples[0], layers)
-        raw = [first] + [runner.infer(s) for s in samples[1:]]
+        with progress("profiling sample 0 (unicorn)", total=1) as advance:
+            first, profile = runner.profile(samples[0], layers)
+            advance()
+        raw = [first] + _each(runner.infer, samples[1:], "unicorn")
     elif options.engine == "qemu":
         qemu = engine
-        _, reference_profile = runner.profile(samples[0], layers)
-        first, profile = qemu.profile(samples[0], layers, reference_profile)
-        raw = [first] + [qemu.infer(s) for s in samples[1:]]
+        with progress("profiling sample 0 (unicorn, then qemu)", total=2) as advance:
+            _, reference_profile = runner.profile(samples[0], layers)
+            advance()
+            first, profile = qemu.profile(samples[0], layers, reference_profile)
+            advance()
+        raw = [first] + _each(qemu.infer, samples[1:], "qemu")
         extra["cross_check"] = {"unicorn_instructions": reference_profile.total("instructions"),
                                 "qemu_instructions": profile.total("instructions"),
                                 "agree": reference_profile.total("instructions") == profile.total("instructions")}
         payload["machine"] = qemu.machine
     else:
         renode = engine
-        raw = [renode.infer(s) for s in samples]
-        _, profile = runner.profile(samples[0], layers)
+        raw = _each(renode.infer, samples, "renode")
+        with progress("profiling sample 0 (unicorn)", total=1) as advance:
+            _, profile = runner.profile(samples[0], layers)
+            advance()
         extra["renode"] = renode.summary()
     got = np.stack([build.decode(r) for r in raw])
     payload.update(_compare(build, got, expected))
