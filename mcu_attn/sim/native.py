@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,9 +46,11 @@ def library() -> ctypes.CDLL | None:
         function = getattr(lib, f"ma_trace_{name}")
         function.argtypes, function.restype = [pointer], ctypes.c_uint64
     lib.ma_trace_failed.argtypes, lib.ma_trace_failed.restype = [pointer], ctypes.c_int
-    for name in ("order", "block_start", "block_size", "mark_position", "mark_row", "read_address", "read_row"):
+    for name in ("block_start", "block_size", "mark_position", "mark_row", "row_reads", "take_order",
+                 "take_read_address", "take_read_row"):
         function = getattr(lib, f"ma_trace_{name}")
         function.argtypes, function.restype = [pointer], pointer
+    lib.ma_free.argtypes = [pointer]
     lib.ma_trace_transition_list.argtypes = [pointer, array(np.int32), array(np.uint32), array(np.uint32),
                                              array(np.int64)]
     lib.ma_data_misses.argtypes = [array(np.uint32), array(np.int32), ctypes.c_uint64, ctypes.c_uint32,
@@ -76,6 +79,15 @@ def _copy(pointer: int, count: int, dtype) -> np.ndarray:
         return np.zeros(0, dtype)
     buffer = (ctypes.c_char * (count * np.dtype(dtype).itemsize)).from_address(pointer)
     return np.frombuffer(buffer, dtype).copy()
+
+
+def _take(lib, pointer: int | None, count: int, dtype) -> np.ndarray:
+    """A buffer the helper handed over, as an array that frees it (ma_free) when the last view of it is gone."""
+    if not pointer:
+        return np.zeros(0, dtype)
+    buffer = (ctypes.c_char * (count * np.dtype(dtype).itemsize)).from_address(pointer)
+    weakref.finalize(buffer, lib.ma_free, pointer)
+    return np.frombuffer(buffer, dtype)
 
 
 class Tracer:
@@ -134,12 +146,14 @@ class Tracer:
             lib.ma_trace_transition_list(handle, rows, ids[0], ids[1], times)
             return Trace(block_starts=_copy(lib.ma_trace_block_start(handle), blocks, np.uint32).astype(np.int64),
                          block_sizes=_copy(lib.ma_trace_block_size(handle), blocks, np.uint32).astype(np.int64),
-                         order=_copy(lib.ma_trace_order(handle), lib.ma_trace_count(handle), np.uint32),
+                         order=_take(lib, lib.ma_trace_take_order(handle), lib.ma_trace_count(handle), np.uint32),
                          mark_positions=_copy(lib.ma_trace_mark_position(handle), marks, np.int64),
                          mark_rows=_copy(lib.ma_trace_mark_row(handle), marks, np.int32),
                          transitions=np.column_stack([rows, ids[0], ids[1], times]).astype(np.int64),
-                         read_addresses=_copy(lib.ma_trace_read_address(handle), reads, np.uint32),
-                         read_rows=_copy(lib.ma_trace_read_row(handle), reads, np.int32))
+                         read_addresses=_take(lib, lib.ma_trace_take_read_address(handle), reads, np.uint32),
+                         read_rows=_take(lib, lib.ma_trace_take_read_row(handle), reads, np.int32),
+                         row_reads=_copy(lib.ma_trace_row_reads(handle), len(self.entries) + 1, np.uint64
+                                         ).astype(np.int64))
         finally:
             self._free()
 

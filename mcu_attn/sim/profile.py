@@ -52,6 +52,7 @@ class Trace:
     transitions: np.ndarray         # int64[T, 4]: row, previous id, next id, how often
     read_addresses: np.ndarray      # [R]: data reads from flash, in order
     read_rows: np.ndarray           # int32[R]: the row each happened in
+    row_reads: np.ndarray           # int64[rows]: how many of them per row
 
 
 def rows_from_marks(count: int, positions: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -146,7 +147,8 @@ def summarise(starts: np.ndarray, sizes: np.ndarray, layers: Sequence[LayerRef],
         # a read before the first block (none happen: reads are made by blocks) counts in the first block's row
         read_rows = row_of[np.clip(np.asarray(read_positions, np.int64), 0, None)]
     return Trace(block_starts, pairs[:, 1], order.astype(np.uint32), marks, mark_rows, transitions,
-                 np.asarray(read_addresses, np.int64), np.asarray(read_rows, np.int32))
+                 np.asarray(read_addresses, np.int64), np.asarray(read_rows, np.int32),
+                 np.bincount(read_rows, minlength=len(layers) + 1).astype(np.int64))
 
 
 def build_profile(trace: Trace, blocks: Sequence[Block], layers: Sequence[LayerRef], return_address: int) -> Profile:
@@ -174,7 +176,7 @@ def build_profile(trace: Trace, blocks: Sequence[Block], layers: Sequence[LayerR
     counts = np.zeros((row_count, len(COUNT_FIELDS)), np.int64)
     counts[:, :len(FIELDS)] = runs @ vectors
     counts[:, COUNT_INDEX["taken"]] = np.bincount(rows, weights=times * taken, minlength=row_count).astype(np.int64)
-    counts[:, COUNT_INDEX["flash_reads"]] = np.bincount(trace.read_rows, minlength=row_count)
+    counts[:, COUNT_INDEX["flash_reads"]] = trace.row_reads
     return Profile(names=[PREAMBLE] + [layer.name for layer in layers],
                    symbols=[None] + [layer.symbol for layer in layers],
                    ops=[None] + [layer.op for layer in layers],

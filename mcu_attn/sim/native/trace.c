@@ -54,6 +54,7 @@ typedef struct {
     uint32_t *read_address;     /* data reads from flash */
     int32_t *read_row;          /* the row each happened in */
     uint64_t reads, read_capacity;
+    uint64_t *row_reads;        /* reads per row (entries + 1 rows) */
     int failed;
 } ma_trace;
 
@@ -81,7 +82,9 @@ ma_trace *ma_trace_new(const uint32_t *entry, uint32_t entries)
     }
     trace->entry = entry;
     trace->entries = entries;
-    if (!table_open(&trace->ids) || !table_open(&trace->transitions) || entries + 1u >= MAX_ROWS) {
+    trace->row_reads = calloc(entries + 1u, sizeof *trace->row_reads);
+    if (!table_open(&trace->ids) || !table_open(&trace->transitions) || entries + 1u >= MAX_ROWS
+        || trace->row_reads == NULL) {
         trace->failed = 1;
     }
     return trace;
@@ -102,6 +105,7 @@ void ma_trace_free(ma_trace *trace)
     free(trace->mark_row);
     free(trace->read_address);
     free(trace->read_row);
+    free(trace->row_reads);
     free(trace);
 }
 
@@ -281,6 +285,7 @@ void ma_trace_read(void *uc, int type, uint64_t address, int size, int64_t value
     }
     trace->read_address[trace->reads] = (uint32_t)address;
     trace->read_row[trace->reads] = trace->row; /* a read always happens inside a block: count > 0 */
+    trace->row_reads[trace->row]++;
     trace->reads++;
 }
 
@@ -314,6 +319,13 @@ const int64_t *ma_trace_mark_position(const ma_trace *t) { return t->mark_positi
 const int32_t *ma_trace_mark_row(const ma_trace *t) { return t->mark_row; }
 const uint32_t *ma_trace_read_address(const ma_trace *t) { return t->read_address; }
 const int32_t *ma_trace_read_row(const ma_trace *t) { return t->read_row; }
+const uint64_t *ma_trace_row_reads(const ma_trace *t) { return t->row_reads; }
+
+/* The large buffers change hands (Python frees them with ma_free when its arrays are gone): no copy. */
+void *ma_trace_take_order(ma_trace *t) { void *p = t->order; t->order = NULL; return p; }
+void *ma_trace_take_read_address(ma_trace *t) { void *p = t->read_address; t->read_address = NULL; return p; }
+void *ma_trace_take_read_row(ma_trace *t) { void *p = t->read_row; t->read_row = NULL; return p; }
+void ma_free(void *p) { free(p); }
 
 /* ---- the LRU replay ------------------------------------------------------------------------------------- */
 
