@@ -19,6 +19,7 @@ report.json are written all the same and the build ends with an error saying how
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from mcu_attn.codegen.emit import EXECUTABLE, Project
+from mcu_attn.codegen.kernels import variant_for
 from mcu_attn.compiler import Compilation, compile_model, io_bytes
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
@@ -122,6 +124,7 @@ def make_report(target: Target, model: str, compilation: Compilation, check: dic
         "output": _io(graph, graph.outputs[0]),
         "attention": attention_blocks(float_graph),
         "kernels": project.kernel_functions,
+        "kernel_variant": project.kernel_variant,
         "layers": project.layers,
         "query_tile": project.query_tile,
         "sram_budget": options.sram_budget,
@@ -253,7 +256,9 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
     """Build `onnx_path` for `target` into `out_dir`; returns the report (also written as report.json).
     `on_plan`, when given, receives the plan (attention, memory per layer) before anything is compiled."""
     resolved = get_target(target)
-    options.check()
+    options = dataclasses.replace(options, kernels=options.kernels or variant_for(resolved.core)).check()
+    if options.kernels != "ref" and resolved.is_host:
+        raise UserError(f"kernel variant {options.kernels!r} runs on Cortex-M only; the host builds the ref kernels")
     check_out_dir(Path(out_dir))
     out_dir = Path(out_dir).resolve()
     compilation = compile_model(onnx_path, options)

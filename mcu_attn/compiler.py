@@ -130,7 +130,7 @@ class Compilation:
     def _emit(self) -> None:
         from mcu_attn.codegen.emit import generate
 
-        self.project = generate(self.graph, self.query_tile, self.options.prefix)
+        self.project = generate(self.graph, self.query_tile, self.options.prefix, self.options.kernels or "ref")
 
 
 def compile_model(model: str | os.PathLike, options: BuildOptions, until: str = "emit",

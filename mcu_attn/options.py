@@ -27,6 +27,7 @@ class BuildOptions:
     query_tile: int | None = None   # query rows per attention kernel tile (None: the default, or --sram-budget's)
     check_samples: int = 16         # build --target host: samples the compiled harness is checked on
     prefix: str = "ma"              # the model files' symbol prefix (codegen/prefix.py)
+    kernels: str | None = None      # kernel variant (codegen/kernels.py VARIANTS); None: the target's core decides
 
     def check(self) -> "BuildOptions":
         """Refuse values no step can use (one line each); returns self."""
@@ -43,6 +44,11 @@ class BuildOptions:
         from mcu_attn.codegen.prefix import check as check_prefix
 
         check_prefix(self.prefix)
+        if self.kernels is not None:
+            from mcu_attn.codegen.kernels import VARIANTS
+
+            if self.kernels not in VARIANTS:
+                raise UserError(f"kernel variant {self.kernels!r}: known variants are {', '.join(sorted(VARIANTS))}")
         return self
 
     def record(self, calib_name: str | None) -> dict:

@@ -1,13 +1,17 @@
-"""The integer C kernels against the numpy references of the integer IR ops, bit for bit.
+"""The integer C kernels against the numpy references of the integer IR ops, bit for bit, in every variant.
 
-docs/integer-kernels.md is the contract. All `mcu_attn/firmware_templates/kernels/ref/*_s8.c` are compiled once per
-session with the host gcc (`-std=c99 -Wall -Wextra -Werror`) and called through ctypes; every case runs the IR
-op's reference (`mcu_attn/ir/ops/`) and the kernel on the same integers and requires identical outputs.
-Cases come from seeded random generators (one per op, covering extreme zero points, multipliers from
-`quantize_multiplier` over a wide range of real scales, and saturation) and from hypothesis, which draws the
-structure (shapes, windows, causality, global tokens) and a seed for the values. One test rebuilds the kernels
-with AddressSanitizer and UBSan and replays a sweep in a subprocess with the sanitizer runtime preloaded. Output
-and scratch buffers carry guard words, so even the plain build catches writes past the end.
+docs/integer-kernels.md is the contract. Every test below runs each kernel variant (codegen/kernels.py):
+- `ref`: the portable kernels, compiled with the host gcc (`-std=c99 -Wall -Wextra -Werror`) and called
+  through ctypes;
+- `arm`: the DSP-extension kernels, compiled with arm-none-eabi-gcc for a Cortex-M4 into one small ELF that
+  Unicorn loads once; each case writes its arguments into the emulated SRAM and calls the kernel
+  (`mcu_attn/sim/kernel_calls.py`). Skipped where arm-none-eabi-gcc is missing.
+Every case runs the IR op's reference (`mcu_attn/ir/ops/`) and the kernel on the same integers and
+requires identical outputs. Cases come from the seeded generators of `kernel_cases.py` and from hypothesis,
+which draws the structure (shapes, windows, causality, global tokens) and a seed for the values. Output and
+scratch buffers carry guard bytes, so even a write past the end that crashes nothing fails. One test rebuilds
+the portable kernels with AddressSanitizer and UBSan and replays a sweep in a subprocess with the sanitizer
+runtime preloaded; `-m slow` runs ten times the seeded cases on both variants.
 
 The last group checks the references themselves against float math on dequantized values, each with a stated
 error bound.
@@ -15,9 +19,9 @@ error bound.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +31,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kernel_cases import (GENERATORS, SWEEP, check_case, gen_qadd, gen_qattention, gen_qlayernorm, gen_qlinear,
+                          standard_exp_table, sweep)
+from mcu_attn.codegen.cformat import pack_int4
 from mcu_attn.codegen.host_cc import compile_shared
 from mcu_attn.ir.ops.attention import attention, attention_allowed
 from mcu_attn.ir.ops.registry import spec
 from mcu_attn.reference.qmath import choose_qparams, quantize, quantize_multiplier, symmetric_scales
+from mcu_attn.sim.kernel_calls import S8_FUNCTIONS, EmulatorBackend, HostBackend, KernelBindings, build_kernel_elf
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "mcu_attn" / "firmware_templates" / "kernels"
@@ -39,298 +47,49 @@ INCLUDE = [KERNELS / "include"]
 FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared"]
 SANITIZE = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
             "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
-GUARD = 16  # guard words after every output and scratch buffer
 HYPOTHESIS = settings(max_examples=250, deadline=None, derandomize=True)
-
-# ---- ctypes bindings ------------------------------------------------------------------------------------------
-P = ctypes.c_void_p
-I32 = ctypes.c_int32
-
-
-class AttentionParams(ctypes.Structure):
-    _fields_ = [(name, I32) for name in ("seq", "heads", "head_dim", "window", "causal", "global_tokens", "q_zp",
-                                         "k_zp", "v_zp", "out_zp", "score_mult", "score_shift", "out_mult",
-                                         "out_shift", "query_tile")] + [("exp_table", P), ("mask", P)]
+VARIANTS = ("ref", "arm")
+# emulated calls cost ~100x a host call: the default run takes this share of the host's seeded cases on arm
+EMULATED_SHARE = 0.5
 
 
-class LayerNormParams(ctypes.Structure):
-    _fields_ = [("c", I32), ("out_zp", I32), ("eps", ctypes.c_int64), ("mult", P), ("shift", P), ("bias", P)]
+def host_kernels(library: Path | None = None) -> KernelBindings:
+    return KernelBindings(HostBackend(library or compile_shared(SOURCES, INCLUDE, FLAGS, name="ma_kernels_s8")))
 
 
-class AddParams(ctypes.Structure):
-    _fields_ = [(name, I32) for name in ("a_zp", "b_zp", "a_mult", "a_shift", "b_mult", "b_shift", "out_mult",
-                                         "out_shift", "out_zp")]
+def arm_kernels(core: str = "cortex-m4") -> KernelBindings:
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc is not installed: the arm kernels cannot be built")
+    return KernelBindings(EmulatorBackend(build_kernel_elf("arm", core, S8_FUNCTIONS), core))
 
 
-def _ptr(array: np.ndarray) -> P:
-    assert array.flags.c_contiguous
-    return array.ctypes.data_as(P)
+@pytest.fixture(scope="session", params=VARIANTS)
+def kernels(request) -> KernelBindings:
+    return host_kernels() if request.param == "ref" else arm_kernels()
 
 
-def _c(array, dtype) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(array).astype(dtype))
-
-
-class Guarded:
-    """A buffer of `count` elements followed by GUARD sentinel elements that must survive the call."""
-
-    def __init__(self, count: int, dtype) -> None:
-        self.count = count
-        self.buffer = np.full(count + GUARD, 0x5A, dtype)
-
-    def check(self) -> np.ndarray:
-        assert np.all(self.buffer[self.count:] == 0x5A), "kernel wrote past the end of a buffer"
-        return self.buffer[:self.count]
-
-
-def pack_int4(w_nk: np.ndarray) -> np.ndarray:
-    """[N, K] int4 values -> [N, (K+1)//2] bytes, low nibble = even k, odd K padded with a zero nibble."""
-    n, k = w_nk.shape
-    padded = np.zeros((n, k + (k & 1)), np.int64)
-    padded[:, :k] = w_nk
-    nibbles = (padded & 0xF).astype(np.uint8)
-    return np.ascontiguousarray(nibbles[:, 0::2] | (nibbles[:, 1::2] << 4))
-
-
-class Kernels:
-    """The C kernels behind the IR ops' calling convention: `run(op, inputs, attrs)` like the reference."""
-
-    def __init__(self, path: Path) -> None:
-        self.lib = ctypes.CDLL(str(path))
-        self.lib.ma_attention_s8_scratch.restype = I32
-        self.lib.ma_attention_s8_scratch.argtypes = [P]
-
-    def run(self, name: str, inputs: tuple, attrs: dict) -> np.ndarray:
-        return getattr(self, name)(*inputs, **attrs)
-
-    def QLinear(self, x, w, bias, *, multiplier, shift, y_zp, bits):
-        k, n = w.shape
-        rows = int(np.prod(x.shape[:-1], dtype=np.int64))
-        xc, y = _c(x, np.int8), Guarded(rows * n, np.int8)
-        args = [_c(bias, np.int32), _c(multiplier, np.int32), _c(shift, np.int32)]
-        if bits == 4:
-            wc, fn = pack_int4(np.asarray(w, np.int64).T), self.lib.ma_linear_s4
-        else:
-            wc, fn = _c(np.asarray(w).T, np.int8), self.lib.ma_linear_s8
-        fn(_ptr(xc), I32(rows), I32(k), I32(n), _ptr(wc), *map(_ptr, args), I32(y_zp), _ptr(y.buffer))
-        return y.check().reshape(*x.shape[:-1], n)
-
-    def QAttention(self, q, k, v, mask=None, *, heads, head_dim, window, causal, global_tokens, q_zp, k_zp, v_zp,
-                   out_zp, score_multiplier, score_shift, exp_table, out_multiplier, out_shift):
-        """Runs the kernel with query tiles of 1, 3 and the whole sequence: all three must agree (the tile
-        changes the schedule and the scratch, never the result)."""
-        seq = q.shape[-2]
-        table = _c(exp_table, np.uint16)
-        mask_c = None if mask is None else _c(np.asarray(mask) != 0, np.uint8)
-        qc, kc, vc = (_c(t, np.int8) for t in (q, k, v))
-        results = []
-        for tile in sorted({1, 3, seq}):
-            params = AttentionParams(seq, heads, head_dim, window, causal, global_tokens, q_zp, k_zp, v_zp, out_zp,
-                                     score_multiplier, score_shift, out_multiplier, out_shift, tile, _ptr(table),
-                                     None if mask_c is None else _ptr(mask_c))
-            scratch_bytes = self.lib.ma_attention_s8_scratch(ctypes.byref(params))
-            assert scratch_bytes == tile * (8 * head_dim + 20)  # O(tile x head_dim): no score matrix, no score row
-            scratch, out = Guarded(scratch_bytes, np.uint8), Guarded(q.size, np.int8)  # numpy aligns to 16
-            self.lib.ma_attention_s8(_ptr(qc), _ptr(kc), _ptr(vc), ctypes.byref(params), _ptr(scratch.buffer),
-                                     _ptr(out.buffer))
-            scratch.check()
-            results.append(out.check().reshape(q.shape))
-        assert all(np.array_equal(r, results[0]) for r in results), "the query tile changed the result"
-        return results[0]
-
-    def QLayerNorm(self, x, bias, *, multiplier, shift, eps, out_zp):
-        c = x.shape[-1]
-        arrays = [_c(multiplier, np.int32), _c(shift, np.int32), _c(bias, np.int32)]
-        params = LayerNormParams(c, out_zp, eps, *map(_ptr, arrays))
-        xc, y = _c(x, np.int8), Guarded(x.size, np.int8)
-        self.lib.ma_layernorm_s8(_ptr(xc), I32(x.size // c), ctypes.byref(params), _ptr(y.buffer))
-        return y.check().reshape(x.shape)
-
-    def QTable(self, x, *, table):
-        xc, lut, y = _c(x, np.int8), _c(table, np.int8), Guarded(x.size, np.int8)
-        self.lib.ma_table_s8(_ptr(xc), I32(x.size), _ptr(lut), _ptr(y.buffer))
-        return y.check().reshape(x.shape)
-
-    def QAdd(self, a, b, **attrs):
-        names = ("a_zp", "b_zp", "a_multiplier", "a_shift", "b_multiplier", "b_shift", "out_multiplier",
-                 "out_shift", "out_zp")
-        params = AddParams(*(attrs[n] for n in names))
-        ac, bc, y = _c(a, np.int8), _c(b, np.int8), Guarded(a.size, np.int8)
-        self.lib.ma_add_s8(_ptr(ac), _ptr(bc), I32(a.size), I32(b.size), ctypes.byref(params), _ptr(y.buffer))
-        return y.check().reshape(a.shape)
-
-    def QRequant(self, x, *, in_zp, multiplier, shift, out_zp):
-        xc, y = _c(x, np.int8), Guarded(x.size, np.int8)
-        self.lib.ma_requant_s8(_ptr(xc), I32(x.size), I32(in_zp), I32(multiplier), I32(shift), I32(out_zp),
-                               _ptr(y.buffer))
-        return y.check().reshape(x.shape)
-
-
-def check_case(kernels: Kernels, name: str, inputs: tuple, attrs: dict) -> None:
-    with np.errstate(all="raise"):
-        expected = spec(name).reference(*inputs, **attrs)
-    got = kernels.run(name, inputs, attrs)
-    assert expected.dtype == np.int8 and got.shape == expected.shape
-    if not np.array_equal(got, expected):
-        bad = np.argwhere(got != expected)[:5].tolist()
-        raise AssertionError(f"{name} C != reference at {bad} ({int((got != expected).sum())} of {got.size}); "
-                             f"shapes {[np.shape(i) for i in inputs]}, attrs "
-                             f"{ {k: v for k, v in attrs.items() if k not in ('exp_table', 'table')} }")
-
-
-# ---- case generators: (inputs, attrs) from a numpy Generator; hypothesis may fix the structure -------------------
-def _zp(rng) -> int:
-    return int(rng.choice([-128, 127, 0])) if rng.random() < 0.35 else int(rng.integers(-128, 128))
-
-
-def _mult(rng, low: float, high: float, negative: float = 0.0) -> tuple[int, int]:
-    """quantize_multiplier of a real scale log-uniform in [2^low, 2^high] (negative with that probability)."""
-    real = 2.0 ** rng.uniform(low, high)
-    return quantize_multiplier(-real if rng.random() < negative else real)
-
-
-def _int8(rng, shape, low: int = -128, high: int = 127) -> np.ndarray:
-    mode = rng.random()
-    if mode < 0.1:  # only the extremes: saturation of every product
-        return rng.choice([low, high], size=shape).astype(np.int8)
-    if mode < 0.25:  # a narrow band around some centre: small variance, many ties
-        centre = int(rng.integers(low, high + 1))
-        return np.clip(centre + rng.integers(-3, 4, size=shape), low, high).astype(np.int8)
-    return rng.integers(low, high + 1, size=shape).astype(np.int8)
-
-
-def _mixed_mult(rng, typical: tuple[float, float], wide: tuple[float, float], negative: float = 0.0):
-    """Mostly real scales that keep outputs in range; a quarter from a wide range (saturation, underflow to 0)."""
-    return _mult(rng, *(wide if rng.random() < 0.25 else typical), negative)
-
-
-def _per_channel(rng, n: int, typical, wide, negative: float = 0.0) -> tuple[tuple, tuple]:
-    wide_case = rng.random() < 0.25
-    pairs = [_mult(rng, *(wide if wide_case else typical), negative) for _ in range(n)]
-    return tuple(m for m, _ in pairs), tuple(s for _, s in pairs)
-
-
-def _bias(rng, n: int, typical_bits: float, wide_bits: float) -> np.ndarray:
-    bits = wide_bits if rng.random() < 0.2 else typical_bits
-    return (rng.integers(-1, 2, n) * (2 ** rng.uniform(0, bits, n)).astype(np.int64)).astype(np.int32)
-
-
-def gen_qlinear(rng, rows=None, k=None, n=None, bits=None):
-    rows = rows or int(rng.integers(1, 5))
-    k = k or int(rng.integers(1, 70))
-    n = n or int(rng.integers(1, 12))
-    bits = bits or int(rng.choice([8, 4]))
-    x = _int8(rng, (1, rows, k) if rng.random() < 0.5 else (rows, k))
-    w = _int8(rng, (k, n), *((-8, 7) if bits == 4 else (-128, 127)))
-    # 2^-34 underflows to (0, 0); 2^1 is a left shift of 2
-    multiplier, shift = _per_channel(rng, n, (-20, -6), (-34, 1))
-    return (x, w, _bias(rng, n, 16, 24)), dict(multiplier=multiplier, shift=shift, y_zp=_zp(rng), bits=bits)
-
-
-def standard_exp_table(delta: float = 1 / 16) -> tuple[int, ...]:
-    return tuple(int(round(2 ** 15 * math.exp(-delta * t))) for t in range(256))
-
-
-def gen_qattention(rng, seq=None, heads=None, head_dim=None, window=None, causal=None, global_tokens=None):
-    seq = seq or int(rng.integers(1, 41))
-    heads = heads or int(rng.integers(1, 5))
-    head_dim = head_dim or int(rng.choice([1, 2, 3, 4, 8, 16]))
-    if window is None:
-        window = int(rng.choice([0, 1, 2, 3, 2 * int(rng.integers(0, 10)) + 1, int(rng.integers(1, seq + 1)),
-                                 seq + int(rng.integers(0, 5))]))
-    causal = int(rng.integers(0, 2)) if causal is None else causal
-    if global_tokens is None:
-        global_tokens = int(rng.choice([0, 0, 1, 2, int(rng.integers(0, seq + 1)), seq + 1]))
-    q, k, v = (_int8(rng, (1, seq, heads * head_dim)) for _ in range(3))
-    mode = rng.random()
-    if mode < 0.5:
-        table = standard_exp_table()
-    elif mode < 0.75:
-        table = standard_exp_table(2.0 ** rng.uniform(-6, 0))
-    else:  # any Q15 table: exp(0) = 2^15, then anything in [0, 2^15]
-        table = (1 << 15,) + tuple(int(t) for t in rng.integers(0, (1 << 15) + 1, 255))
-    # wide: from underflow to (0, 0) (uniform attention) to left shifts of 30 (clamped gaps)
-    score_multiplier, score_shift = _mixed_mult(rng, (-14, 2), (-34, 29))
-    out_multiplier, out_shift = _mixed_mult(rng, (-16, -6), (-34, 2))
-    inputs = (q, k, v)
-    if rng.random() < 0.2:  # an explicit 0/1 mask on top, each row keeping at least one key its window allows
-        allowed = attention_allowed(seq, window, global_tokens, causal)
-        keep = np.array([rng.choice(np.flatnonzero(row)) for row in allowed])
-        mask = rng.random((seq, seq)) < rng.uniform(0.1, 0.9)
-        mask[np.arange(seq), keep] = True
-        inputs = (q, k, v, mask.astype(np.uint8))
-    return inputs, dict(heads=heads, head_dim=head_dim, window=window, causal=causal,
-                           global_tokens=global_tokens, q_zp=_zp(rng), k_zp=_zp(rng), v_zp=_zp(rng),
-                           out_zp=_zp(rng), score_multiplier=score_multiplier, score_shift=score_shift,
-                           exp_table=table, out_multiplier=out_multiplier, out_shift=out_shift)
-
-
-def gen_qlayernorm(rng, rows=None, c=None):
-    rows = rows or int(rng.integers(1, 5))
-    c = c or int(rng.integers(1, 97))
-    x = _int8(rng, (1, rows, c))
-    if rng.random() < 0.1:
-        x[..., :] = x[..., :1]  # constant rows: zero variance, sigma from eps (or the floor of 1)
-    eps = int(rng.choice([0, int(2 ** rng.uniform(0, 30)), int(round(c * c * 1e-5 / 0.05 ** 2))]))
-    multiplier, shift = _per_channel(rng, c, (-16, -7), (-34, 0), negative=0.2)  # gamma can be negative
-    return (x, _bias(rng, c, 7, 24)), dict(multiplier=multiplier, shift=shift, eps=eps, out_zp=_zp(rng))
-
-
-def gen_qtable(rng):
-    x = _int8(rng, tuple(int(d) for d in rng.integers(1, 9, int(rng.integers(1, 4)))))
-    return (x,), dict(table=tuple(int(t) for t in rng.integers(-128, 128, 256)))
-
-
-def gen_qadd(rng, seq=None, c=None, b_form=None):
-    seq, c = seq or int(rng.integers(1, 20)), c or int(rng.integers(1, 40))
-    b_shape = [(c,), (1, seq, c), (1, 1, c)][int(rng.integers(0, 3)) if b_form is None else b_form]
-    a, b = _int8(rng, (1, seq, c)), _int8(rng, b_shape)
-    s_a, s_b = 2.0 ** rng.uniform(-10, 0, 2)
-    s_y = max(s_a, s_b) * 2.0 ** rng.uniform(-2, 4)  # from saturating most sums to using a sixteenth of the range
-    twice = 2 * max(s_a, s_b)
-    (am, ash), (bm, bsh) = quantize_multiplier(s_a / twice), quantize_multiplier(s_b / twice)
-    om, osh = quantize_multiplier(twice / (2 ** 20 * s_y))
-    return (a, b), dict(a_zp=_zp(rng), b_zp=_zp(rng), a_multiplier=am, a_shift=ash, b_multiplier=bm, b_shift=bsh,
-                        out_multiplier=om, out_shift=osh, out_zp=_zp(rng))
-
-
-def gen_qrequant(rng):
-    x = _int8(rng, (int(rng.integers(1, 6)), int(rng.integers(1, 50))))
-    multiplier, shift = _mixed_mult(rng, (-3, 2), (-34, 7), negative=0.2)
-    return (x,), dict(in_zp=_zp(rng), multiplier=multiplier, shift=shift, out_zp=_zp(rng))
-
-
-GENERATORS = {"QLinear": gen_qlinear, "QAttention": gen_qattention, "QLayerNorm": gen_qlayernorm,
-              "QTable": gen_qtable, "QAdd": gen_qadd, "QRequant": gen_qrequant}
-SWEEP = {"QLinear": 600, "QAttention": 600, "QLayerNorm": 600, "QTable": 100, "QAdd": 400, "QRequant": 400}
-
-
-def sweep(library: str, seed: int, scale: float = 1.0) -> int:
-    """Run every generator's seeded sweep against `library`; returns the number of cases (raises on a mismatch)."""
-    kernels, cases = Kernels(Path(library)), 0
-    for index, (name, generate) in enumerate(GENERATORS.items()):
-        rng = np.random.default_rng([seed, index])
-        for _ in range(max(1, int(SWEEP[name] * scale))):
-            check_case(kernels, name, *generate(rng))
-            cases += 1
-    return cases
+def _share(kernels: KernelBindings) -> float:
+    return 1.0 if isinstance(kernels.backend, HostBackend) else EMULATED_SHARE
 
 
 # ---- bit-exact tests ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def kernels() -> Kernels:
-    return Kernels(compile_shared(SOURCES, INCLUDE, FLAGS, name="ma_kernels_s8"))
-
-
 def test_sources_are_all_there() -> None:
     assert {p.name for p in SOURCES} >= {"linear_s8.c", "attention_s8.c", "layernorm_s8.c", "pointwise_s8.c"}
 
 
 @pytest.mark.parametrize("name", list(GENERATORS))
-def test_seeded_sweep(kernels: Kernels, name: str) -> None:
+def test_seeded_sweep(kernels: KernelBindings, name: str) -> None:
     rng = np.random.default_rng(sum(map(ord, name)))
-    for _ in range(SWEEP[name]):
+    for _ in range(int(SWEEP[name] * _share(kernels))):
         check_case(kernels, name, *GENERATORS[name](rng))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_large_sweep(variant: str) -> None:
+    """Ten times the default seeded cases, other seeds (`pytest -m slow`)."""
+    kernels = host_kernels() if variant == "ref" else arm_kernels()
+    assert sweep(kernels, seed=2024, scale=10.0) >= 10 * sum(SWEEP.values())
 
 
 SEEDS = st.integers(0, 2 ** 32 - 1)
@@ -338,7 +97,7 @@ SEEDS = st.integers(0, 2 ** 32 - 1)
 
 @HYPOTHESIS
 @given(seed=SEEDS, rows=st.integers(1, 4), k=st.integers(1, 80), n=st.integers(1, 10), bits=st.sampled_from([8, 4]))
-def test_qlinear_hypothesis(kernels: Kernels, seed: int, rows: int, k: int, n: int, bits: int) -> None:
+def test_qlinear_hypothesis(kernels: KernelBindings, seed: int, rows: int, k: int, n: int, bits: int) -> None:
     check_case(kernels, "QLinear", *gen_qlinear(np.random.default_rng(seed), rows, k, n, bits))
 
 
@@ -346,24 +105,24 @@ def test_qlinear_hypothesis(kernels: Kernels, seed: int, rows: int, k: int, n: i
 @given(seed=SEEDS, seq=st.integers(1, 40), heads=st.integers(1, 4), head_dim=st.integers(1, 12),
        window=st.one_of(st.sampled_from([0, 1, 2, 3, 5, 7, 64]), st.integers(0, 45)), causal=st.integers(0, 1),
        global_tokens=st.one_of(st.just(0), st.integers(0, 42)))
-def test_qattention_hypothesis(kernels: Kernels, seed, seq, heads, head_dim, window, causal, global_tokens) -> None:
+def test_qattention_hypothesis(kernels: KernelBindings, seed, seq, heads, head_dim, window, causal, global_tokens) -> None:
     inputs, attrs = gen_qattention(np.random.default_rng(seed), seq, heads, head_dim, window, causal, global_tokens)
     check_case(kernels, "QAttention", inputs, attrs)
 
 
 @HYPOTHESIS
 @given(seed=SEEDS, rows=st.integers(1, 4), c=st.integers(1, 128))
-def test_qlayernorm_hypothesis(kernels: Kernels, seed: int, rows: int, c: int) -> None:
+def test_qlayernorm_hypothesis(kernels: KernelBindings, seed: int, rows: int, c: int) -> None:
     check_case(kernels, "QLayerNorm", *gen_qlayernorm(np.random.default_rng(seed), rows, c))
 
 
 @HYPOTHESIS
 @given(seed=SEEDS, seq=st.integers(1, 16), c=st.integers(1, 33), b_form=st.integers(0, 2))
-def test_qadd_hypothesis(kernels: Kernels, seed: int, seq: int, c: int, b_form: int) -> None:
+def test_qadd_hypothesis(kernels: KernelBindings, seed: int, seq: int, c: int, b_form: int) -> None:
     check_case(kernels, "QAdd", *gen_qadd(np.random.default_rng(seed), seq, c, b_form))
 
 
-def test_attention_key_sets(kernels: Kernels) -> None:
+def test_attention_key_sets(kernels: KernelBindings) -> None:
     """Each key set exactly: with v one-hot per key and a flat table, out = 1/|keys| on exactly the allowed keys."""
     for seq, window, causal, global_tokens in [(9, 0, 0, 0), (9, 0, 1, 0), (9, 1, 0, 0), (9, 2, 0, 0), (9, 3, 1, 0),
                                                (9, 4, 0, 2), (9, 4, 1, 2), (9, 20, 0, 0), (9, 3, 1, 20), (1, 5, 1, 1)]:
@@ -379,7 +138,7 @@ def test_attention_key_sets(kernels: Kernels) -> None:
         check_case(kernels, "QAttention", (q, q, v), attrs)
 
 
-def test_int4_packing_odd_k(kernels: Kernels) -> None:
+def test_int4_packing_odd_k(kernels: KernelBindings) -> None:
     """Odd K: the last byte of each row holds one weight in its low nibble; the padding nibble is ignored."""
     w = np.array([[-8], [7], [-1]], np.int8)                        # [K=3, N=1]
     assert pack_int4(w.T.astype(np.int64)).tolist() == [[0x78, 0x0F]]  # k0 = -8 low, k1 = 7 high; k2 = -1 low, zero pad
@@ -400,7 +159,7 @@ def test_sanitizers() -> None:
     env = {**os.environ, "LD_PRELOAD": ":".join(runtimes), "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0",
            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_kernels_s8 as t; "
-            f"print('cases', t.sweep({str(library)!r}, seed=7))")
+            f"from kernel_cases import sweep; print('cases', sweep(t.host_kernels({str(library)!r}), seed=7))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
     assert "cases" in result.stdout and "ERROR" not in result.stderr, result.stderr[-6000:]

@@ -119,3 +119,24 @@ def test_classifier():
     assert (counts["load_multiple"], counts["load_multiple_regs"]) == (1, 2)
     assert counts["reads"] == 4 + 2 + 2 and counts["writes"] == 2
     assert block.writes_pc  # pop {..., pc}
+
+
+def test_classifier_dsp_extension():
+    """The DSP instructions the arm/ kernels use: extends, saturation, packing and SIMD adds are single-cycle alu,
+    the 16-bit and long multiply-accumulates are mac (Cortex-M4 TRM Table 3-1)."""
+    code = bytes.fromhex(
+        "2ffa85f7"    # sxtb16 r7, r5
+        "2ffa96f6"    # sxtb16 r6, r6, ror #8
+        "29fb0788"    # smlad r8, r9, r7, r8
+        "11fb0200"    # smlabb r0, r1, r2, r0
+        "11fb2200"    # smlatb r0, r1, r2, r0
+        "00f30700"    # ssat r0, #8, r0
+        "81f30801"    # usat r1, #8, r1
+        "80fa81f0"    # qadd r0, r1, r0
+        "c1ea0240"    # pkhbt r0, r1, r2, lsl #16
+        "c2ea2140"    # pkhtb r0, r2, r1, asr #16
+        "d1fa02f0"    # ssub16 r0, r1, r2
+        "c2fb0301"    # smlal r0, r1, r2, r3
+        "3ffa81f0")   # uxtb16 r0, r1
+    counts = dict(zip(FIELDS, classify(code, 0x1000).vector.tolist()))
+    assert (counts["instructions"], counts["alu"], counts["mac"], counts["other"]) == (13, 9, 4, 0)

@@ -65,6 +65,7 @@ class Project:
     headers: list[str] = field(default_factory=list)
     query_tile: int = 1                                 # query rows per attention kernel tile
     renamer: Renamer = field(default_factory=lambda: Renamer(DEFAULT_PREFIX, {}))   # --prefix (harness files too)
+    kernel_variant: str = "ref"                         # codegen.kernels.VARIANTS: the kernel sources used
 
 
 class EmitContext:
@@ -251,10 +252,11 @@ def memory_plan(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> tuple[lis
     return steps, sizes, plan_memory(steps, sizes, graph.inputs, graph.outputs, graph.constants)
 
 
-def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = DEFAULT_PREFIX) -> Project:
+def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = DEFAULT_PREFIX,
+             variant: str = "ref") -> Project:
     """The C project for `graph`: model.h/.c, weights.h/.c, kernels/, main.c and a Makefile. Attention kernels
     take `query_tile` query rows at a time (see `memory_plan`); the model's symbols start with `prefix`
-    (codegen/prefix.py)."""
+    (codegen/prefix.py); `variant` picks the kernel sources (`codegen.kernels.VARIANTS`)."""
     steps, sizes, plan = memory_plan(graph, query_tile)
     ctx = EmitContext(graph, plan, query_tile)
     rendered_layers, layers, functions = [], [], set()
@@ -297,7 +299,7 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = D
               + [{"name": "MA_ARENA_BYTES", "value": str(plan.arena_bytes)}])
 
     kernel_functions = sorted(f for f in functions if f.startswith("ma_"))
-    kernel_paths = kernel_files(kernel_functions)
+    kernel_paths = kernel_files(kernel_functions, variant)
     kernel_rel = {path: "kernels/" + path.relative_to(KERNELS).as_posix() for path in kernel_paths}
     sources = ["main.c", "model.c", "weights.c"] + sorted(r for r in kernel_rel.values() if r.endswith(".c"))
     headers = ["model.h", "weights.h"] + sorted(r for r in kernel_rel.values() if r.endswith(".h"))
@@ -326,4 +328,4 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = D
         layer["symbol"] = renamer.rename(layer["symbol"])
     return Project({name: renamer.file(name, data) for name, data in sorted(files.items())}, plan, layers,
                    weights_bytes, params_bytes, [renamer.rename(f) for f in kernel_functions], sources, headers,
-                   query_tile, renamer)
+                   query_tile, renamer, variant)

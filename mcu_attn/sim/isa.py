@@ -40,6 +40,15 @@ _MAC = {"mla", "mls", "smlabb", "smlabt", "smlatb", "smlatt", "smlawb", "smlawt"
         "smlsdx", "smlal", "smlalbb", "smlalbt", "smlaltb", "smlaltt", "smlald", "smlaldx", "smlsld",
         "smlsldx", "umlal", "umaal", "smmla", "smmlar", "smmls", "smmlsr", "usada8"}
 _DIV = {"sdiv", "udiv"}
+# The DSP extension's single-cycle data processing (Cortex-M4 TRM, DDI 0439, Table 3-1: "Saturate SSAT, USAT",
+# "Packing PKHBT, PKHTB", "Extend SXTB16, UXTB16, SXTAB16, ...", "Parallel add/subtract", "Saturating add QADD"
+# each 1 cycle): named here so that they are alu on purpose, not by falling through. SMLAD, SMLABB and their
+# kind are in _MAC (Table 3-1: "Multiply ... with accumulate ... 1").
+_DSP_ALU = {"sxtb16", "sxtab16", "uxtb16", "uxtab16", "sxtab", "sxtah", "uxtab", "uxtah", "ssat", "usat",
+            "ssat16", "usat16", "qadd", "qsub", "qdadd", "qdsub", "qadd16", "qsub16", "qadd8", "qsub8", "qasx",
+            "qsax", "pkhbt", "pkhtb", "sadd16", "ssub16", "sadd8", "ssub8", "uadd16", "usub16", "uadd8", "usub8",
+            "sasx", "ssax", "uasx", "usax", "shadd16", "shsub16", "uhadd16", "uhsub16", "shadd8", "uhadd8", "sel",
+            "usad8"}
 _BRANCH = {"b", "bl", "bx", "blx", "cbz", "cbnz"}
 _TABLE_BRANCH = {"tbb", "tbh"}
 _LOAD_MULTI = {"ldm", "ldmia", "ldmdb", "ldmda", "ldmib", "pop", "vldmia", "vldmdb", "vpop", "vldm"}
@@ -179,6 +188,8 @@ def classify(code: bytes, address: int) -> Block:
             vector[INDEX["fp"]] += 1
         elif name in _OTHER:
             vector[INDEX["other"]] += 1
+        elif name in _DSP_ALU:
+            vector[INDEX["alu"]] += 1
         else:
             vector[INDEX["alu"]] += 1
         previous_load_dest = single_load_dest

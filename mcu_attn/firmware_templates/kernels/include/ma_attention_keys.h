@@ -1,5 +1,5 @@
 /* The keys a query may see, shared by the integer and float attention kernels.
- * Mirrors mcu_attn/ir/ops/nn.py attention_allowed: window 0 sees every key; a local window sees |i - j| <= W/2
+ * Mirrors mcu_attn/ir/ops/attention.py attention_allowed: window 0 sees every key; a local window sees |i - j| <= W/2
  * (causal: i - W < j <= i); the first global_tokens tokens see every key and every query sees them; causal
  * keeps j <= i throughout. The set is at most two ascending index ranges: the global keys left of the band,
  * [0, globals_end), and the band [lo, hi). */

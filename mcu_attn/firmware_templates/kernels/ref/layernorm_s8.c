@@ -1,5 +1,5 @@
 /* QLayerNorm: integer mean, variance and square root, one reciprocal per row, per-channel requantization.
- * Reference: mcu_attn/ir/ops/qops.py qlayernorm.
+ * Reference: mcu_attn/ir/ops/layernorm.py qlayernorm.
  *
  * With S = sum x and d_i = C x_i - S, V / C = sum d_i^2 / C = C sum x^2 - S^2 exactly, so one pass gives the
  * variance term and a second pass normalizes: sigma = max(1, isqrt(V / C + eps)), inv = 2^30 / sigma,

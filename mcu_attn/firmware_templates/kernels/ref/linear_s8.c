@@ -1,5 +1,5 @@
 /* QLinear: y = sat8(requant(bias + x . w, mult[n], shift[n]) + y_zp), weights [n][k] (one output channel per
- * row, so each output is one contiguous dot product). Reference: mcu_attn/ir/ops/qops.py qlinear. */
+ * row, so each output is one contiguous dot product). Reference: mcu_attn/ir/ops/linear.py qlinear. */
 #include "ma_kernels_s8.h"
 
 /* The dot product alone stays far inside int32 (|x w| <= 2^14 per term); the bias is added in int64 so that no

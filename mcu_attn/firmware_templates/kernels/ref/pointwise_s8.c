@@ -1,4 +1,4 @@
-/* Pointwise integer ops: QTable, QAdd, QRequant. Reference: mcu_attn/ir/ops/qops.py. */
+/* Pointwise integer ops: QTable, QAdd, QRequant. References: mcu_attn/ir/ops/int8_pointwise.py, add.py. */
 #include "ma_kernels_s8.h"
 
 void ma_table_s8(const int8_t *x, int32_t count, const int8_t *table, int8_t *y) {

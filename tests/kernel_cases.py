@@ -1,0 +1,168 @@
+"""Seeded case generators for the integer kernels, shared by the host and emulator tests and the benchmark.
+
+Each generator draws (inputs, attrs) for one integer IR op from a numpy Generator, in the calling convention of
+its numpy reference (`mcu_attn/ir/ops/`): extreme zero points, multipliers from `quantize_multiplier`
+over a wide range of real scales, saturation, narrow bands with many ties. hypothesis may fix the structure
+(shapes, windows, causality, global tokens) and leave the values to the seed. `check_case` runs the reference
+and a kernel (`mcu_attn.sim.kernel_calls.KernelBindings` over any backend) on one case and requires identical
+bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mcu_attn.ir.ops.attention import attention_allowed
+from mcu_attn.ir.ops.registry import spec
+from mcu_attn.reference.qmath import quantize_multiplier
+
+
+def check_case(kernels, name: str, inputs: tuple, attrs: dict) -> None:
+    with np.errstate(all="raise"):
+        expected = spec(name).reference(*inputs, **attrs)
+    got = kernels.run(name, inputs, attrs)
+    assert expected.dtype == np.int8 and got.shape == expected.shape
+    if not np.array_equal(got, expected):
+        bad = np.argwhere(got != expected)[:5].tolist()
+        raise AssertionError(f"{name} C != reference at {bad} ({int((got != expected).sum())} of {got.size}); "
+                             f"shapes {[np.shape(i) for i in inputs]}, attrs "
+                             f"{ {k: v for k, v in attrs.items() if k not in ('exp_table', 'table')} }")
+
+
+def _zp(rng) -> int:
+    return int(rng.choice([-128, 127, 0])) if rng.random() < 0.35 else int(rng.integers(-128, 128))
+
+
+def _mult(rng, low: float, high: float, negative: float = 0.0) -> tuple[int, int]:
+    """quantize_multiplier of a real scale log-uniform in [2^low, 2^high] (negative with that probability)."""
+    real = 2.0 ** rng.uniform(low, high)
+    return quantize_multiplier(-real if rng.random() < negative else real)
+
+
+def _int8(rng, shape, low: int = -128, high: int = 127) -> np.ndarray:
+    mode = rng.random()
+    if mode < 0.1:  # only the extremes: saturation of every product
+        return rng.choice([low, high], size=shape).astype(np.int8)
+    if mode < 0.25:  # a narrow band around some centre: small variance, many ties
+        centre = int(rng.integers(low, high + 1))
+        return np.clip(centre + rng.integers(-3, 4, size=shape), low, high).astype(np.int8)
+    return rng.integers(low, high + 1, size=shape).astype(np.int8)
+
+
+def _mixed_mult(rng, typical: tuple[float, float], wide: tuple[float, float], negative: float = 0.0):
+    """Mostly real scales that keep outputs in range; a quarter from a wide range (saturation, underflow to 0)."""
+    return _mult(rng, *(wide if rng.random() < 0.25 else typical), negative)
+
+
+def _per_channel(rng, n: int, typical, wide, negative: float = 0.0) -> tuple[tuple, tuple]:
+    wide_case = rng.random() < 0.25
+    pairs = [_mult(rng, *(wide if wide_case else typical), negative) for _ in range(n)]
+    return tuple(m for m, _ in pairs), tuple(s for _, s in pairs)
+
+
+def _bias(rng, n: int, typical_bits: float, wide_bits: float) -> np.ndarray:
+    bits = wide_bits if rng.random() < 0.2 else typical_bits
+    return (rng.integers(-1, 2, n) * (2 ** rng.uniform(0, bits, n)).astype(np.int64)).astype(np.int32)
+
+
+def gen_qlinear(rng, rows=None, k=None, n=None, bits=None):
+    rows = rows or int(rng.integers(1, 5))
+    k = k or int(rng.integers(1, 70))
+    n = n or int(rng.integers(1, 12))
+    bits = bits or int(rng.choice([8, 4]))
+    x = _int8(rng, (1, rows, k) if rng.random() < 0.5 else (rows, k))
+    w = _int8(rng, (k, n), *((-8, 7) if bits == 4 else (-128, 127)))
+    # 2^-34 underflows to (0, 0); 2^1 is a left shift of 2
+    multiplier, shift = _per_channel(rng, n, (-20, -6), (-34, 1))
+    return (x, w, _bias(rng, n, 16, 24)), dict(multiplier=multiplier, shift=shift, y_zp=_zp(rng), bits=bits)
+
+
+def standard_exp_table(delta: float = 1 / 16) -> tuple[int, ...]:
+    return tuple(int(round(2 ** 15 * math.exp(-delta * t))) for t in range(256))
+
+
+def gen_qattention(rng, seq=None, heads=None, head_dim=None, window=None, causal=None, global_tokens=None):
+    seq = seq or int(rng.integers(1, 41))
+    heads = heads or int(rng.integers(1, 5))
+    head_dim = head_dim or int(rng.choice([1, 2, 3, 4, 8, 16]))
+    if window is None:
+        window = int(rng.choice([0, 1, 2, 3, 2 * int(rng.integers(0, 10)) + 1, int(rng.integers(1, seq + 1)),
+                                 seq + int(rng.integers(0, 5))]))
+    causal = int(rng.integers(0, 2)) if causal is None else causal
+    if global_tokens is None:
+        global_tokens = int(rng.choice([0, 0, 1, 2, int(rng.integers(0, seq + 1)), seq + 1]))
+    q, k, v = (_int8(rng, (1, seq, heads * head_dim)) for _ in range(3))
+    mode = rng.random()
+    if mode < 0.5:
+        table = standard_exp_table()
+    elif mode < 0.75:
+        table = standard_exp_table(2.0 ** rng.uniform(-6, 0))
+    else:  # any Q15 table: exp(0) = 2^15, then anything in [0, 2^15]
+        table = (1 << 15,) + tuple(int(t) for t in rng.integers(0, (1 << 15) + 1, 255))
+    # wide: from underflow to (0, 0) (uniform attention) to left shifts of 30 (clamped gaps)
+    score_multiplier, score_shift = _mixed_mult(rng, (-14, 2), (-34, 29))
+    out_multiplier, out_shift = _mixed_mult(rng, (-16, -6), (-34, 2))
+    inputs = (q, k, v)
+    if rng.random() < 0.2:  # an explicit 0/1 mask on top, each row keeping at least one key its window allows
+        allowed = attention_allowed(seq, window, global_tokens, causal)
+        keep = np.array([rng.choice(np.flatnonzero(row)) for row in allowed])
+        mask = rng.random((seq, seq)) < rng.uniform(0.1, 0.9)
+        mask[np.arange(seq), keep] = True
+        inputs = (q, k, v, mask.astype(np.uint8))
+    return inputs, dict(heads=heads, head_dim=head_dim, window=window, causal=causal,
+                           global_tokens=global_tokens, q_zp=_zp(rng), k_zp=_zp(rng), v_zp=_zp(rng),
+                           out_zp=_zp(rng), score_multiplier=score_multiplier, score_shift=score_shift,
+                           exp_table=table, out_multiplier=out_multiplier, out_shift=out_shift)
+
+
+def gen_qlayernorm(rng, rows=None, c=None):
+    rows = rows or int(rng.integers(1, 5))
+    c = c or int(rng.integers(1, 97))
+    x = _int8(rng, (1, rows, c))
+    if rng.random() < 0.1:
+        x[..., :] = x[..., :1]  # constant rows: zero variance, sigma from eps (or the floor of 1)
+    eps = int(rng.choice([0, int(2 ** rng.uniform(0, 30)), int(round(c * c * 1e-5 / 0.05 ** 2))]))
+    multiplier, shift = _per_channel(rng, c, (-16, -7), (-34, 0), negative=0.2)  # gamma can be negative
+    return (x, _bias(rng, c, 7, 24)), dict(multiplier=multiplier, shift=shift, eps=eps, out_zp=_zp(rng))
+
+
+def gen_qtable(rng):
+    x = _int8(rng, tuple(int(d) for d in rng.integers(1, 9, int(rng.integers(1, 4)))))
+    return (x,), dict(table=tuple(int(t) for t in rng.integers(-128, 128, 256)))
+
+
+def gen_qadd(rng, seq=None, c=None, b_form=None):
+    seq, c = seq or int(rng.integers(1, 20)), c or int(rng.integers(1, 40))
+    b_shape = [(c,), (1, seq, c), (1, 1, c)][int(rng.integers(0, 3)) if b_form is None else b_form]
+    a, b = _int8(rng, (1, seq, c)), _int8(rng, b_shape)
+    s_a, s_b = 2.0 ** rng.uniform(-10, 0, 2)
+    s_y = max(s_a, s_b) * 2.0 ** rng.uniform(-2, 4)  # from saturating most sums to using a sixteenth of the range
+    twice = 2 * max(s_a, s_b)
+    (am, ash), (bm, bsh) = quantize_multiplier(s_a / twice), quantize_multiplier(s_b / twice)
+    om, osh = quantize_multiplier(twice / (2 ** 20 * s_y))
+    return (a, b), dict(a_zp=_zp(rng), b_zp=_zp(rng), a_multiplier=am, a_shift=ash, b_multiplier=bm, b_shift=bsh,
+                        out_multiplier=om, out_shift=osh, out_zp=_zp(rng))
+
+
+def gen_qrequant(rng):
+    x = _int8(rng, (int(rng.integers(1, 6)), int(rng.integers(1, 50))))
+    multiplier, shift = _mixed_mult(rng, (-3, 2), (-34, 7), negative=0.2)
+    return (x,), dict(in_zp=_zp(rng), multiplier=multiplier, shift=shift, out_zp=_zp(rng))
+
+
+GENERATORS = {"QLinear": gen_qlinear, "QAttention": gen_qattention, "QLayerNorm": gen_qlayernorm,
+              "QTable": gen_qtable, "QAdd": gen_qadd, "QRequant": gen_qrequant}
+SWEEP = {"QLinear": 600, "QAttention": 600, "QLayerNorm": 600, "QTable": 100, "QAdd": 400, "QRequant": 400}
+
+
+def sweep(kernels, seed: int, scale: float = 1.0) -> int:
+    """Every generator's seeded sweep against `kernels`; the number of cases (raises on a mismatch)."""
+    cases = 0
+    for index, (name, generate) in enumerate(GENERATORS.items()):
+        rng = np.random.default_rng([seed, index])
+        for _ in range(max(1, int(SWEEP[name] * scale))):
+            check_case(kernels, name, *generate(rng))
+            cases += 1
+    return cases
