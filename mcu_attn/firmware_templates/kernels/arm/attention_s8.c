@@ -20,6 +20,7 @@
 #include "ma_dsp.h"
 
 #define MA_INT32_KEYS 257 /* 257 * 255 * 2^15 = 2^31 - 2^15 */
+#define MA_FAST_DIM 64    /* the largest head_dim of the fast path (its per-key buffers are on the stack) */
 
 int32_t ma_attention_s8_scratch(const ma_attention_s8_params *p) {
     return ma_attention_s8_scratch_bytes(p);
@@ -29,7 +30,7 @@ typedef struct {
     const uint16_t *table;
     int64_t k;              /* 2^30 + 2^(right-1) 2^31 */
     int32_t mult, index_shift; /* score multiplier, right - 1 */
-    int32_t q_zp, k_zp, vzz;   /* vzz: v_zp in both halfwords */
+    int32_t q_zp, k_zp, v_zp, vzz; /* vzz: v_zp in both halfwords */
     int32_t dim, d4;           /* head_dim, head_dim rounded down to a multiple of 4 */
 } fast_params;
 
@@ -65,17 +66,6 @@ static void row_start(row_state *r, const int8_t *q, const fast_params *f) {
     r->q = q;
 }
 
-static inline int32_t logit(const row_state *r, const int8_t *kj, const fast_params *f) {
-    int32_t s = r->qk0, d;
-    for (d = 0; d < f->d4; d += 4) {
-        const int32_t w = ma_word(kj + d);
-        s = __smlad(r->qp[d / 2], __sxtb16(w), s);
-        s = __smlad(r->qp[d / 2 + 1], ma_sxtb16_ror8(w), s);
-    }
-    for (; d < f->dim; ++d) s += (r->q[d] - f->q_zp) * kj[d];
-    return s;
-}
-
 /* The maximum rises to s: rescale the sum and the accumulators by exp(m - s) (ma_rshift_round64 of the
  * products, as the reference does); returns the new key's entry, table[0]. */
 __attribute__((noinline)) static int32_t rise(row_state *r, int32_t s, const fast_params *f) {
@@ -90,64 +80,104 @@ __attribute__((noinline)) static int32_t rise(row_state *r, int32_t s, const fas
     return f->table[0];
 }
 
-/* The key's table entry (0: it adds nothing), after any rise. */
-static inline int32_t entry(row_state *r, int32_t s, const fast_params *f) {
+/* A key's logit for one row: `kw` holds the key's SXTB16 pairs (dim4 / 2 words), then the scalar tail. */
+__attribute__((always_inline)) static inline int32_t logit(const row_state *r, const int32_t *kw,
+                                                           const int8_t *kj, const fast_params *f, int dim) {
+    const int32_t dim4 = dim & ~3;
+    int32_t s = r->qk0, d;
+    for (d = 0; d < dim4 / 2; ++d) s = __smlad(r->qp[d], kw[d], s);
+    for (d = dim4; d < dim; ++d) s += (r->q[d] - f->q_zp) * kj[d];
+    return s;
+}
+
+/* The key's table entry for one row (0: it adds nothing), after any rise. */
+__attribute__((always_inline)) static inline int32_t entry(row_state *r, int32_t s, const fast_params *f) {
     if (s > r->m) return rise(r, s, f);
     return f->table[table_index(r->base - (int64_t)s * f->mult, f->index_shift)];
 }
 
-/* acc += e (v - v_zp); `big`: e = 2^15, multiplied as -2^15 (v_zp - v). */
-static inline void accumulate(int32_t *acc, const int8_t *vj, int32_t e, const fast_params *f, int big) {
-    int32_t d;
-    for (d = 0; d < f->d4; d += 4) {
-        const int32_t w = ma_word(vj + d);
-        const int32_t even = big ? __ssub16(f->vzz, __sxtb16(w)) : __ssub16(__sxtb16(w), f->vzz);
-        const int32_t odd = big ? __ssub16(f->vzz, ma_sxtb16_ror8(w)) : __ssub16(ma_sxtb16_ror8(w), f->vzz);
-        acc[d] = __smlabb(even, e, acc[d]);
-        acc[d + 2] = __smlatb(even, e, acc[d + 2]);
-        acc[d + 1] = __smlabb(odd, e, acc[d + 1]);
-        acc[d + 3] = __smlatb(odd, e, acc[d + 3]);
+/* acc += e (v - v_zp) with `vw` the key's (v - v_zp) halfword pairs; e < 2^15 fits SMLABB's signed halfword,
+ * e = 2^15 is added as two halves. */
+__attribute__((always_inline)) static inline void accumulate(row_state *r, const int32_t *vw, const int8_t *vj,
+                                                             int32_t e, const fast_params *f, int dim) {
+    const int32_t dim4 = dim & ~3, half = e == 32768, step = half ? 16384 : e;
+    int32_t *acc = r->acc, d, pass;
+    r->sum += (uint32_t)e;
+    for (pass = 0; pass <= half; ++pass) {
+        for (d = 0; d < dim4; d += 4) {
+            acc[d] = __smlabb(vw[d / 2], step, acc[d]);
+            acc[d + 2] = __smlatb(vw[d / 2], step, acc[d + 2]);
+            acc[d + 1] = __smlabb(vw[d / 2 + 1], step, acc[d + 1]);
+            acc[d + 3] = __smlatb(vw[d / 2 + 1], step, acc[d + 3]);
+        }
     }
-    for (; d < f->dim; ++d) acc[d] += (big ? 32768 : e) * (vj[d] - (f->vzz >> 16));
+    for (d = dim4; d < dim; ++d) acc[d] += e * (vj[d] - f->v_zp);
 }
 
-static inline void add_key(row_state *r, const int8_t *vj, int32_t e, const fast_params *f) {
-    r->sum += (uint32_t)e;
-    if (e == 32768) {
-        accumulate(r->acc, vj, -32768, f, 1);
+/* Bytes 0 and 2, then 1 and 3, of each word of x[0, dim4) sign-extended, minus zz from both halfwords. */
+__attribute__((always_inline)) static inline void extend(int32_t *out, const int8_t *x, int32_t zz, int dim) {
+    int32_t d;
+    for (d = 0; d < (dim & ~3); d += 4) {
+        const int32_t w = ma_word(x + d);
+        out[d / 2] = zz ? __ssub16(__sxtb16(w), zz) : __sxtb16(w);
+        out[d / 2 + 1] = zz ? __ssub16(ma_sxtb16_ror8(w), zz) : ma_sxtb16_ror8(w);
+    }
+}
+
+/* Keys [from, to) into `rows` rows (1 or 2; two rows see every key, and then there is no mask). `dim` is a
+ * constant for the common head sizes, so the loops over the head unroll; k and v are extended once per key
+ * for both rows. */
+__attribute__((always_inline)) static inline void keys(row_state *a, row_state *b, const int8_t *k,
+                                                       const int8_t *v, int32_t stride, int32_t from, int32_t to,
+                                                       const uint8_t *mask, const fast_params *f, int dim,
+                                                       int rows) {
+    int32_t kw[MA_FAST_DIM / 2], vw[MA_FAST_DIM / 2], j;
+    for (j = from; j < to; ++j) {
+        const int8_t *kj = k + j * stride, *vj = v + j * stride;
+        int32_t ea, eb = 0;
+        if (rows == 1 && mask && !mask[j]) continue;
+        extend(kw, kj, 0, dim);
+        ea = entry(a, logit(a, kw, kj, f, dim), f);
+        if (rows == 2) eb = entry(b, logit(b, kw, kj, f, dim), f);
+        if (ea == 0 && eb == 0) continue;
+        extend(vw, vj, f->vzz, dim);
+        if (ea) accumulate(a, vw, vj, ea, f, dim);
+        if (eb) accumulate(b, vw, vj, eb, f, dim);
+    }
+}
+
+/* The key loop for one row or two, specialised for head_dim 8 and 16 (any other size up to MA_FAST_DIM runs
+ * the same code with a run-time size). */
+static void keys_any(row_state *a, row_state *b, const int8_t *k, const int8_t *v, int32_t stride, int32_t from,
+                     int32_t to, const uint8_t *mask, const fast_params *f, int rows) {
+    if (rows == 2) {
+        if (f->dim == 8) {
+            keys(a, b, k, v, stride, from, to, NULL, f, 8, 2);
+        } else if (f->dim == 16) {
+            keys(a, b, k, v, stride, from, to, NULL, f, 16, 2);
+        } else {
+            keys(a, b, k, v, stride, from, to, NULL, f, f->dim, 2);
+        }
+    } else if (f->dim == 8) {
+        keys(a, b, k, v, stride, from, to, mask, f, 8, 1);
+    } else if (f->dim == 16) {
+        keys(a, b, k, v, stride, from, to, mask, f, 16, 1);
     } else {
-        accumulate(r->acc, vj, e, f, 0);
+        keys(a, b, k, v, stride, from, to, mask, f, f->dim, 1);
     }
 }
 
 static void row_finish(const row_state *r, const ma_attention_s8_params *p, int8_t *out) {
     const row_scale scale = row_scale_of(r->sum);
+    const int32_t fast = ma_requant_fast_small(p->out_mult, p->out_shift);
+    const ma_requant_params q = ma_requant_prepare_small(p->out_mult, p->out_shift);
     int32_t d;
-    for (d = 0; d < p->head_dim; ++d) out[d] = row_output(r->acc[d], scale, p);
-}
-
-/* Keys [from, to) into one row (mask: the row's mask entries, or NULL). */
-static void keys_1(row_state *r, const int8_t *k, const int8_t *v, int32_t stride, int32_t from, int32_t to,
-                   const uint8_t *mask, const fast_params *f) {
-    int32_t j;
-    for (j = from; j < to; ++j) {
-        const int8_t *kj = k + j * stride;
-        int32_t e;
-        if (mask && !mask[j]) continue;
-        e = entry(r, logit(r, kj, f), f);
-        if (e) add_key(r, v + j * stride, e, f);
-    }
-}
-
-/* Keys [from, to) into two rows that both see every one of them (no mask). */
-static void keys_2(row_state *a, row_state *b, const int8_t *k, const int8_t *v, int32_t stride, int32_t from,
-                   int32_t to, const fast_params *f) {
-    int32_t j;
-    for (j = from; j < to; ++j) {
-        const int8_t *kj = k + j * stride, *vj = v + j * stride;
-        const int32_t ea = entry(a, logit(a, kj, f), f), eb = entry(b, logit(b, kj, f), f);
-        if (ea) add_key(a, vj, ea, f);
-        if (eb) add_key(b, vj, eb, f);
+    for (d = 0; d < p->head_dim; ++d) {
+        /* |acc >> shift| < 2^31 and inv <= 2^16: one SMULL; |o| <= 256 * 255 < 2^30 (the small form) */
+        const int32_t o = (int32_t)(((int64_t)(r->acc[d] >> scale.shift) * scale.inv + (1 << 22)) >> 23);
+        out[d] = ma_dsp_sat8(fast ? ma_dsp_requant_small(2 * o, &q) : ma_dsp_requant_slow(o, p->out_mult,
+                                                                                            p->out_shift),
+                             p->out_zp);
     }
 }
 
@@ -157,13 +187,17 @@ static int fast_setup(const ma_attention_s8_params *p, fast_params *f) {
     const exp_index_params e = exp_index_setup(p);
     const int32_t longest = (p->window <= 0 || p->global_tokens > 0) ? p->seq
                             : (p->window + 1 < p->seq ? p->window + 1 : p->seq);
-    if (p->score_shift >= 0 || exp_index((uint32_t)INT32_MAX, &e) < 255 || longest > MA_INT32_KEYS) return 0;
+    if (p->score_shift >= 0 || exp_index((uint32_t)INT32_MAX, &e) < 255 || longest > MA_INT32_KEYS ||
+        p->head_dim > MA_FAST_DIM) {
+        return 0;
+    }
     f->table = p->exp_table;
     f->mult = p->score_mult;
     f->index_shift = -p->score_shift - 1;
     f->k = ((int64_t)1 << 30) + ((int64_t)1 << (30 - p->score_shift));
     f->q_zp = p->q_zp;
     f->k_zp = p->k_zp;
+    f->v_zp = p->v_zp;
     f->vzz = (int32_t)(((uint32_t)p->v_zp & 0xFFFFu) | ((uint32_t)p->v_zp << 16));
     f->dim = p->head_dim;
     f->d4 = p->head_dim & ~3;
@@ -198,15 +232,15 @@ void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma
             row_start(&a, q + i * stride + h * dim, &f);
             if (pairs && i + 1 < seq && same_keys(&ka, &kb)) {
                 row_start(&b, q + (i + 1) * stride + h * dim, &f);
-                keys_2(&a, &b, kh, vh, stride, 0, ka.globals_end, &f);
-                keys_2(&a, &b, kh, vh, stride, ka.lo, ka.hi, &f);
+                keys_any(&a, &b, kh, vh, stride, 0, ka.globals_end, NULL, &f, 2);
+                keys_any(&a, &b, kh, vh, stride, ka.lo, ka.hi, NULL, &f, 2);
                 row_finish(&a, p, out + i * stride + h * dim);
                 row_finish(&b, p, out + (i + 1) * stride + h * dim);
                 i += 2;
             } else {
                 const uint8_t *mask = p->mask ? p->mask + i * seq : NULL;
-                keys_1(&a, kh, vh, stride, 0, ka.globals_end, mask, &f);
-                keys_1(&a, kh, vh, stride, ka.lo, ka.hi, mask, &f);
+                keys_any(&a, &b, kh, vh, stride, 0, ka.globals_end, mask, &f, 1);
+                keys_any(&a, &b, kh, vh, stride, ka.lo, ka.hi, mask, &f, 1);
                 row_finish(&a, p, out + i * stride + h * dim);
                 i += 1;
             }
