@@ -1,5 +1,6 @@
-/* Integer (int8 / int4) kernels of mcu-attn. Contract: docs/integer-kernels.md; numpy references:
- * mcu_attn/ir/ops/ (linear, attention, layernorm, add, int8_pointwise). Every kernel here matches its reference bit for bit.
+/* Integer (int8 / int4) kernels of mcu-attn. Contract: docs/integer-kernels.md; numpy references: the integer
+ * ops of mcu_attn/ir/ops/ (linear, attention, layernorm, add, int8_pointwise). Every kernel here matches its
+ * reference bit for bit.
  *
  * Portable C99 on <stdint.h> only: no floating point, no allocation, no global state. Signed right shifts
  * are written so that they are floor divisions by a power of two on any compiler (ma_asr64), and signed
