@@ -215,14 +215,16 @@ def attention_error_bound(keys: int, rises: int, delta: float, score_shift: int,
     Every table index t is a logit gap in steps of delta, rounded twice (high multiply, then shift): off by at
     most r = 0.5 + 2^-(right+1) steps. A key's final weight is its own lookup times the rescale factors of the
     `rises` later rises of the running maximum, so its exponent is off by at most (1 + rises) r delta, and each
-    normalised probability by a factor within exp(+-2 (1 + rises) r delta). Table entries are rounded to 2^-16 of
-    the largest weight (keys 2^-16 in total), and each rescale rounds the sum and the accumulators, 2^-15 of the
-    sum >= 2^15 per rise. The probability error times the largest |v| bounds the output error; the final
+    normalised probability by a factor within exp(+-2 (1 + rises) r delta). Table entries are rounded to 2^-16
+    of the largest weight (keys 2^-16 in total), and each rescale rounds the sum and the accumulators by half a
+    unit against sum >= 2^15; the accumulators hold e v with v's zero point taken out at the end, so the sum's
+    rounding enters times v_zp, and |v_zp s_v| <= 2 v_peak (the quantized range covers the data and 0): at most
+    4 (1 + rises) 2^-15 in all. The probability error times the largest |v| bounds the output error; the final
     256 acc / sum rounding, the output's own double rounding and the float side's rounding add
     1 + 2^-(right_out+1) + 2^-9 v_peak / s_out.
     """
     r = 0.5 + 2.0 ** -(max(-score_shift, 0) + 1)
-    prob_error = math.expm1(2 * (1 + rises) * r * delta) + keys * 2 ** -16 + (1 + rises) * 2 ** -15
+    prob_error = math.expm1(2 * (1 + rises) * r * delta) + keys * 2 ** -16 + (1 + rises) * 2 ** -13
     return (prob_error + 2 ** -9) * v_peak / s_out + 1 + 2.0 ** -(max(-out_shift, 0) + 1)
 
 

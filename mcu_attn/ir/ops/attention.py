@@ -4,18 +4,18 @@ QAttention (docs/integer-kernels.md): per head and query row i, an online softma
 `attention_allowed` permits (window, causality, global tokens) and the optional constant 0/1 `mask` [S, S]
 allows, visited in ascending order, one key at a time; no score is kept beyond the one in hand:
 1. s_j = (q_i - q_zp) . (k_j - k_zp), the exact integer logit;
-2. the running maximum m: when s_j > m, the running sum and the head_dim int64 accumulators are rescaled by
+2. the running maximum m: when s_j > m, the running sum and the head_dim accumulators are rescaled by
    f = exp_table[t(s_j - m)] / 2^15 (rounded), and m = s_j;
 3. e_j = exp_table[t(m - s_j)] with t(g) = min(255, requant(g)) the logit gap in steps of Delta (`SCORE_STEP`),
    so exp_table[t] = round(2^15 exp(-Delta t)) is a table lookup instead of an exponential;
-   sum += e_j and acc += e_j (v_j - v_zp);
+   sum += e_j and acc += e_j v_j (the raw int8 v: its zero point is taken out once, at the end);
 4. at the end of the row ONE reciprocal: with sh = max(0, bitlen(sum) - 16), inv = floor(2^31 / (sum >> sh))
-   and o = round((acc >> sh) inv / 2^23) = 256 acc / sum (the output in 1/256 units of the probabilities),
-   out = requant(o) + out_zp with the 1/256 folded into the output multiplier.
+   and o = round(((acc - v_zp sum) >> sh) inv / 2^23) = 256 (acc - v_zp sum) / sum (the output in 1/256 units
+   of the probabilities), out = requant(o) + out_zp with the 1/256 folded into the output multiplier.
 Because keys are taken one at a time in ascending order, the result does not depend on how a kernel tiles
 queries or keys: a dense row that skips masked keys and a sparse row that never visits them are bit-identical.
-sum >= 2^15 (the maximum's own entry) and sum <= S 2^15, so sum >> sh is in [2^15, 2^16) and every product
-fits int64. The gap is clamped so that requant's left shift cannot leave int32: any clamped gap already maps
+sum >= 2^15 (the maximum's own entry) and sum <= S 2^15, so sum >> sh is in [2^15, 2^16); |acc| <= 128 sum, so
+acc fits int32 while a row sees fewer than 512 keys (the ARM kernel's fast path), and every product fits int64. The gap is clamped so that requant's left shift cannot leave int32: any clamped gap already maps
 to t = 255, so this only makes the op total (the contract's min(255, .) of the exact value).
 """
 
@@ -148,7 +148,7 @@ def qattention(q, k, v, mask=None, *, heads=1, head_dim=1, window=0, causal=0, g
     def split(t, zp):  # [..., S, H*D] -> [..., H, S, D], zero point removed
         return (as_int64(t) - zp).reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
 
-    qh, kh, vh = split(q, q_zp), split(k, k_zp), split(v, v_zp)
+    qh, kh, vh = split(q, q_zp), split(k, k_zp), split(v, 0)
     logits = np.matmul(qh, kh.swapaxes(-1, -2))                                # [..., H, S(query), S(key)]
     top = np.full(logits.shape[:-1], np.iinfo(np.int32).min, np.int64)         # running maximum per query
     total = np.zeros_like(top)                                                 # running sum of table entries
@@ -168,7 +168,7 @@ def qattention(q, k, v, mask=None, *, heads=1, head_dim=1, window=0, causal=0, g
     while np.any((total >> shift) >= 1 << 16):
         shift += (total >> shift) >= 1 << 16
     inv = (np.int64(1) << 31) // (total >> shift)
-    o = rshift_round((acc >> shift[..., None]) * inv[..., None], 23)
+    o = rshift_round(((acc - v_zp * total[..., None]) >> shift[..., None]) * inv[..., None], 23)
     out = requantize(o, out_multiplier, out_shift)
     return saturate_int8(out + out_zp).swapaxes(-2, -3).reshape(q.shape)
 

@@ -1,249 +1,327 @@
 /* QAttention with the DSP extension: the same results as ref/attention_s8.c (the online softmax of
- * ma_attention_s8_online.h, keys one at a time in ascending order), faster.
+ * ma_attention_s8_online.h: keys one at a time in ascending order), faster.
  *
- * Each query row keeps its running maximum m, its running sum and head_dim accumulators, and takes its keys in
- * ascending order, so rows may be scheduled in any grouping: here one or two rows at a time (two when the query
- * tile allows two rows of state and both rows see the same keys), which lets the two rows share every key's
- * loads and sign extensions.
- * - q - q_zp is extended once per row to halfword pairs in the order SXTB16 gives k's bytes, and
- *   s = sum (q - q_zp) k - k_zp sum (q - q_zp): SMLAD on SXTB16 of k, from -k_zp sum (q - q_zp).
- * - The table index t(m - s) = min(255, requant(m - s)) is floor((K + (m - s) M) / 2^(31 + right)) with the
- *   rounding of both requantization steps folded into K (ma_dsp.h); K + m M is kept per row and updated when m
- *   rises, so a key costs one SMLAL, a shift and USAT. The clamp of the gap is skipped when t(INT32_MAX) is
- *   already 255 (t is monotone, so a clamped gap and the gap itself both give 255).
- * - The accumulators are int32: |acc| <= keys 255 2^15 < 2^31 while a row sees at most 257 keys (a rescale never
- *   grows them), so P V is SMLABB/SMLATB of e with SXTB16/SSUB16 pairs of v - v_zp. e = 2^15 does not fit a
- *   signed halfword: that key multiplies -2^15 by v_zp - v instead.
- * Anything else (more than 257 keys a row, a left-shifting or non-saturating score multiplier) runs the
+ * Each query row keeps its running maximum, its running sum and head_dim accumulators and takes its keys in
+ * ascending order, so rows may be scheduled in any grouping; here they go one at a time. For head sizes 8 and
+ * 16 the loop over a row's keys is assembly (`ma_attn_keys8/16`), with the row's state in registers and in one
+ * context block (`key_ctx`):
+ * - q - q_zp is extended once per row to halfword pairs in the order SXTB16 gives k's bytes, so
+ *   s' = sum (q - q_zp) k is SMUAD/SMLAD on SXTB16 of k. The true logit is s = s' - k_zp sum (q - q_zp); the
+ *   loop works with s' and m' = m + k_zp sum (q - q_zp) throughout, since only differences of logits matter.
+ * - The table index t(m - s) = min(255, requant(m - s)) is floor((K + (m' - s') M) / 2^(31 + right)) with the
+ *   rounding of both requantization steps folded into K (ma_dsp.h); base = K + m' M is kept and renewed when the
+ *   maximum rises, so a key costs one SMLAL, a shift, USAT and the table load. The clamp of the gap is skipped
+ *   because t(INT32_MAX) is already 255 (t is monotone: the clamped gap and the gap itself both give 255).
+ * - SMLABB/SMLATB multiply the entry with SXTB16 pairs of the raw v into int32 accumulators: |acc| <= 128 sum
+ *   and sum <= keys 2^15, so acc stays int32 while a row sees at most MA_INT32_KEYS keys (a rescale never grows
+ *   it). LDM/STM move the four accumulators of a word of v at once.
+ * - An entry of 2^15 (a logit within half a table step of the maximum) does not fit SMLABB's signed halfword:
+ *   it is added as two halves of 2^14, out of the loop's straight path.
+ * - A key that raises the maximum (rare after the first few) leaves the loop; C rescales by exp(m - s) exactly
+ *   as the reference does, adds that key and re-enters the loop.
+ * Anything else (other head sizes, more keys a row, a left-shifting or non-saturating score multiplier) runs the
  * portable algorithm. */
+#include <stddef.h>
+
 #include "ma_attention_s8_online.h"
 #include "ma_dsp.h"
 
-#define MA_INT32_KEYS 257 /* 257 * 255 * 2^15 = 2^31 - 2^15 */
-#define MA_FAST_DIM 64    /* the largest head_dim of the fast path (its per-key buffers are on the stack) */
+#define MA_INT32_KEYS 511 /* 128 * 511 * 2^15 < 2^31: acc fits int32 */
 
 int32_t ma_attention_s8_scratch(const ma_attention_s8_params *p) {
     return ma_attention_s8_scratch_bytes(p);
 }
 
+/* The assembly loop's context; r0 points at accs + 12, the offsets below are the assembly's. The head's
+ * accumulators end there: head size 8 uses accs[8..15], 16 uses accs[0..15] (acc_of). */
 typedef struct {
-    const uint16_t *table;
-    int64_t k;              /* 2^30 + 2^(right-1) 2^31 */
-    int32_t mult, index_shift; /* score multiplier, right - 1 */
-    int32_t q_zp, k_zp, v_zp, vzz; /* vzz: v_zp in both halfwords */
-    int32_t dim, d4;           /* head_dim, head_dim rounded down to a multiple of 4 */
-} fast_params;
+    int32_t accs[16];      /*                                 r0 - 48 ... r0 + 12 */
+    int32_t qp[8];         /* q - q_zp pairs                  r0 + 16 */
+    int64_t base;          /* K + m' M                        r0 + 48 */
+    int32_t neg_mult;      /* -M                              r0 + 56 */
+    int32_t index_shift;   /* right - 1                       r0 + 60 */
+    int32_t v_off;         /* v - k, bytes                    r0 + 64 */
+    int32_t stride;        /* bytes from one key to the next  r0 + 68 */
+    const int8_t *k;       /* the next key                    r0 + 72 */
+    int32_t count;         /* keys left                       r0 + 76 */
+    int32_t m;             /* m'                              r0 + 80 */
+    uint32_t sum;          /*                                 r0 + 84 */
+    int32_t s;             /* s' of the key that stopped the loop: r0 + 88 */
+    const uint16_t *table; /*                                 r0 + 92 */
+} key_ctx;
 
-/* One row's state: acc int32 [dim], then q - q_zp as halfword pairs [d4 / 2] (both in scratch). */
-typedef struct {
-    int32_t *acc, *qp;
-    int32_t qk0, m;
-    uint32_t sum;
-    int64_t base;           /* K + m M */
-    const int8_t *q;
-} row_state;
+#define MA_CTX_OFFSET(field, value) \
+    typedef char ma_check_##field[(offsetof(key_ctx, field) - 12 * sizeof(int32_t) == (value)) ? 1 : -1]
+MA_CTX_OFFSET(qp, 16);
+MA_CTX_OFFSET(base, 48);
+MA_CTX_OFFSET(neg_mult, 56);
+MA_CTX_OFFSET(index_shift, 60);
+MA_CTX_OFFSET(v_off, 64);
+MA_CTX_OFFSET(stride, 68);
+MA_CTX_OFFSET(k, 72);
+MA_CTX_OFFSET(count, 76);
+MA_CTX_OFFSET(m, 80);
+MA_CTX_OFFSET(sum, 84);
+MA_CTX_OFFSET(s, 88);
+MA_CTX_OFFSET(table, 92);
+
+/* Run the keys from ctx->k while ctx->count > 0; 0 when all are done, 1 when the key at ctx->k raises the
+ * maximum (its s' in ctx->s, ctx->count still counting it). r0 = ctx->accs + 12. Registers: r1 key, r2 count, r3 m',
+ * r4 sum, r6 table, r7 the key's entry e, lr s'; r5 and r8-r12 are scratch. */
+int32_t ma_attn_keys8(int32_t *acc);
+int32_t ma_attn_keys16(int32_t *acc);
+
+#define MA_KEYS_ENTRY(name)                                                                                    \
+    "  .section .text." #name ",\"ax\",%progbits\n"                                                          \
+    "  .syntax unified\n"                                                                                    \
+    "  .thumb\n"                                                                                             \
+    "  .p2align 2\n"                                                                                         \
+    "  .thumb_func\n"                                                                                        \
+    "  .type " #name ", %function\n"                                                                         \
+    #name ":\n"                                                                                              \
+    "  push {r4-r11, lr}\n"                                                                                  \
+    "  ldr r1, [r0, #72]\n"                                                                                  \
+    "  ldr r2, [r0, #76]\n"                                                                                  \
+    "  ldr r3, [r0, #80]\n"                                                                                  \
+    "  ldr r4, [r0, #84]\n"                                                                                  \
+    "  ldr r6, [r0, #92]\n"                                                                                  \
+    "  cmp r2, #0\n"                                                                                         \
+    "  ble 9f\n"                                                                                             \
+    "1:\n"
+/* s' += the products of k word W (k at r1) with qp pairs 2W, 2W + 1; FIRST: s' starts at 0 (SMUAD) */
+#define MA_QK_WORD(W, OP, ACC)                                                                                 \
+    "  ldr r8, [r1, #" #W "*4]\n"                                                                            \
+    "  ldrd r10, r11, [r0, #16+" #W "*8]\n"                                                                  \
+    "  sxtb16 r12, r8\n"                                                                                     \
+    "  " OP " lr, r10, r12" ACC "\n"                                                                         \
+    "  sxtb16 r8, r8, ror #8\n"                                                                              \
+    "  smlad lr, r11, r8, lr\n"
+/* t = USAT8(high(base + s' (-M)) >> (right - 1)), e = table[t]; e = 0 adds nothing (SKIP: CBZ where the end
+ * of the loop is near enough, CMP and BEQ otherwise) */
+#define MA_ENTRY(SKIP)                                                                                         \
+    "  cmp lr, r3\n"                                                                                         \
+    "  bgt 8f\n"                                                                                             \
+    "  ldrd r8, r9, [r0, #48]\n"                                                                             \
+    "  ldr r5, [r0, #56]\n"                                                                                  \
+    "  smlal r8, r9, lr, r5\n"                                                                               \
+    "  ldr r5, [r0, #60]\n"                                                                                  \
+    "  asr r9, r9, r5\n"                                                                                     \
+    "  usat r9, #8, r9\n"                                                                                    \
+    "  ldrh r7, [r6, r9, lsl #1]\n"                                                                          \
+    SKIP                                                                                                     \
+    "  add r4, r4, r7\n"                                                                                     \
+    "  cmp r7, #32768\n"                                                                                     \
+    "  beq 6f\n"
+/* the four accumulators (a0..a3 in r9..r12) of a word of v (register VW), moved by LDM/STM at r0 (FORM ia) or
+ * just below it (db), or by LDRD/STRD at a negative offset; SXTB16 pairs (v0, v2) and (v1, v3) */
+#define MA_PV_WORD_LDM(FORM, VW)                                                                              \
+    "  ldm" FORM " r0, {r9, r10, r11, r12}\n"                                                                \
+    "  sxtb16 lr, " VW "\n"                                                                                  \
+    "  smlabb r9, lr, r7, r9\n"                                                                              \
+    "  smlatb r11, lr, r7, r11\n"                                                                            \
+    "  sxtb16 lr, " VW ", ror #8\n"                                                                          \
+    "  smlabb r10, lr, r7, r10\n"                                                                            \
+    "  smlatb r12, lr, r7, r12\n"                                                                            \
+    "  stm" FORM " r0, {r9, r10, r11, r12}\n"
+#define MA_PV_WORD_LDRD(OFFSET, VW)                                                                           \
+    "  ldrd r9, r10, [r0, #" OFFSET "]\n"                                                                    \
+    "  ldrd r11, r12, [r0, #" OFFSET "+8]\n"                                                                 \
+    "  sxtb16 lr, " VW "\n"                                                                                  \
+    "  smlabb r9, lr, r7, r9\n"                                                                              \
+    "  smlatb r11, lr, r7, r11\n"                                                                            \
+    "  sxtb16 lr, " VW ", ror #8\n"                                                                          \
+    "  smlabb r10, lr, r7, r10\n"                                                                            \
+    "  smlatb r12, lr, r7, r12\n"                                                                            \
+    "  strd r9, r10, [r0, #" OFFSET "]\n"                                                                    \
+    "  strd r11, r12, [r0, #" OFFSET "+8]\n"
+/* next key; at the end store m' and sum and return 0; a rise stores the position and s' and returns 1; an entry
+ * of 2^15 runs PV (the accumulation of one key) twice with 2^14 */
+#define MA_KEYS_EXIT(name, PV)                                                                                     \
+    "7:\n"                                                                                                   \
+    "  ldr r5, [r0, #68]\n"                                                                                  \
+    "  add r1, r1, r5\n"                                                                                     \
+    "  subs r2, r2, #1\n"                                                                                    \
+    "  bne 1b\n"                                                                                             \
+    "9:\n"                                                                                                   \
+    "  str r3, [r0, #80]\n"                                                                                  \
+    "  str r4, [r0, #84]\n"                                                                                  \
+    "  str r2, [r0, #76]\n"                                                                                  \
+    "  movs r0, #0\n"                                                                                        \
+    "  pop {r4-r11, pc}\n"                                                                                   \
+    "8:\n"                                                                                                   \
+    "  str r1, [r0, #72]\n"                                                                                  \
+    "  str r2, [r0, #76]\n"                                                                                  \
+    "  str r3, [r0, #80]\n"                                                                                  \
+    "  str r4, [r0, #84]\n"                                                                                  \
+    "  str lr, [r0, #88]\n"                                                                                  \
+    "  movs r0, #1\n"                                                                                        \
+    "  pop {r4-r11, pc}\n"                                                                                   \
+    "6:\n"                                                                                                   \
+    "  lsr r7, r7, #1\n"                                                                                     \
+    PV                                                                                                       \
+    PV                                                                                                       \
+    "  b 7b\n"                                                                                               \
+    "  .size " #name ", . - " #name "\n"                                                                     \
+    "  .text\n"
+
+#define MA_PV8                                                                                                 \
+    "  ldr r5, [r0, #64]\n"                                                                                  \
+    "  add r5, r5, r1\n"                                                                                     \
+    "  ldr r8, [r5]\n"                                                                                       \
+    "  ldr r5, [r5, #4]\n"                                                                                   \
+    MA_PV_WORD_LDM("db", "r8")                                                                               \
+    MA_PV_WORD_LDM("ia", "r5")
+#define MA_PV16                                                                                                \
+    "  ldr r8, [r0, #64]\n"                                                                                  \
+    "  add r8, r8, r1\n"                                                                                     \
+    "  ldr r5, [r8]\n"                                                                                       \
+    MA_PV_WORD_LDRD("-48", "r5")                                                                             \
+    "  ldr r5, [r8, #4]\n"                                                                                   \
+    MA_PV_WORD_LDRD("-32", "r5")                                                                             \
+    "  ldr r5, [r8, #8]\n"                                                                                   \
+    MA_PV_WORD_LDM("db", "r5")                                                                               \
+    "  ldr r5, [r8, #12]\n"                                                                                  \
+    MA_PV_WORD_LDM("ia", "r5")
+
+__asm__(MA_KEYS_ENTRY(ma_attn_keys8)
+        MA_QK_WORD(0, "smuad", "")
+        MA_QK_WORD(1, "smlad", ", lr")
+        MA_ENTRY("  cbz r7, 7f\n")
+        MA_PV8
+        MA_KEYS_EXIT(ma_attn_keys8, MA_PV8));
+
+__asm__(MA_KEYS_ENTRY(ma_attn_keys16)
+        MA_QK_WORD(0, "smuad", "")
+        MA_QK_WORD(1, "smlad", ", lr")
+        MA_QK_WORD(2, "smlad", ", lr")
+        MA_QK_WORD(3, "smlad", ", lr")
+        MA_ENTRY("  cmp r7, #0\n  beq 7f\n")
+        MA_PV16
+        MA_KEYS_EXIT(ma_attn_keys16, MA_PV16));
+
+/* The head's accumulators, in order: they end at accs + 16. */
+static inline int32_t *acc_of(key_ctx *c, int32_t dim) {
+    return c->accs + 16 - dim;
+}
 
 static inline int32_t table_index(int64_t t, int32_t index_shift) {
     return __usat((int32_t)(t >> 32) >> index_shift, 8);
 }
 
-static void row_start(row_state *r, const int8_t *q, const fast_params *f) {
-    const int32_t qzz = (int32_t)(((uint32_t)f->q_zp & 0xFFFFu) | ((uint32_t)f->q_zp << 16));
-    int32_t d, qsum = 0;
-    for (d = 0; d < f->d4; d += 4) {
-        const int32_t w = ma_word(q + d);
-        r->qp[d / 2] = __ssub16(__sxtb16(w), qzz);
-        r->qp[d / 2 + 1] = __ssub16(ma_sxtb16_ror8(w), qzz);
-    }
-    for (d = 0; d < f->dim; ++d) {
-        qsum += q[d] - f->q_zp;
-        r->acc[d] = 0;
-    }
-    r->qk0 = -f->k_zp * qsum; /* |.| <= 128 255 head_dim < 2^31 */
-    r->m = INT32_MIN;
-    r->sum = 0;
-    r->base = 0;
-    r->q = q;
-}
-
-/* The maximum rises to s: rescale the sum and the accumulators by exp(m - s) (ma_rshift_round64 of the
- * products, as the reference does); returns the new key's entry, table[0]. */
-__attribute__((noinline)) static int32_t rise(row_state *r, int32_t s, const fast_params *f) {
-    const uint32_t gap = (uint32_t)s - (uint32_t)r->m;
-    const int64_t factor = f->table[table_index(f->k + (int64_t)((uint64_t)gap * (uint32_t)f->mult),
-                                                f->index_shift)];
-    int32_t d;
-    r->sum = (uint32_t)(((uint64_t)r->sum * (uint64_t)factor + (1u << 14)) >> 15);
-    for (d = 0; d < f->dim; ++d) r->acc[d] = (int32_t)(((int64_t)r->acc[d] * factor + (1 << 14)) >> 15);
-    r->m = s;
-    r->base = f->k + (int64_t)s * f->mult;
-    return f->table[0];
-}
-
-/* A key's logit for one row: `kw` holds the key's SXTB16 pairs (dim4 / 2 words), then the scalar tail. */
-__attribute__((always_inline)) static inline int32_t logit(const row_state *r, const int32_t *kw,
-                                                           const int8_t *kj, const fast_params *f, int dim) {
-    const int32_t dim4 = dim & ~3;
-    int32_t s = r->qk0, d;
-    for (d = 0; d < dim4 / 2; ++d) s = __smlad(r->qp[d], kw[d], s);
-    for (d = dim4; d < dim; ++d) s += (r->q[d] - f->q_zp) * kj[d];
-    return s;
-}
-
-/* The key's table entry for one row (0: it adds nothing), after any rise. */
-__attribute__((always_inline)) static inline int32_t entry(row_state *r, int32_t s, const fast_params *f) {
-    if (s > r->m) return rise(r, s, f);
-    return f->table[table_index(r->base - (int64_t)s * f->mult, f->index_shift)];
-}
-
-/* acc += e (v - v_zp) with `vw` the key's (v - v_zp) halfword pairs; e < 2^15 fits SMLABB's signed halfword,
- * e = 2^15 is added as two halves. */
-__attribute__((always_inline)) static inline void accumulate(row_state *r, const int32_t *vw, const int8_t *vj,
-                                                             int32_t e, const fast_params *f, int dim) {
-    const int32_t dim4 = dim & ~3, half = e == 32768, step = half ? 16384 : e;
-    int32_t *acc = r->acc, d, pass;
-    r->sum += (uint32_t)e;
-    for (pass = 0; pass <= half; ++pass) {
-        for (d = 0; d < dim4; d += 4) {
-            acc[d] = __smlabb(vw[d / 2], step, acc[d]);
-            acc[d + 2] = __smlatb(vw[d / 2], step, acc[d + 2]);
-            acc[d + 1] = __smlabb(vw[d / 2 + 1], step, acc[d + 1]);
-            acc[d + 3] = __smlatb(vw[d / 2 + 1], step, acc[d + 3]);
-        }
-    }
-    for (d = dim4; d < dim; ++d) acc[d] += e * (vj[d] - f->v_zp);
-}
-
-/* Bytes 0 and 2, then 1 and 3, of each word of x[0, dim4) sign-extended, minus zz from both halfwords. */
-__attribute__((always_inline)) static inline void extend(int32_t *out, const int8_t *x, int32_t zz, int dim) {
-    int32_t d;
-    for (d = 0; d < (dim & ~3); d += 4) {
-        const int32_t w = ma_word(x + d);
-        out[d / 2] = zz ? __ssub16(__sxtb16(w), zz) : __sxtb16(w);
-        out[d / 2 + 1] = zz ? __ssub16(ma_sxtb16_ror8(w), zz) : ma_sxtb16_ror8(w);
-    }
-}
-
-/* Keys [from, to) into `rows` rows (1 or 2; two rows see every key, and then there is no mask). `dim` is a
- * constant for the common head sizes, so the loops over the head unroll; k and v are extended once per key
- * for both rows. */
-__attribute__((always_inline)) static inline void keys(row_state *a, row_state *b, const int8_t *k,
-                                                       const int8_t *v, int32_t stride, int32_t from, int32_t to,
-                                                       const uint8_t *mask, const fast_params *f, int dim,
-                                                       int rows) {
-    int32_t kw[MA_FAST_DIM / 2], vw[MA_FAST_DIM / 2], j;
-    for (j = from; j < to; ++j) {
-        const int8_t *kj = k + j * stride, *vj = v + j * stride;
-        int32_t ea, eb = 0;
-        if (rows == 1 && mask && !mask[j]) continue;
-        extend(kw, kj, 0, dim);
-        ea = entry(a, logit(a, kw, kj, f, dim), f);
-        if (rows == 2) eb = entry(b, logit(b, kw, kj, f, dim), f);
-        if (ea == 0 && eb == 0) continue;
-        extend(vw, vj, f->vzz, dim);
-        if (ea) accumulate(a, vw, vj, ea, f, dim);
-        if (eb) accumulate(b, vw, vj, eb, f, dim);
-    }
-}
-
-/* The key loop for one row or two, specialised for head_dim 8 and 16 (any other size up to MA_FAST_DIM runs
- * the same code with a run-time size). */
-static void keys_any(row_state *a, row_state *b, const int8_t *k, const int8_t *v, int32_t stride, int32_t from,
-                     int32_t to, const uint8_t *mask, const fast_params *f, int rows) {
-    if (rows == 2) {
-        if (f->dim == 8) {
-            keys(a, b, k, v, stride, from, to, NULL, f, 8, 2);
-        } else if (f->dim == 16) {
-            keys(a, b, k, v, stride, from, to, NULL, f, 16, 2);
-        } else {
-            keys(a, b, k, v, stride, from, to, NULL, f, f->dim, 2);
-        }
-    } else if (f->dim == 8) {
-        keys(a, b, k, v, stride, from, to, mask, f, 8, 1);
-    } else if (f->dim == 16) {
-        keys(a, b, k, v, stride, from, to, mask, f, 16, 1);
+/* The key at c->k (its s' in c->s) raises the maximum: the sum and the accumulators are rescaled by exp(m - s)
+ * (rounded as the reference's ma_rshift_round64 of the products), then the key is added with entry table[0]. */
+__attribute__((noinline)) static void rise(key_ctx *c, int32_t dim, const ma_attention_s8_params *p) {
+    const int64_t k = ((int64_t)1 << 30) + ((int64_t)1 << (30 - p->score_shift));
+    const int8_t *vj = c->k + c->v_off;
+    const uint32_t gap = (uint32_t)c->s - (uint32_t)c->m;
+    const int32_t factor =
+        c->table[table_index(k + (int64_t)((uint64_t)gap * (uint32_t)p->score_mult), c->index_shift)];
+    const int32_t e = c->table[0];
+    int32_t *acc = acc_of(c, dim), d;
+    if (c->sum == 0 || factor == 32768) { /* nothing to rescale yet, or a gap below half a table step */
+        c->sum += (uint32_t)e;
+        for (d = 0; d < dim; ++d) acc[d] += e * vj[d];
     } else {
-        keys(a, b, k, v, stride, from, to, mask, f, f->dim, 1);
+        c->sum = (uint32_t)(((uint64_t)c->sum * (uint32_t)factor + (1u << 14)) >> 15) + (uint32_t)e;
+        for (d = 0; d < dim; ++d) acc[d] = (int32_t)(((int64_t)acc[d] * factor + (1 << 14)) >> 15) + e * vj[d];
+    }
+    c->m = c->s;
+    c->base = k + (int64_t)c->s * p->score_mult;
+    c->k += c->stride;
+    c->count -= 1;
+}
+
+/* Keys [from, to) of the current row. */
+static void row_keys(key_ctx *c, const int8_t *k, int32_t from, int32_t to, const ma_attention_s8_params *p) {
+    c->k = k + from * c->stride;
+    c->count = to - from;
+    while (c->count > 0 && (p->head_dim == 8 ? ma_attn_keys8(c->accs + 12) : ma_attn_keys16(c->accs + 12))) {
+        rise(c, p->head_dim, p);
     }
 }
 
-static void row_finish(const row_state *r, const ma_attention_s8_params *p, int8_t *out) {
-    const row_scale scale = row_scale_of(r->sum);
-    const int32_t fast = ma_requant_fast_small(p->out_mult, p->out_shift);
-    const ma_requant_params q = ma_requant_prepare_small(p->out_mult, p->out_shift);
+/* q - q_zp as halfword pairs in SXTB16 order; the accumulators and the sum zeroed; m' below every s'. */
+static void row_start(key_ctx *c, const int8_t *q, const ma_attention_s8_params *p) {
+    const int32_t qzz = (int32_t)(((uint32_t)p->q_zp & 0xFFFFu) | ((uint32_t)p->q_zp << 16));
     int32_t d;
-    for (d = 0; d < p->head_dim; ++d) {
-        /* |acc >> shift| < 2^31 and inv <= 2^16: one SMULL; |o| <= 256 * 255 < 2^30 (the small form) */
-        const int32_t o = (int32_t)(((int64_t)(r->acc[d] >> scale.shift) * scale.inv + (1 << 22)) >> 23);
-        out[d] = ma_dsp_sat8(fast ? ma_dsp_requant_small(2 * o, &q) : ma_dsp_requant_slow(o, p->out_mult,
-                                                                                            p->out_shift),
-                             p->out_zp);
+    for (d = 0; d < p->head_dim; d += 4) {
+        const int32_t w = ma_word(q + d);
+        c->qp[d / 2] = __ssub16(__sxtb16(w), qzz);
+        c->qp[d / 2 + 1] = __ssub16(ma_sxtb16_ror8(w), qzz);
+    }
+    memset(acc_of(c, p->head_dim), 0, (size_t)p->head_dim * sizeof(int32_t));
+    c->m = INT32_MIN; /* |s'| <= 16 * 255 * 128: the first key always rises (from zeros, as in the reference) */
+    c->sum = 0;
+    c->base = 0;
+}
+
+/* out = sat8(requant(256 (acc - v_zp sum) / sum) + out_zp) (row_output of the portable kernel). With sum < 2^23
+ * (fewer than 256 keys) acc - v_zp sum fits int32; then one SMULL per element, and the small-operand
+ * requantization (|o| <= 2^16) when the output multiplier allows it (`out`, prepared once per call). */
+static void row_finish(key_ctx *c, const ma_attention_s8_params *p, const ma_requant_params *out_q,
+                       int8_t *out) {
+    const row_scale scale = row_scale_of(c->sum);
+    const int32_t *acc = acc_of(c, p->head_dim), inv = (int32_t)scale.inv, shift = scale.shift;
+    int32_t d;
+    if (ma_requant_fast_small(p->out_mult, p->out_shift) && c->sum < (1u << 23)) {
+        const int32_t zsum = p->v_zp * (int32_t)c->sum;
+        for (d = 0; d < p->head_dim; ++d) {
+            const int32_t o = (int32_t)(((int64_t)((acc[d] - zsum) >> shift) * inv + (1 << 22)) >> 23);
+            out[d] = ma_dsp_sat8(ma_dsp_requant_small(2 * o, out_q), p->out_zp);
+        }
+    } else {
+        for (d = 0; d < p->head_dim; ++d) out[d] = row_output(acc[d] - (int64_t)p->v_zp * c->sum, scale, p);
     }
 }
 
-/* The fast path's conditions: t(gap) is one SMLAL (score shift < 0, and no clamp needed) and every row sees at
- * most MA_INT32_KEYS keys. */
-static int fast_setup(const ma_attention_s8_params *p, fast_params *f) {
+/* The assembly's conditions: head size 8 or 16, at most MA_INT32_KEYS keys a row, and a score multiplier whose
+ * index is one SMLAL and a right shift (shift < 0) and saturates before INT32_MAX. */
+static int fast_path(const ma_attention_s8_params *p) {
     const exp_index_params e = exp_index_setup(p);
     const int32_t longest = (p->window <= 0 || p->global_tokens > 0) ? p->seq
                             : (p->window + 1 < p->seq ? p->window + 1 : p->seq);
-    if (p->score_shift >= 0 || exp_index((uint32_t)INT32_MAX, &e) < 255 || longest > MA_INT32_KEYS ||
-        p->head_dim > MA_FAST_DIM) {
-        return 0;
-    }
-    f->table = p->exp_table;
-    f->mult = p->score_mult;
-    f->index_shift = -p->score_shift - 1;
-    f->k = ((int64_t)1 << 30) + ((int64_t)1 << (30 - p->score_shift));
-    f->q_zp = p->q_zp;
-    f->k_zp = p->k_zp;
-    f->v_zp = p->v_zp;
-    f->vzz = (int32_t)(((uint32_t)p->v_zp & 0xFFFFu) | ((uint32_t)p->v_zp << 16));
-    f->dim = p->head_dim;
-    f->d4 = p->head_dim & ~3;
-    return 1;
-}
-
-static int same_keys(const ma_key_ranges *a, const ma_key_ranges *b) {
-    return a->globals_end == b->globals_end && a->lo == b->lo && a->hi == b->hi;
+    return (p->head_dim == 8 || p->head_dim == 16) && longest <= MA_INT32_KEYS && p->score_shift < 0 &&
+           exp_index((uint32_t)INT32_MAX, &e) >= 255;
 }
 
 void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma_attention_s8_params *p,
                      int64_t *scratch, int8_t *out) {
     const int32_t seq = p->seq, dim = p->head_dim, stride = p->heads * p->head_dim;
-    /* two rows of state: 2 (4 dim + 2 d4) bytes <= 12 dim fit the scratch of a tile of two rows */
-    const int32_t pairs = p->query_tile >= 2 && p->mask == NULL;
-    fast_params f;
-    row_state a, b;
+    key_ctx c;
+    ma_requant_params out_q;
     int32_t h, i;
-    if (!fast_setup(p, &f)) {
+    if (!fast_path(p)) {
         ma_attention_s8_online(q, k, v, p, scratch, out);
         return;
     }
-    a.acc = (int32_t *)scratch;
-    a.qp = a.acc + dim;
-    b.acc = a.qp + f.d4 / 2;
-    b.qp = b.acc + dim;
+    c.neg_mult = -p->score_mult;
+    c.index_shift = -p->score_shift - 1;
+    c.v_off = (int32_t)(v - k);
+    c.stride = stride;
+    c.table = p->exp_table;
+    out_q = ma_requant_prepare_small(p->out_mult, p->out_shift);
     for (h = 0; h < p->heads; ++h) {
-        const int8_t *kh = k + h * dim, *vh = v + h * dim;
-        for (i = 0; i < seq;) {
-            const ma_key_ranges ka = ma_attention_keys(seq, p->window, p->causal, p->global_tokens, i);
-            const ma_key_ranges kb = ma_attention_keys(seq, p->window, p->causal, p->global_tokens, i + 1);
-            row_start(&a, q + i * stride + h * dim, &f);
-            if (pairs && i + 1 < seq && same_keys(&ka, &kb)) {
-                row_start(&b, q + (i + 1) * stride + h * dim, &f);
-                keys_any(&a, &b, kh, vh, stride, 0, ka.globals_end, NULL, &f, 2);
-                keys_any(&a, &b, kh, vh, stride, ka.lo, ka.hi, NULL, &f, 2);
-                row_finish(&a, p, out + i * stride + h * dim);
-                row_finish(&b, p, out + (i + 1) * stride + h * dim);
-                i += 2;
+        for (i = 0; i < seq; ++i) {
+            const ma_key_ranges keys = ma_attention_keys(seq, p->window, p->causal, p->global_tokens, i);
+            row_start(&c, q + i * stride + h * dim, p);
+            if (p->mask) {
+                /* masked keys one range at a time: each visible run of keys is one loop */
+                int32_t part, j, run;
+                for (part = 0; part < 2; ++part) {
+                    const int32_t from = part ? keys.lo : 0, to = part ? keys.hi : keys.globals_end;
+                    for (j = from; j < to; j = run) {
+                        for (; j < to && !p->mask[i * seq + j]; ++j) {
+                        }
+                        for (run = j; run < to && p->mask[i * seq + run]; ++run) {
+                        }
+                        row_keys(&c, k + h * dim, j, run, p);
+                    }
+                }
             } else {
-                const uint8_t *mask = p->mask ? p->mask + i * seq : NULL;
-                keys_any(&a, &b, kh, vh, stride, 0, ka.globals_end, mask, &f, 1);
-                keys_any(&a, &b, kh, vh, stride, ka.lo, ka.hi, mask, &f, 1);
-                row_finish(&a, p, out + i * stride + h * dim);
-                i += 1;
+                row_keys(&c, k + h * dim, 0, keys.globals_end, p);
+                row_keys(&c, k + h * dim, keys.lo, keys.hi, p);
             }
+            row_finish(&c, p, &out_q, out + i * stride + h * dim);
         }
     }
 }

@@ -17,26 +17,38 @@
 
 /* ---- int8 weights ---------------------------------------------------------------------------------------- */
 
-/* Rows x0 and x0 + k against channels w0 and w0 + k: out = {x0.w0, x0.w1, x1.w0, x1.w1}.
- * In assembly so that the loop keeps its two pointers, k, the end, four accumulators and six temporaries in the
- * fourteen allocatable registers (compiled C spills one of them every step) and takes eight k per iteration.
- * A step of four k: w1, w0 and x1 loaded back to back (the loads pipeline), w extended to even/odd halfword
- * pairs once, then each x row extended and multiplied into its two accumulators. k & 4 takes one more step,
- * k & 3 the scalar tail. AAPCS: r0 = x0, r1 = w0, r2 = k, r3 = out. */
-void ma_dot8_2x2(const int8_t *x0, const int8_t *w0, int32_t k, int32_t *out);
+/* A 2 x 2 tile: rows x0 and x0 + k against channels w0 and w0 + k, requantized and stored. In assembly so that
+ * the loop keeps its two pointers, k, the end, four accumulators and six temporaries in the fourteen allocatable
+ * registers (compiled C spills one of them every step) and takes eight k per iteration. A step of four k: w1,
+ * w0 and x1 loaded back to back (the loads pipeline), w extended to even/odd halfword pairs once, then each x
+ * row extended and multiplied into its two accumulators. k & 4 takes one more step, k & 3 the scalar tail.
+ * The accumulators start at the channel's bias (the caller checked that bias + dot cannot leave int32, so this is
+ * the reference's saturating sum), and the epilogue is ma_dsp_requant_fast: t = K_pos + acc M - s 2^31 with
+ * s = [acc and M differ in sign], y = sat8((high word of t >> (right - 1)) + zp).
+ * AAPCS: r0 = x0, r1 = w0, r2 = k, r3 = the tile's channel parameters (tile_params), [sp] = y (row 0, channel 0;
+ * row 1 is at y + tp->n). */
+typedef struct {
+    int64_t k_pos;           /*  0: K for channel 0 */
+    int32_t bias, mult, high_shift, pad; /* 8, 12, 16 */
+    int64_t k_pos1;          /* 24: channel 1 */
+    int32_t bias1, mult1, high_shift1, pad1; /* 32, 36, 40 */
+    int32_t zp, n;           /* 48, 52 */
+} tile_params;
+
+void ma_tile8_2x2(const int8_t *x0, const int8_t *w0, int32_t k, const tile_params *tp, int8_t *y);
 __asm__(
-    "  .section .text.ma_dot8_2x2,\"ax\",%progbits\n"
+    "  .section .text.ma_tile8_2x2,\"ax\",%progbits\n"
     "  .syntax unified\n"
     "  .thumb\n"
     "  .p2align 2\n"
     "  .thumb_func\n"
-    "  .type ma_dot8_2x2, %function\n"
-    "ma_dot8_2x2:\n"
+    "  .type ma_tile8_2x2, %function\n"
+    "ma_tile8_2x2:\n"
     "  push {r3-r11, lr}\n"
-    "  movs r4, #0\n"
-    "  movs r5, #0\n"
-    "  movs r6, #0\n"
-    "  movs r7, #0\n"
+    "  ldr r4, [r3, #8]\n"          /* a00 = a10 = bias0, a01 = a11 = bias1 */
+    "  ldr r5, [r3, #32]\n"
+    "  mov r6, r4\n"
+    "  mov r7, r5\n"
     "  bic r3, r2, #7\n"
     "  add r3, r0, r3\n"            /* end of the 8-k steps in x0 */
     "  cmp r0, r3\n"
@@ -86,12 +98,35 @@ __asm__(
     "  subs r3, r3, #1\n"
     "  bne 4b\n"
     "5:\n"
-    "  pop {r3}\n"
-    "  stm r3, {r4-r7}\n"
+    "  pop {r3}\n"                  /* tp */
+    "  ldr r2, [sp, #36]\n"         /* y, row 0 */
+    "  ldr r1, [r3, #52]\n"
+    "  add r1, r1, r2\n"            /* y, row 1 */
+    "  ldr r0, [r3, #48]\n"         /* zp */
+#define MA_OUT8(ACC, KOFF, STORE)                                                                                \
+    "  eor r10, " ACC ", r9\n"                                                                                 \
+    "  lsr r10, r10, #31\n"                                                                                    \
+    "  ldrd r11, lr, [r3, #" KOFF "]\n"                                                                       \
+    "  smlal r11, lr, " ACC ", r9\n"                                                                           \
+    "  subs r11, r11, r10, lsl #31\n"                                                                          \
+    "  sbc lr, lr, #0\n"                                                                                       \
+    "  asr lr, lr, r12\n"                                                                                      \
+    "  qadd lr, lr, r0\n"                                                                                      \
+    "  ssat lr, #8, lr\n"                                                                                      \
+    "  " STORE "\n"
+    "  ldr r9, [r3, #12]\n"
+    "  ldr r12, [r3, #16]\n"
+    MA_OUT8("r4", "0", "strb lr, [r2]")
+    MA_OUT8("r6", "0", "strb lr, [r1]")
+    "  ldr r9, [r3, #36]\n"
+    "  ldr r12, [r3, #40]\n"
+    MA_OUT8("r5", "24", "strb lr, [r2, #1]")
+    MA_OUT8("r7", "24", "strb lr, [r1, #1]")
     "  pop {r4-r11, pc}\n"
-    "  .size ma_dot8_2x2, . - ma_dot8_2x2\n"
+    "  .size ma_tile8_2x2, . - ma_tile8_2x2\n"
     "  .text\n");
 #undef MA_DOT8_STEP
+#undef MA_OUT8
 
 /* Row x0 against channels w0 and w0 + k. */
 __attribute__((noinline)) static void dot8_1x2(const int8_t *x0, const int8_t *w0, int32_t k, int32_t *out) {
@@ -223,9 +258,10 @@ static inline int8_t finish(int32_t dot, int32_t bias, const ma_requant_params *
 }
 
 /* The whole layer for int8 (bits 8) or packed int4 (bits 4) weights; `bits` and `fast` are constants. */
-__attribute__((always_inline)) static inline void linear(const int8_t *x, int32_t rows, int32_t k, int32_t n, const void *weights,
-                          const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t y_zp, int8_t *y,
-                          int bits, int fast) {
+__attribute__((always_inline)) static inline void linear(const int8_t *x, int32_t rows, int32_t k, int32_t n,
+                                                        const void *weights, const int32_t *bias,
+                                                        const int32_t *mult, const int32_t *shift, int32_t y_zp,
+                                                        int8_t *y, int bits, int fast) {
     const int32_t row_bytes = bits == 4 ? (k + 1) / 2 : k;
     const uint8_t *w = (const uint8_t *)weights;
     int32_t o = 0, r, acc[4];
@@ -235,18 +271,29 @@ __attribute__((always_inline)) static inline void linear(const int8_t *x, int32_
         const ma_requant_params p1 = ma_requant_prepare(mult[o + 1], shift[o + 1]);
         const int32_t b0 = bias[o], b1 = bias[o + 1];
         int8_t *y0 = y + o;
-        for (r = 0; r + 2 <= rows; r += 2, y0 += 2 * n) {
-            if (bits == 4) {
+        if (bits == 8 && fast) { /* the assembly tile: dot products from the bias, requantized */
+            tile_params tp;
+            tp.k_pos = p0.k_pos;
+            tp.bias = b0;
+            tp.mult = p0.mult;
+            tp.high_shift = p0.high_shift;
+            tp.k_pos1 = p1.k_pos;
+            tp.bias1 = b1;
+            tp.mult1 = p1.mult;
+            tp.high_shift1 = p1.high_shift;
+            tp.zp = y_zp;
+            tp.n = n;
+            for (r = 0; r + 2 <= rows; r += 2, y0 += 2 * n) ma_tile8_2x2(x + r * k, (const int8_t *)w0, k, &tp, y0);
+        } else {
+            for (r = 0; bits == 4 && r + 2 <= rows; r += 2, y0 += 2 * n) {
                 dot4_2x2(x + r * k, w0, k, acc);
-            } else {
-                ma_dot8_2x2(x + r * k, (const int8_t *)w0, k, acc);
+                y0[0] = finish(acc[0], b0, &p0, y_zp, fast);
+                y0[n] = finish(acc[2], b0, &p0, y_zp, fast);
+                y0[1] = finish(acc[1], b1, &p1, y_zp, fast);
+                y0[n + 1] = finish(acc[3], b1, &p1, y_zp, fast);
             }
-            y0[0] = finish(acc[0], b0, &p0, y_zp, fast);
-            y0[n] = finish(acc[2], b0, &p0, y_zp, fast);
-            y0[1] = finish(acc[1], b1, &p1, y_zp, fast);
-            y0[n + 1] = finish(acc[3], b1, &p1, y_zp, fast);
         }
-        if (r < rows) {
+        for (; r < rows; ++r, y0 += n) { /* the last odd row, or every row of the int8 slow path */
             if (bits == 4) {
                 dot4_1x2(x + r * k, w0, k, acc);
             } else {
@@ -275,9 +322,20 @@ static int all_fast(const int32_t *mult, const int32_t *shift, int32_t n) {
     return 1;
 }
 
+/* Whether bias + dot stays inside int32 for every channel (|x w| <= 2^14 per term): then the assembly tile may
+ * start its accumulators at the bias without the saturation ma_requantize would apply. */
+static int bias_fits(const int32_t *bias, int32_t n, int32_t k) {
+    const int32_t room = INT32_MAX - k * (1 << 14); /* k < 2^17 */
+    int32_t o;
+    for (o = 0; o < n; ++o) {
+        if (bias[o] > room || bias[o] < -room) return 0;
+    }
+    return 1;
+}
+
 void ma_linear_s8(const int8_t *x, int32_t rows, int32_t k, int32_t n, const int8_t *w,
                   const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t y_zp, int8_t *y) {
-    if (all_fast(mult, shift, n)) {
+    if (all_fast(mult, shift, n) && bias_fits(bias, n, k)) {
         linear(x, rows, k, n, w, bias, mult, shift, y_zp, y, 8, 1);
     } else {
         linear(x, rows, k, n, w, bias, mult, shift, y_zp, y, 8, 0);

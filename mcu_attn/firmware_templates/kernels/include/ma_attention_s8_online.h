@@ -6,8 +6,8 @@
  * For each head, the query rows are taken query_tile at a time. The tile's keys are the union of its rows'
  * ranges; each key row k_j, v_j is visited once per tile, in ascending j, and every row of the tile that sees j
  * (its window, its global keys, and the mask if there is one) folds it into its own running state: the logit
- * maximum, the running sum of exp-table entries and head_dim int64 accumulators, rescaled whenever the maximum
- * rises. A row's state is a few words, so scratch is O(query_tile * head_dim) and nothing is O(seq^2): never
+ * maximum, the running sum of exp-table entries and head_dim int64 accumulators of e v, rescaled whenever
+ * the maximum rises; v's zero point is taken out once per row, at the end. A row's state is a few words, so scratch is O(query_tile * head_dim) and nothing is O(seq^2): never
  * a score matrix, not even a score row. Since each row sees its keys one at a time in ascending order, the
  * result is the same for any tile size and for a dense row that skips masked keys. */
 #ifndef MA_ATTENTION_S8_ONLINE_H
@@ -64,22 +64,23 @@ static inline row_scale row_scale_of(uint32_t sum) {
     return r;
 }
 
-static inline int8_t row_output(int64_t acc, row_scale r, const ma_attention_s8_params *p) {
-    const int64_t o = ma_rshift_round64(ma_asr64(acc, r.shift) * r.inv, 23); /* 256 acc / sum */
+/* numerator = acc - v_zp sum (the zero point of v, taken out once). */
+static inline int8_t row_output(int64_t numerator, row_scale r, const ma_attention_s8_params *p) {
+    const int64_t o = ma_rshift_round64(ma_asr64(numerator, r.shift) * r.inv, 23); /* 256 numerator / sum */
     return ma_sat8((int64_t)ma_requantize(o, p->out_mult, p->out_shift) + p->out_zp);
 }
 
 static inline void finish_row(const int64_t *acc, uint32_t sum, const ma_attention_s8_params *p, int8_t *out) {
     const row_scale r = row_scale_of(sum);
     int32_t d;
-    for (d = 0; d < p->head_dim; ++d) out[d] = row_output(acc[d], r, p);
+    for (d = 0; d < p->head_dim; ++d) out[d] = row_output(acc[d] - (int64_t)p->v_zp * sum, r, p);
 }
 
 static void ma_attention_s8_online(const int8_t *q, const int8_t *k, const int8_t *v,
                                    const ma_attention_s8_params *p, int64_t *scratch, int8_t *out) {
     const int32_t seq = p->seq, dim = p->head_dim, stride = p->heads * p->head_dim;
     const int32_t tile = p->query_tile > 0 ? p->query_tile : 1;
-    const int32_t q_zp = p->q_zp, k_zp = p->k_zp, v_zp = p->v_zp;
+    const int32_t q_zp = p->q_zp, k_zp = p->k_zp;
     const uint16_t *table = p->exp_table;
     const uint8_t *mask = p->mask;
     const exp_index_params gaps = exp_index_setup(p);
@@ -119,7 +120,7 @@ static void ma_attention_s8_online(const int8_t *q, const int8_t *k, const int8_
                         if (e == 0) continue; /* adds nothing: the reference adds 0 */
                     }
                     sum[r] += (uint32_t)e;
-                    for (d = 0; d < dim; ++d) a[d] += (int64_t)e * ((int32_t)vj[d] - v_zp); /* SMLAL */
+                    for (d = 0; d < dim; ++d) a[d] += (int64_t)e * vj[d];
                 }
             }
             for (r = 0; r < rows; ++r) {
