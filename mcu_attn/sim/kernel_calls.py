@@ -190,6 +190,7 @@ class EmulatorBackend:
 
     def reset(self) -> None:
         self.heap = self.heap_start
+        self.calls.clear()
 
     def _alloc(self, size: int) -> int:
         address = self.heap
@@ -246,8 +247,18 @@ class EmulatorBackend:
             self.calls.append([b for b in trace if b[0] != halt])
         return int(np.int32(np.uint32(self.uc.reg_read(UC_ARM_REG_R0))))
 
-    def read_code(self, address: int, count: int) -> bytes:
-        return bytes(self.uc.mem_read(address, count))
+    def call_profiles(self):
+        """A `profile.Profile` of each call made with profile=True since the last `reset` (one row: the call)."""
+        from mcu_attn.sim.profile import BlockCache, build_profile
+
+        cache = BlockCache(lambda address, count: bytes(self.uc.mem_read(address, count)))
+        profiles = []
+        for trace in self.calls:
+            starts = np.array([a for a, _ in trace], np.int64)
+            pairs, order = np.unique(np.array(trace, np.int64).reshape(-1, 2), axis=0, return_inverse=True)
+            blocks = [cache.by_size(int(a), int(n)) for a, n in pairs]
+            profiles.append(build_profile(starts, blocks, order.reshape(-1), [], self.symbols["ma_bench_halt"]))
+        return profiles
 
 
 # ---- the bindings: IR op calling convention -> kernel call ----------------------------------------------------

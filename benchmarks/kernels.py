@@ -1,0 +1,262 @@
+"""Kernel benchmark: instructions and ESTIMATED cycles per MAC of every integer kernel, portable (`ref`) and
+DSP-extension (`arm`) side by side, on Cortex-M4 and Cortex-M7; then whole models.
+
+Kernels: each variant is compiled for each core into the small test ELF of `mcu_attn/sim/kernel_calls.py` and
+called in Unicorn on seeded inputs at the shapes the models use (linear K = 8..256 and 1..257 rows, attention
+over 17..257 tokens at head sizes 8 and 16, LayerNorm, add, table). Each call's executed blocks give its
+instructions; the core cycle model of `mcu_attn/sim/cycles.py` turns them into estimated cycles with
+zero-wait-state memory (the kernel's operands are all in the emulated SRAM). Every call is checked against the
+numpy reference, bit for bit. Attention's per-pair cost that does not grow with the head size (the softmax:
+the logit compare, the table index and lookup, the running sum, and the loop) is the intercept of the cost per
+(query, key) pair at head sizes 8 and 16.
+
+Models: the bundled digits ViT (17 tokens) and a 257-token ViT-like model with the digits ViT's layout and seeded
+random weights (32 x 32 inputs cut into 256 tokens of 4 values, plus the class token), built as int8 firmware for
+`stm32f407` (Cortex-M4) and `stm32` (Cortex-M7) with each kernel variant, run with `mcu-attn simulate`
+(instructions per MAC, estimated cycles per MAC with the target's flash wait states, bit-exact against the
+reference).
+
+    python benchmarks/kernels.py [--quick] [--markdown FILE] [--check FILE]
+
+`--markdown FILE` writes the tables (docs/kernel-benchmarks.md is this output); `--check FILE` recomputes them and
+exits 1 when FILE differs (instruction counts are deterministic, so any difference is a real change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mcu_attn.reference.qmath import quantize_multiplier
+from mcu_attn.sim.cycles import core_cycles, core_timing
+from mcu_attn.sim.kernel_calls import S8_FUNCTIONS, EmulatorBackend, KernelBindings, build_kernel_elf
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "examples" / "digits_vit"
+CORES = ("cortex-m4", "cortex-m7")
+VARIANTS = ("ref", "arm")
+SCORE_STEP = 1 / 16
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---- kernel cases: (label, op, inputs, attrs, MACs or elements, unit) ----------------------------------------------
+def _linear(rng, rows: int, k: int, n: int, bits: int):
+    x = rng.integers(-128, 128, (rows, k)).astype(np.int8)
+    low, high = (-8, 8) if bits == 4 else (-128, 128)
+    w = rng.integers(low, high, (k, n)).astype(np.int8)
+    pairs = [quantize_multiplier(0.7 / (k * (8 if bits == 4 else 64))) for _ in range(n)]
+    attrs = dict(multiplier=tuple(m for m, _ in pairs), shift=tuple(s for _, s in pairs), y_zp=-5, bits=bits)
+    return (x, w, rng.integers(-5000, 5000, n).astype(np.int32)), attrs
+
+
+def _attention(rng, seq: int, head_dim: int):
+    q, k, v = (rng.integers(-128, 128, (1, seq, head_dim)).astype(np.int8) for _ in range(3))
+    table = tuple(int(round(2 ** 15 * np.exp(-SCORE_STEP * t))) for t in range(256))
+    score = quantize_multiplier(0.02 * 0.02 / np.sqrt(head_dim) / SCORE_STEP)  # logits with a spread of ~2
+    out = quantize_multiplier(0.02 / (256 * 0.02))
+    return (q, k, v), dict(heads=1, head_dim=head_dim, window=0, causal=0, global_tokens=0, q_zp=3, k_zp=-7, v_zp=11,
+                           out_zp=-2, score_multiplier=score[0], score_shift=score[1], exp_table=table,
+                           out_multiplier=out[0], out_shift=out[1])
+
+
+def _layernorm(rng, rows: int, c: int):
+    pairs = [quantize_multiplier(g / (0.05 * 2 ** 15)) for g in rng.uniform(0.5, 1.5, c)]
+    return ((rng.integers(-128, 128, (1, rows, c)).astype(np.int8), rng.integers(-20, 20, c).astype(np.int32)),
+            dict(multiplier=tuple(m for m, _ in pairs), shift=tuple(s for _, s in pairs),
+                 eps=int(round(c * c * 1e-5 / 0.05 ** 2)), out_zp=4))
+
+
+def _add(rng, rows: int, c: int):
+    s_a, s_b, s_y = 0.05, 0.03, 0.07
+    twice = 2 * max(s_a, s_b)
+    (am, ash), (bm, bsh) = quantize_multiplier(s_a / twice), quantize_multiplier(s_b / twice)
+    om, osh = quantize_multiplier(twice / (2 ** 20 * s_y))
+    a, b = (rng.integers(-128, 128, (1, rows, c)).astype(np.int8) for _ in range(2))
+    return (a, b), dict(a_zp=3, b_zp=-4, a_multiplier=am, a_shift=ash, b_multiplier=bm, b_shift=bsh, out_multiplier=om,
+                        out_shift=osh, out_zp=1)
+
+
+def kernel_cases(quick: bool) -> list[tuple]:
+    rng = np.random.default_rng(2024)
+    cases = []
+    rows_k = [(1, 32), (17, 8), (17, 32), (17, 64), (17, 256), (257, 32)] if not quick else [(17, 32), (17, 64)]
+    for rows, k in rows_k:
+        cases.append((f"linear s8 rows {rows} K {k} N 32", "QLinear", *_linear(rng, rows, k, 32, 8), rows * k * 32))
+    for rows, k in ([(17, 32), (17, 64), (17, 256)] if not quick else [(17, 64)]):
+        cases.append((f"linear s4 rows {rows} K {k} N 32", "QLinear", *_linear(rng, rows, k, 32, 4), rows * k * 32))
+    for seq in ((17, 65, 257) if not quick else (17,)):
+        for dim in (8, 16):
+            cases.append((f"attention S {seq} head_dim {dim}", "QAttention", *_attention(rng, seq, dim),
+                          2 * seq * seq * dim))
+    for rows, c in ((17, 32), (17, 64), (257, 32)) if not quick else ((17, 32),):
+        cases.append((f"layernorm rows {rows} C {c}", "QLayerNorm", *_layernorm(rng, rows, c), rows * c))
+    cases.append(("add 17 x 32", "QAdd", *_add(rng, 17, 32), 17 * 32))
+    table = tuple(int(t) for t in rng.integers(-128, 128, 256))
+    cases.append(("table 17 x 64", "QTable", (rng.integers(-128, 128, (17, 64)).astype(np.int8),), dict(table=table),
+                  17 * 64))
+    return cases
+
+
+def measure_kernels(quick: bool) -> dict:
+    """{(core, variant, label): (instructions, cycles)}; raises if any call differs from the reference."""
+    from mcu_attn.ir.ops.registry import spec
+
+    cases = kernel_cases(quick)
+    results = {}
+    for core in CORES:
+        timing = core_timing(core)
+        for variant in VARIANTS:
+            _progress(f"kernels: {variant} on {core} ({len(cases)} cases)")
+            backend = EmulatorBackend(build_kernel_elf(variant, core, S8_FUNCTIONS), core, profile=True)
+            bindings = KernelBindings(backend, query_tiles=(1,))
+            for label, op, inputs, attrs, _ in cases:
+                got = bindings.run(op, inputs, attrs)
+                if not np.array_equal(got, spec(op).reference(*inputs, **attrs)):
+                    raise SystemExit(f"{label}: {variant} kernel on {core} differs from the reference")
+                profile = backend.call_profiles()[-1]
+                results[(core, variant, label)] = (profile.total("instructions"),
+                                                   float(core_cycles(profile, timing).sum()))
+    return results
+
+
+def kernel_table(results: dict, quick: bool) -> list[str]:
+    lines = ["| kernel, shape | unit | M4 ref instr | M4 arm instr | M4 ref cycles | M4 arm cycles | "
+             "M7 ref cycles | M7 arm cycles |", "|---|---|---|---|---|---|---|---|"]
+    for label, op, _, _, count in kernel_cases(quick):
+        unit = "per MAC" if op in ("QLinear", "QAttention") else "per element"
+        cells = [results[(core, variant, label)][i] / count for core, i, variant in
+                 [("cortex-m4", 0, "ref"), ("cortex-m4", 0, "arm"), ("cortex-m4", 1, "ref"), ("cortex-m4", 1, "arm"),
+                  ("cortex-m7", 1, "ref"), ("cortex-m7", 1, "arm")]]
+        lines.append(f"| {label} | {unit} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    return lines
+
+
+def softmax_table(results: dict, quick: bool) -> list[str]:
+    """Per (query, key) pair: the cost at head sizes 8 and 16 and its intercept (what does not grow with D)."""
+    lines = ["| S | variant | instr per pair, D 8 | instr per pair, D 16 | softmax and loop per pair (intercept) |",
+             "|---|---|---|---|---|"]
+    for seq in ((17, 65, 257) if not quick else (17,)):
+        for variant in VARIANTS:
+            per_pair = [results[("cortex-m4", variant, f"attention S {seq} head_dim {d}")][0] / seq ** 2 for d in (8, 16)]
+            lines.append(f"| {seq} | {variant} | {per_pair[0]:.1f} | {per_pair[1]:.1f} | "
+                         f"{2 * per_pair[0] - per_pair[1]:.1f} |")
+    return lines
+
+
+# ---- whole models -----------------------------------------------------------------------------------------------
+def long_model(path: Path) -> None:
+    """The digits ViT's graph at 257 tokens with seeded random weights: input [1, 32, 32] reshaped to 256 tokens
+    of 4 values, every shape constant that said 17 tokens saying 257, a new position table."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(DIGITS / "digits_vit.onnx")
+    rng = np.random.default_rng(257)
+    graph = model.graph
+    for node in graph.node:
+        if node.op_type == "Constant":
+            value = numpy_helper.to_array(node.attribute[0].t)
+            if value.dtype == np.int64 and 17 in value.reshape(-1).tolist():
+                value = np.where(value == 17, 257, value)
+                if value.tolist() == [1, 16, 4]:
+                    value = np.array([1, 256, 4], np.int64)
+                node.attribute[0].t.CopyFrom(numpy_helper.from_array(value))
+            elif value.dtype == np.int64 and value.reshape(-1).tolist() == [1, 16, 4]:
+                node.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array([1, 256, 4], np.int64)))
+    for index, tensor in enumerate(graph.initializer):
+        array = numpy_helper.to_array(tensor)
+        if tensor.name == "pos":
+            array = np.zeros((1, 257, array.shape[-1]), np.float32)
+        scale = 1.0 if tensor.name.endswith("norm1.weight") or tensor.name.endswith("norm2.weight") else 0.3
+        fresh = rng.normal(0, scale / np.sqrt(max(array.shape[0], 1)), array.shape).astype(np.float32)
+        if tensor.name.endswith(("norm1.weight", "norm2.weight", "norm.weight")):
+            fresh = (1 + 0.1 * rng.normal(size=array.shape)).astype(np.float32)
+        graph.initializer[index].CopyFrom(numpy_helper.from_array(fresh, tensor.name))
+    dims = graph.input[0].type.tensor_type.shape.dim
+    dims[1].dim_value, dims[2].dim_value = 32, 32
+    del graph.value_info[:]
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def measure_models(quick: bool, scratch: Path) -> list[dict]:
+    from mcu_attn.build import build
+    from mcu_attn.options import BuildOptions
+    from mcu_attn.sim.run import SimOptions, simulate
+
+    long_path, long_calib = scratch / "long_vit.onnx", scratch / "long_calib.npy"
+    long_model(long_path)
+    rng = np.random.default_rng(7)
+    np.save(long_calib, rng.uniform(0, 16, (16, 32, 32)).astype(np.float32))
+    long_data = rng.uniform(0, 16, (2, 32, 32)).astype(np.float32)
+    digits_x = np.load(DIGITS / "data" / "test_x.npy")[: (8 if quick else 60)]
+    digits_y = np.load(DIGITS / "data" / "test_y.npy")[: len(digits_x)]
+    models = [("digits ViT (17 tokens)", DIGITS / "digits_vit.onnx", DIGITS / "data" / "calib.npy", digits_x, digits_y),
+              ("257-token ViT, random weights", long_path, long_calib, long_data, None)]
+    rows = []
+    for name, model, calib, x, y in models[: (1 if quick else 2)]:
+        for target in ("stm32f407", "stm32"):
+            for variant in VARIANTS:
+                _progress(f"model: {name} on {target}, {variant} kernels")
+                out = scratch / f"{model.stem}_{target}_{variant}"
+                build(model, target, out, BuildOptions(bits=8, calib=str(calib), kernels=variant))
+                r = simulate(str(out), x, y, SimOptions(model=str(model), calib=str(calib)))
+                rows.append(dict(model=name, target=target, core=r["core"], variant=variant, macs=r["macs"],
+                                 samples=r["samples"], bit_exact=r["bit_exact"], accuracy=r["accuracy"],
+                                 instructions=r["instructions"], cycles=r["cycles"],
+                                 instructions_per_mac=r["instructions_per_mac"], cycles_per_mac=r["cycles_per_mac"]))
+    return rows
+
+
+def model_table(rows: list[dict]) -> list[str]:
+    lines = ["| model | target | kernels | MACs | instructions | instr/MAC | cycles (estimate) | cycles/MAC | "
+             "bit-exact |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | `{r['target']}` ({r['core']}) | {r['variant']} | {r['macs']:,} | "
+                     f"{r['instructions']:,} | {r['instructions_per_mac']:.2f} | {r['cycles']:,} | "
+                     f"{r['cycles_per_mac']:.2f} | {r['bit_exact']} ({r['samples']} samples) |")
+    return lines
+
+
+def report(quick: bool) -> str:
+    kernels = measure_kernels(quick)
+    with tempfile.TemporaryDirectory(prefix="mcu-attn-kernels-") as scratch:
+        models = measure_models(quick, Path(scratch))
+    parts = ["<!-- generated by `python benchmarks/kernels.py --markdown docs/kernel-benchmarks.md`; do not edit -->",
+             "# Kernel benchmarks (emulated instruction counts; cycles are ESTIMATES, docs/cycle-model.md)", "",
+             "## Kernels, per MAC or per element (Unicorn, zero-wait-state memory, bit-exact against the reference)",
+             "", *kernel_table(kernels, quick), "",
+             "## Attention per (query, key) pair on Cortex-M4 (dense, one head, query tile 1)", "",
+             *softmax_table(kernels, quick), "",
+             "## Whole models, int8 (`mcu-attn build` + `mcu-attn simulate`; flash wait states included)", "",
+             *model_table(models), ""]
+    return "\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few shapes and the digits ViT only")
+    parser.add_argument("--markdown", help="write the tables to this file")
+    parser.add_argument("--check", help="exit 1 when this file's tables differ from a fresh run")
+    args = parser.parse_args()
+    text = report(args.quick)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+    if args.check:
+        committed = Path(args.check).read_text()
+        if committed != text:
+            print(f"{args.check} is out of date: run python benchmarks/kernels.py --markdown {args.check}",
+                  file=sys.stderr)
+            raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
