@@ -144,7 +144,8 @@ def softmax_table(results: dict, quick: bool) -> list[str]:
              "|---|---|---|---|---|"]
     for seq in ((17, 65, 257) if not quick else (17,)):
         for variant in VARIANTS:
-            per_pair = [results[("cortex-m4", variant, f"attention S {seq} head_dim {d}")][0] / seq ** 2 for d in (8, 16)]
+            per_pair = [results[("cortex-m4", variant, f"attention S {seq} head_dim {d}")][0] / seq ** 2
+                        for d in (8, 16)]
             lines.append(f"| {seq} | {variant} | {per_pair[0]:.1f} | {per_pair[1]:.1f} | "
                          f"{2 * per_pair[0] - per_pair[1]:.1f} |")
     return lines

@@ -105,7 +105,8 @@ def test_qlinear_hypothesis(kernels: KernelBindings, seed: int, rows: int, k: in
 @given(seed=SEEDS, seq=st.integers(1, 40), heads=st.integers(1, 4), head_dim=st.integers(1, 12),
        window=st.one_of(st.sampled_from([0, 1, 2, 3, 5, 7, 64]), st.integers(0, 45)), causal=st.integers(0, 1),
        global_tokens=st.one_of(st.just(0), st.integers(0, 42)))
-def test_qattention_hypothesis(kernels: KernelBindings, seed, seq, heads, head_dim, window, causal, global_tokens) -> None:
+def test_qattention_hypothesis(kernels: KernelBindings, seed, seq, heads, head_dim, window, causal,
+                               global_tokens) -> None:
     inputs, attrs = gen_qattention(np.random.default_rng(seed), seq, heads, head_dim, window, causal, global_tokens)
     check_case(kernels, "QAttention", inputs, attrs)
 

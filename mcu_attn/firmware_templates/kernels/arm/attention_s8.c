@@ -46,8 +46,9 @@ typedef struct {
     int32_t count;         /* keys left                       r0 + 76 */
     int32_t m;             /* m'                              r0 + 80 */
     uint32_t sum;          /*                                 r0 + 84 */
-    int32_t s;             /* s' of the key that stopped the loop: r0 + 88 */
+    int32_t mult;          /* M                               r0 + 88 */
     const uint16_t *table; /*                                 r0 + 92 */
+    int64_t k_index;       /* K, the index's folded rounding  r0 + 96 */
 } key_ctx;
 
 #define MA_CTX_OFFSET(field, value) \
@@ -62,14 +63,16 @@ MA_CTX_OFFSET(k, 72);
 MA_CTX_OFFSET(count, 76);
 MA_CTX_OFFSET(m, 80);
 MA_CTX_OFFSET(sum, 84);
-MA_CTX_OFFSET(s, 88);
+MA_CTX_OFFSET(mult, 88);
+MA_CTX_OFFSET(k_index, 96);
 MA_CTX_OFFSET(table, 92);
 
-/* Run the keys from ctx->k while ctx->count > 0; 0 when all are done, 1 when the key at ctx->k raises the
- * maximum (its s' in ctx->s, ctx->count still counting it). r0 = ctx->accs + 12. Registers: r1 key, r2 count, r3 m',
- * r4 sum, r6 table, r7 the key's entry e, lr s'; r5 and r8-r12 are scratch. */
-int32_t ma_attn_keys8(int32_t *acc);
-int32_t ma_attn_keys16(int32_t *acc);
+/* Run the keys from ctx->k while ctx->count > 0 (at least one), then store m' and the sum. A key that raises the
+ * maximum rescales the sum and the accumulators in place (label 8) and is added like any other. r0 = ctx->accs
+ * + 12. Registers: r1 key, r2 count, r3 m', r4 sum, r6 table, r7 the key's entry e, lr s'; r5 and r8-r12 are
+ * scratch. */
+void ma_attn_keys8(int32_t *acc);
+void ma_attn_keys16(int32_t *acc);
 
 #define MA_KEYS_ENTRY(name)                                                                                    \
     "  .section .text." #name ",\"ax\",%progbits\n"                                                          \
@@ -136,33 +139,70 @@ int32_t ma_attn_keys16(int32_t *acc);
     "  strd r11, r12, [r0, #" OFFSET "+8]\n"
 /* next key; at the end store m' and sum and return 0; a rise stores the position and s' and returns 1; an entry
  * of 2^15 runs PV (the accumulation of one key) twice with 2^14 */
-#define MA_KEYS_EXIT(name, PV)                                                                                     \
-    "7:\n"                                                                                                   \
-    "  ldr r5, [r0, #68]\n"                                                                                  \
-    "  add r1, r1, r5\n"                                                                                     \
-    "  subs r2, r2, #1\n"                                                                                    \
-    "  bne 1b\n"                                                                                             \
-    "9:\n"                                                                                                   \
-    "  str r3, [r0, #80]\n"                                                                                  \
-    "  str r4, [r0, #84]\n"                                                                                  \
-    "  str r2, [r0, #76]\n"                                                                                  \
-    "  movs r0, #0\n"                                                                                        \
-    "  pop {r4-r11, pc}\n"                                                                                   \
-    "8:\n"                                                                                                   \
-    "  str r1, [r0, #72]\n"                                                                                  \
-    "  str r2, [r0, #76]\n"                                                                                  \
-    "  str r3, [r0, #80]\n"                                                                                  \
-    "  str r4, [r0, #84]\n"                                                                                  \
-    "  str lr, [r0, #88]\n"                                                                                  \
-    "  movs r0, #1\n"                                                                                        \
-    "  pop {r4-r11, pc}\n"                                                                                   \
-    "6:\n"                                                                                                   \
-    "  lsr r7, r7, #1\n"                                                                                     \
-    PV                                                                                                       \
-    PV                                                                                                       \
-    "  b 7b\n"                                                                                               \
-    "  .size " #name ", . - " #name "\n"                                                                     \
+#define MA_KEYS_EXIT(name, PV, RESCALE)                                                                       \
+    "7:\n"                                                                                                    \
+    "  ldr r5, [r0, #68]\n"                                                                                   \
+    "  add r1, r1, r5\n"                                                                                      \
+    "  subs r2, r2, #1\n"                                                                                     \
+    "  bne 1b\n"                                                                                              \
+    "9:\n"                                                                                                    \
+    "  str r3, [r0, #80]\n"                                                                                   \
+    "  str r4, [r0, #84]\n"                                                                                   \
+    "  pop {r4-r11, pc}\n"                                                                                    \
+    "8:\n"                                                                                                    \
+    "  ldr r5, [r0, #88]\n"                                                                                   \
+    "  sub r7, lr, r3\n"                                                                                      \
+    "  ldrd r8, r9, [r0, #96]\n"                                                                              \
+    "  umlal r8, r9, r7, r5\n"                                                                                \
+    "  ldr r10, [r0, #60]\n"                                                                                  \
+    "  asr r9, r9, r10\n"                                                                                     \
+    "  usat r9, #8, r9\n"                                                                                     \
+    "  ldrh r9, [r6, r9, lsl #1]\n"                                                                           \
+    "  mov r3, lr\n"                                                                                          \
+    "  ldrd r10, r11, [r0, #96]\n"                                                                            \
+    "  smlal r10, r11, r3, r5\n"                                                                              \
+    "  strd r10, r11, [r0, #48]\n"                                                                            \
+    "  cmp r4, #0\n"                                                                                          \
+    "  beq 11f\n"                                                                                             \
+    "  cmp r9, #32768\n"                                                                                      \
+    "  beq 11f\n"                                                                                             \
+    "  umull r10, r11, r4, r9\n"                                                                              \
+    "  adds r10, r10, #16384\n"                                                                               \
+    "  adc r11, r11, #0\n"                                                                                    \
+    "  lsr r10, r10, #15\n"                                                                                   \
+    "  orr r4, r10, r11, lsl #17\n"                                                                           \
+    RESCALE                                                                                                   \
+    "11:\n"                                                                                                   \
+    "  ldrh r7, [r6]\n"                                                                                       \
+    "  add r4, r4, r7\n"                                                                                      \
+    "  cmp r7, #32768\n"                                                                                      \
+    "  beq 6f\n"                                                                                              \
+    "  b 5b\n"                                                                                                \
+    "6:\n"                                                                                                    \
+    "  lsr r7, r7, #1\n"                                                                                      \
+    PV                                                                                                        \
+    PV                                                                                                        \
+    "  b 7b\n"                                                                                                \
+    "  .size " #name ", . - " #name "\n"                                                                      \
     "  .text\n"
+
+/* acc = (acc f + 2^14) >> 15 (the reference's ma_rshift_round64) for the four accumulators r10, r11, r12, lr of
+ * one word, f in r9, moved by LDM/STM (FORM ia at r0, db below it) or LDRD/STRD at a negative offset */
+#define MA_RESCALE_ACC(A)                                                                                     \
+    "  smull r7, r8, " A ", r9\n"                                                                            \
+    "  adds r7, r7, #16384\n"                                                                                \
+    "  adc r8, r8, #0\n"                                                                                     \
+    "  lsr r7, r7, #15\n"                                                                                    \
+    "  orr " A ", r7, r8, lsl #17\n"
+#define MA_RESCALE_4 MA_RESCALE_ACC("r10") MA_RESCALE_ACC("r11") MA_RESCALE_ACC("r12") MA_RESCALE_ACC("lr")
+#define MA_RESCALE_LDM(FORM)                                                                                  \
+    "  ldm" FORM " r0, {r10, r11, r12, lr}\n" MA_RESCALE_4 "  stm" FORM " r0, {r10, r11, r12, lr}\n"
+#define MA_RESCALE_LDRD(OFFSET)                                                                               \
+    "  ldrd r10, r11, [r0, #" OFFSET "]\n"                                                                   \
+    "  ldrd r12, lr, [r0, #" OFFSET "+8]\n"                                                                  \
+    MA_RESCALE_4                                                                                             \
+    "  strd r10, r11, [r0, #" OFFSET "]\n"                                                                   \
+    "  strd r12, lr, [r0, #" OFFSET "+8]\n"
 
 #define MA_PV8                                                                                                 \
     "  ldr r5, [r0, #64]\n"                                                                                  \
@@ -187,8 +227,9 @@ __asm__(MA_KEYS_ENTRY(ma_attn_keys8)
         MA_QK_WORD(0, "smuad", "")
         MA_QK_WORD(1, "smlad", ", lr")
         MA_ENTRY("  cbz r7, 7f\n")
+        "5:\n"
         MA_PV8
-        MA_KEYS_EXIT(ma_attn_keys8, MA_PV8));
+        MA_KEYS_EXIT(ma_attn_keys8, MA_PV8, MA_RESCALE_LDM("db") MA_RESCALE_LDM("ia")));
 
 __asm__(MA_KEYS_ENTRY(ma_attn_keys16)
         MA_QK_WORD(0, "smuad", "")
@@ -196,8 +237,10 @@ __asm__(MA_KEYS_ENTRY(ma_attn_keys16)
         MA_QK_WORD(2, "smlad", ", lr")
         MA_QK_WORD(3, "smlad", ", lr")
         MA_ENTRY("  cmp r7, #0\n  beq 7f\n")
+        "5:\n"
         MA_PV16
-        MA_KEYS_EXIT(ma_attn_keys16, MA_PV16));
+        MA_KEYS_EXIT(ma_attn_keys16, MA_PV16, MA_RESCALE_LDRD("-48") MA_RESCALE_LDRD("-32") MA_RESCALE_LDM("db")
+                     MA_RESCALE_LDM("ia")));
 
 /* The head's accumulators, in order: they end at accs + 16. */
 static inline int32_t *acc_of(key_ctx *c, int32_t dim) {
@@ -208,35 +251,16 @@ static inline int32_t table_index(int64_t t, int32_t index_shift) {
     return __usat((int32_t)(t >> 32) >> index_shift, 8);
 }
 
-/* The key at c->k (its s' in c->s) raises the maximum: the sum and the accumulators are rescaled by exp(m - s)
- * (rounded as the reference's ma_rshift_round64 of the products), then the key is added with entry table[0]. */
-__attribute__((noinline)) static void rise(key_ctx *c, int32_t dim, const ma_attention_s8_params *p) {
-    const int64_t k = ((int64_t)1 << 30) + ((int64_t)1 << (30 - p->score_shift));
-    const int8_t *vj = c->k + c->v_off;
-    const uint32_t gap = (uint32_t)c->s - (uint32_t)c->m;
-    const int32_t factor =
-        c->table[table_index(k + (int64_t)((uint64_t)gap * (uint32_t)p->score_mult), c->index_shift)];
-    const int32_t e = c->table[0];
-    int32_t *acc = acc_of(c, dim), d;
-    if (c->sum == 0 || factor == 32768) { /* nothing to rescale yet, or a gap below half a table step */
-        c->sum += (uint32_t)e;
-        for (d = 0; d < dim; ++d) acc[d] += e * vj[d];
-    } else {
-        c->sum = (uint32_t)(((uint64_t)c->sum * (uint32_t)factor + (1u << 14)) >> 15) + (uint32_t)e;
-        for (d = 0; d < dim; ++d) acc[d] = (int32_t)(((int64_t)acc[d] * factor + (1 << 14)) >> 15) + e * vj[d];
-    }
-    c->m = c->s;
-    c->base = k + (int64_t)c->s * p->score_mult;
-    c->k += c->stride;
-    c->count -= 1;
-}
-
 /* Keys [from, to) of the current row. */
 static void row_keys(key_ctx *c, const int8_t *k, int32_t from, int32_t to, const ma_attention_s8_params *p) {
     c->k = k + from * c->stride;
     c->count = to - from;
-    while (c->count > 0 && (p->head_dim == 8 ? ma_attn_keys8(c->accs + 12) : ma_attn_keys16(c->accs + 12))) {
-        rise(c, p->head_dim, p);
+    if (c->count > 0) {
+        if (p->head_dim == 8) {
+            ma_attn_keys8(c->accs + 12);
+        } else {
+            ma_attn_keys16(c->accs + 12);
+        }
     }
 }
 
@@ -295,6 +319,8 @@ void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma
         return;
     }
     c.neg_mult = -p->score_mult;
+    c.mult = p->score_mult;
+    c.k_index = ((int64_t)1 << 30) + ((int64_t)1 << (30 - p->score_shift));
     c.index_shift = -p->score_shift - 1;
     c.v_off = (int32_t)(v - k);
     c.stride = stride;

@@ -24,27 +24,37 @@
  * row extended and multiplied into its two accumulators. k & 4 takes one more step, k & 3 the scalar tail.
  * The accumulators start at the channel's bias (the caller checked that bias + dot cannot leave int32, so this is
  * the reference's saturating sum), and the epilogue is ma_dsp_requant_fast: t = K_pos + acc M - s 2^31 with
- * s = [acc and M differ in sign], y = sat8((high word of t >> (right - 1)) + zp).
- * AAPCS: r0 = x0, r1 = w0, r2 = k, r3 = the tile's channel parameters (tile_params), [sp] = y (row 0, channel 0;
- * row 1 is at y + tp->n). */
+ * s = [acc and M differ in sign], y = sat8((high word of t >> (right - 1)) + zp). One call runs every row pair
+ * of a channel pair (tp->pairs of them from tp->x, tp->y), so the per-tile work is a few loads and stores.
+ * AAPCS: r0 = tp. */
 typedef struct {
     int64_t k_pos;           /*  0: K for channel 0 */
     int32_t bias, mult, high_shift, pad; /* 8, 12, 16 */
     int64_t k_pos1;          /* 24: channel 1 */
     int32_t bias1, mult1, high_shift1, pad1; /* 32, 36, 40 */
-    int32_t zp, n;           /* 48, 52 */
+    int32_t zp, n;           /* 48, 52: output zero point, y row stride */
+    const int8_t *x;         /* 56: the next row pair */
+    const int8_t *w;         /* 60: channel 0's weights (channel 1's follow, k bytes on) */
+    int8_t *y;               /* 64: row 0, channel 0 of the next row pair */
+    int32_t k, pairs;        /* 68, 72 */
 } tile_params;
 
-void ma_tile8_2x2(const int8_t *x0, const int8_t *w0, int32_t k, const tile_params *tp, int8_t *y);
+void ma_tile8_rows(tile_params *tp);
 __asm__(
-    "  .section .text.ma_tile8_2x2,\"ax\",%progbits\n"
+    "  .section .text.ma_tile8_rows,\"ax\",%progbits\n"
     "  .syntax unified\n"
     "  .thumb\n"
     "  .p2align 2\n"
     "  .thumb_func\n"
-    "  .type ma_tile8_2x2, %function\n"
-    "ma_tile8_2x2:\n"
-    "  push {r3-r11, lr}\n"
+    "  .type ma_tile8_rows, %function\n"
+    "ma_tile8_rows:\n"
+    "  push {r4-r11, lr}\n"
+    "  push {r0}\n"                 /* tp */
+    "0:\n"
+    "  ldr r3, [sp]\n"
+    "  ldr r0, [r3, #56]\n"         /* x, row 0 */
+    "  ldr r1, [r3, #60]\n"         /* w, channel 0 */
+    "  ldr r2, [r3, #68]\n"         /* k */
     "  ldr r4, [r3, #8]\n"          /* a00 = a10 = bias0, a01 = a11 = bias1 */
     "  ldr r5, [r3, #32]\n"
     "  mov r6, r4\n"
@@ -98,8 +108,8 @@ __asm__(
     "  subs r3, r3, #1\n"
     "  bne 4b\n"
     "5:\n"
-    "  pop {r3}\n"                  /* tp */
-    "  ldr r2, [sp, #36]\n"         /* y, row 0 */
+    "  ldr r3, [sp]\n"              /* tp */
+    "  ldr r2, [r3, #64]\n"         /* y, row 0 */
     "  ldr r1, [r3, #52]\n"
     "  add r1, r1, r2\n"            /* y, row 1 */
     "  ldr r0, [r3, #48]\n"         /* zp */
@@ -122,8 +132,20 @@ __asm__(
     "  ldr r12, [r3, #40]\n"
     MA_OUT8("r5", "24", "strb lr, [r2, #1]")
     MA_OUT8("r7", "24", "strb lr, [r1, #1]")
+    "  ldr r9, [r3, #68]\n"         /* next row pair: x += 2 k, y += 2 n */
+    "  ldr r8, [r3, #56]\n"
+    "  add r8, r8, r9, lsl #1\n"
+    "  str r8, [r3, #56]\n"
+    "  ldr r9, [r3, #52]\n"
+    "  add r8, r2, r9, lsl #1\n"
+    "  str r8, [r3, #64]\n"
+    "  ldr r8, [r3, #72]\n"
+    "  subs r8, r8, #1\n"
+    "  str r8, [r3, #72]\n"
+    "  bne 0b\n"
+    "  add sp, sp, #4\n"
     "  pop {r4-r11, pc}\n"
-    "  .size ma_tile8_2x2, . - ma_tile8_2x2\n"
+    "  .size ma_tile8_rows, . - ma_tile8_rows\n"
     "  .text\n");
 #undef MA_DOT8_STEP
 #undef MA_OUT8
@@ -283,7 +305,14 @@ __attribute__((always_inline)) static inline void linear(const int8_t *x, int32_
             tp.high_shift1 = p1.high_shift;
             tp.zp = y_zp;
             tp.n = n;
-            for (r = 0; r + 2 <= rows; r += 2, y0 += 2 * n) ma_tile8_2x2(x + r * k, (const int8_t *)w0, k, &tp, y0);
+            tp.x = x;
+            tp.w = (const int8_t *)w0;
+            tp.y = y0;
+            tp.k = k;
+            tp.pairs = rows / 2;
+            if (tp.pairs > 0) ma_tile8_rows(&tp);
+            r = rows & ~1;
+            y0 += r * n;
         } else {
             for (r = 0; bits == 4 && r + 2 <= rows; r += 2, y0 += 2 * n) {
                 dot4_2x2(x + r * k, w0, k, acc);

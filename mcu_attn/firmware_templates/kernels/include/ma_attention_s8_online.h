@@ -7,9 +7,10 @@
  * ranges; each key row k_j, v_j is visited once per tile, in ascending j, and every row of the tile that sees j
  * (its window, its global keys, and the mask if there is one) folds it into its own running state: the logit
  * maximum, the running sum of exp-table entries and head_dim int64 accumulators of e v, rescaled whenever
- * the maximum rises; v's zero point is taken out once per row, at the end. A row's state is a few words, so scratch is O(query_tile * head_dim) and nothing is O(seq^2): never
- * a score matrix, not even a score row. Since each row sees its keys one at a time in ascending order, the
- * result is the same for any tile size and for a dense row that skips masked keys. */
+ * the maximum rises; v's zero point is taken out once per row, at the end. A row's state is a few words, so
+ * scratch is O(query_tile * head_dim) and nothing is O(seq^2): never a score matrix, not even a score row.
+ * Since each row sees its keys one at a time in ascending order, the result is the same for any tile size and
+ * for a dense row that skips masked keys. */
 #ifndef MA_ATTENTION_S8_ONLINE_H
 #define MA_ATTENTION_S8_ONLINE_H
 
