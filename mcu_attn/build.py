@@ -108,11 +108,14 @@ def make_report(target: Target, model: str, compilation: Compilation, check: dic
                                             compilation.project)
     quantization = graph.meta.get("quantization")
     digests = {name: hashlib.sha256(content).hexdigest() for name, content in sources.items()}
+    # the variant the target's core builds anyway is not an option the user gave: replays choose it again
+    recorded = dataclasses.replace(options, kernels=None) if project.kernel_variant == variant_for(target.core) \
+        else options
     report = {
         "target": target.name,
         "model": model,
         "bits": options.bits,
-        "options": options.record(SOURCE_CALIB),
+        "options": recorded.record(SOURCE_CALIB),
         "params": count_params(float_graph),
         "macs": int(sum(layer["macs"] for layer in project.layers)),
         "flash_bytes": planned["flash_bytes"],
@@ -256,12 +259,13 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
     """Build `onnx_path` for `target` into `out_dir`; returns the report (also written as report.json).
     `on_plan`, when given, receives the plan (attention, memory per layer) before anything is compiled."""
     resolved = get_target(target)
-    options = dataclasses.replace(options, kernels=options.kernels or variant_for(resolved.core)).check()
-    if options.kernels != "ref" and resolved.is_host:
-        raise UserError(f"kernel variant {options.kernels!r} runs on Cortex-M only; the host builds the ref kernels")
+    options.check()
+    kernels = options.kernels or variant_for(resolved.core)  # recorded only when not the core's own
+    if kernels != "ref" and resolved.is_host:
+        raise UserError(f"kernel variant {kernels!r} runs on Cortex-M only; the host builds the ref kernels")
     check_out_dir(Path(out_dir))
     out_dir = Path(out_dir).resolve()
-    compilation = compile_model(onnx_path, options)
+    compilation = compile_model(onnx_path, dataclasses.replace(options, kernels=kernels))
     graph, project = compilation.graph, compilation.project
     files = dict(project.files)
     sources = _source_files(Path(onnx_path), options)
