@@ -1,8 +1,8 @@
 """Simulation benchmark: the bundled digits ViT, int8, built for three Cortex-M targets and run in Unicorn.
 
 For each target: whether the firmware matches the numpy reference bit for bit (and its accuracy) on the first
-test images, then the per-inference instructions, ESTIMATED cycles and energy (docs/cycle-model.md), and the
-layers that cost the most cycles. Needs arm-none-eabi-gcc. Equivalent to, per target:
+test images, then the per-inference instructions, ESTIMATED cycles and energy (docs/cycle-model.md), the README's
+table row (flash and RAM from the build report), and the layers that cost the most cycles. Needs arm-none-eabi-gcc. Equivalent to, per target:
 
     mcu-attn build examples/digits_vit/digits_vit.onnx --target T -o DIR --bits 8 \
         --calib examples/digits_vit/data/calib.npy
@@ -36,11 +36,11 @@ def main() -> None:
     model, calib = DIGITS / "digits_vit.onnx", DIGITS / "data" / "calib.npy"
     x = np.load(DIGITS / "data" / "test_x.npy")[:args.samples]
     y = np.load(DIGITS / "data" / "test_y.npy")[:args.samples]
-    results = []
+    results, reports = [], []
     with tempfile.TemporaryDirectory(prefix="mcu-attn-bench-") as scratch:
         for target in args.targets.split(","):
             out = Path(scratch) / target
-            build(model, target, out, BuildOptions(bits=8, calib=str(calib)))
+            reports.append(build(model, target, out, BuildOptions(bits=8, calib=str(calib))))
             results.append(simulate(str(out), x, y, SimOptions(model=str(model), calib=str(calib))))
 
     print(f"digits ViT int8, {results[0]['macs']:,} MACs; Unicorn; cycles and energy are estimates")
@@ -52,6 +52,13 @@ def main() -> None:
         print(f"{r['target']:<10} {r['core']:<10} {mhz:>4.0f} {str(r['bit_exact']):>9} {r['accuracy']:>6.3f} "
               f"{r['instructions']:>13,} {r['cycles']:>11,} {r['instructions_per_mac']:>9.2f} "
               f"{r['cycles_per_mac']:>8.2f} {r['time_ms']:>7.2f} {energy:>8}")
+    print("\n| target | flash | RAM | instructions | cycles (estimate) | time | energy (estimate) |\n"
+          "|---|---|---|---|---|---|---|")
+    for r, report in zip(results, reports):
+        energy = f"{r['energy_uj']:,.1f} µJ" if r["energy_uj"] is not None else "n/a"
+        print(f"| `{r['target']}` ({r['core']}, {r['estimate']['clock_hz'] / 1e6:.0f} MHz) | "
+              f"{report['flash_bytes']:,} B | {report['ram_bytes']:,} B | {r['instructions']:,} | {r['cycles']:,} | "
+              f"{r['time_ms']:.1f} ms | {energy} |")
     for r in results:
         print(f"\n{r['target']}: top {args.top} layers by estimated cycles")
         for layer in sorted(r["layers"], key=lambda item: -item["cycles"])[:args.top]:

@@ -14,9 +14,10 @@ allows, visited in ascending order, one key at a time; no score is kept beyond t
    of the probabilities), out = requant(o) + out_zp with the 1/256 folded into the output multiplier.
 Because keys are taken one at a time in ascending order, the result does not depend on how a kernel tiles
 queries or keys: a dense row that skips masked keys and a sparse row that never visits them are bit-identical.
-sum >= 2^15 (the maximum's own entry) and sum <= S 2^15, so sum >> sh is in [2^15, 2^16); |acc| <= 128 sum, so
-acc fits int32 while a row sees fewer than 512 keys (the ARM kernel's fast path), and every product fits int64. The gap is clamped so that requant's left shift cannot leave int32: any clamped gap already maps
-to t = 255, so this only makes the op total (the contract's min(255, .) of the exact value).
+sum >= 2^15 (the maximum's own entry) and sum <= S 2^15, so sum >> sh is in [2^15, 2^16); -128 sum <= acc <=
+127 sum, so acc fits int32 while a row sees at most 512 keys (the ARM kernel's fast path), and every product fits
+int64. The gap is clamped so that requant's left shift cannot leave int32: any clamped gap already maps to
+t = 255, so this only makes the op total (the contract's min(255, .) of the exact value).
 """
 
 from __future__ import annotations

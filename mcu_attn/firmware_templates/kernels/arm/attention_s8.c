@@ -12,9 +12,9 @@
  *   rounding of both requantization steps folded into K (ma_dsp.h); base = K + m' M is kept and renewed when the
  *   maximum rises, so a key costs one SMLAL, a shift, USAT and the table load. The clamp of the gap is skipped
  *   because t(INT32_MAX) is already 255 (t is monotone: the clamped gap and the gap itself both give 255).
- * - SMLABB/SMLATB multiply the entry with SXTB16 pairs of the raw v into int32 accumulators: |acc| <= 128 sum
- *   and sum <= keys 2^15, so acc stays int32 while a row sees at most MA_INT32_KEYS keys (a rescale never grows
- *   it). LDM/STM move the four accumulators of a word of v at once.
+ * - SMLABB/SMLATB multiply the entry with SXTB16 pairs of the raw v into int32 accumulators: -128 sum <= acc <=
+ *   127 sum and sum <= keys 2^15, so acc stays int32 while a row sees at most MA_INT32_KEYS keys (a rescale never
+ *   grows it). LDM/STM move the four accumulators of a word of v at once.
  * - An entry of 2^15 (a logit within half a table step of the maximum) does not fit SMLABB's signed halfword:
  *   it is added as two halves of 2^14, out of the loop's straight path.
  * - A key that raises the maximum (rare after the first few) leaves the loop; C rescales by exp(m - s) exactly
@@ -26,7 +26,7 @@
 #include "ma_attention_s8_online.h"
 #include "ma_dsp.h"
 
-#define MA_INT32_KEYS 511 /* 128 * 511 * 2^15 < 2^31: acc fits int32 */
+#define MA_INT32_KEYS 512 /* acc in [-128 * 512 * 2^15, 127 * 512 * 2^15] = [-2^31, 2^31): int32 */
 
 int32_t ma_attention_s8_scratch(const ma_attention_s8_params *p) {
     return ma_attention_s8_scratch_bytes(p);
