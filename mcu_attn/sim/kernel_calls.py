@@ -249,15 +249,14 @@ class EmulatorBackend:
 
     def call_profiles(self):
         """A `profile.Profile` of each call made with profile=True since the last `reset` (one row: the call)."""
-        from mcu_attn.sim.profile import BlockCache, build_profile
+        from mcu_attn.sim.profile import BlockCache, build_profile, summarise
 
         cache = BlockCache(lambda address, count: bytes(self.uc.mem_read(address, count)))
         profiles = []
-        for trace in self.calls:
-            starts = np.array([a for a, _ in trace], np.int64)
-            pairs, order = np.unique(np.array(trace, np.int64).reshape(-1, 2), axis=0, return_inverse=True)
-            blocks = [cache.by_size(int(a), int(n)) for a, n in pairs]
-            profiles.append(build_profile(starts, blocks, order.reshape(-1), [], self.symbols["ma_bench_halt"]))
+        for calls in self.calls:
+            trace = summarise(np.array([a for a, _ in calls], np.int64), np.array([n for _, n in calls], np.int64), [])
+            blocks = [cache.by_size(int(a), int(n)) for a, n in zip(trace.block_starts, trace.block_sizes)]
+            profiles.append(build_profile(trace, blocks, [], self.symbols["ma_bench_halt"]))
         return profiles
 
 
