@@ -10,11 +10,10 @@ numpy reference, bit for bit. Attention's per-pair cost that does not grow with 
 the logit compare, the table index and lookup, the running sum, and the loop) is the intercept of the cost per
 (query, key) pair at head sizes 8 and 16.
 
-Models: the bundled digits ViT (17 tokens) and a 257-token ViT-like model with the digits ViT's layout and seeded
-random weights (32 x 32 inputs cut into 256 tokens of 4 values, plus the class token), built as int8 firmware for
-`stm32f407` (Cortex-M4) and `stm32` (Cortex-M7) with each kernel variant, run with `mcu-attn simulate`
-(instructions per MAC, estimated cycles per MAC with the target's flash wait states, bit-exact against the
-reference).
+Models: the bundled digits ViT (17 tokens) and the 257-token `examples/digits_long` (dense), built as int8
+firmware for `stm32f407` (Cortex-M4) and `stm32` (Cortex-M7) with each kernel variant, run with `mcu-attn
+simulate` (instructions per MAC, estimated cycles per MAC with the target's flash wait states and the caches the
+start-up enables, bit-exact against the reference on the first test images).
 
     python benchmarks/kernels.py [--quick] [--markdown FILE] [--check FILE]
 
@@ -37,6 +36,7 @@ from mcu_attn.sim.kernel_calls import S8_FUNCTIONS, EmulatorBackend, KernelBindi
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits_vit"
+LONG = ROOT / "examples" / "digits_long"
 CORES = ("cortex-m4", "cortex-m7")
 VARIANTS = ("ref", "arm")
 SCORE_STEP = 1 / 16
@@ -152,57 +152,18 @@ def softmax_table(results: dict, quick: bool) -> list[str]:
 
 
 # ---- whole models -----------------------------------------------------------------------------------------------
-def long_model(path: Path) -> None:
-    """The digits ViT's graph at 257 tokens with seeded random weights: input [1, 32, 32] reshaped to 256 tokens
-    of 4 values, every shape constant that said 17 tokens saying 257, a new position table."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(DIGITS / "digits_vit.onnx")
-    rng = np.random.default_rng(257)
-    graph = model.graph
-    for node in graph.node:
-        if node.op_type == "Constant":
-            value = numpy_helper.to_array(node.attribute[0].t)
-            if value.dtype == np.int64 and 17 in value.reshape(-1).tolist():
-                value = np.where(value == 17, 257, value)
-                if value.tolist() == [1, 16, 4]:
-                    value = np.array([1, 256, 4], np.int64)
-                node.attribute[0].t.CopyFrom(numpy_helper.from_array(value))
-            elif value.dtype == np.int64 and value.reshape(-1).tolist() == [1, 16, 4]:
-                node.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array([1, 256, 4], np.int64)))
-    for index, tensor in enumerate(graph.initializer):
-        array = numpy_helper.to_array(tensor)
-        if tensor.name == "pos":
-            array = np.zeros((1, 257, array.shape[-1]), np.float32)
-        scale = 1.0 if tensor.name.endswith("norm1.weight") or tensor.name.endswith("norm2.weight") else 0.3
-        fresh = rng.normal(0, scale / np.sqrt(max(array.shape[0], 1)), array.shape).astype(np.float32)
-        if tensor.name.endswith(("norm1.weight", "norm2.weight", "norm.weight")):
-            fresh = (1 + 0.1 * rng.normal(size=array.shape)).astype(np.float32)
-        graph.initializer[index].CopyFrom(numpy_helper.from_array(fresh, tensor.name))
-    dims = graph.input[0].type.tensor_type.shape.dim
-    dims[1].dim_value, dims[2].dim_value = 32, 32
-    del graph.value_info[:]
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-
-
 def measure_models(quick: bool, scratch: Path) -> list[dict]:
     from mcu_attn.build import build
     from mcu_attn.options import BuildOptions
     from mcu_attn.sim.run import SimOptions, simulate
 
-    long_path, long_calib = scratch / "long_vit.onnx", scratch / "long_calib.npy"
-    long_model(long_path)
-    rng = np.random.default_rng(7)
-    np.save(long_calib, rng.uniform(0, 16, (16, 32, 32)).astype(np.float32))
-    long_data = rng.uniform(0, 16, (2, 32, 32)).astype(np.float32)
-    digits_x = np.load(DIGITS / "data" / "test_x.npy")[: (8 if quick else 60)]
-    digits_y = np.load(DIGITS / "data" / "test_y.npy")[: len(digits_x)]
-    models = [("digits ViT (17 tokens)", DIGITS / "digits_vit.onnx", DIGITS / "data" / "calib.npy", digits_x, digits_y),
-              ("257-token ViT, random weights", long_path, long_calib, long_data, None)]
+    models = [("digits ViT (17 tokens)", DIGITS / "digits_vit.onnx", DIGITS, 60),
+              ("digits_long dense (257 tokens)", LONG / "digits_long_dense.onnx", LONG, 8)]
     rows = []
-    for name, model, calib, x, y in models[: (1 if quick else 2)]:
+    for name, model, folder, samples in models[: (1 if quick else 2)]:
+        calib = folder / "data" / "calib.npy"
+        x = np.load(folder / "data" / "test_x.npy")[: (8 if quick else samples)]
+        y = np.load(folder / "data" / "test_y.npy")[: len(x)]
         for target in ("stm32f407", "stm32"):
             for variant in VARIANTS:
                 _progress(f"model: {name} on {target}, {variant} kernels")
