@@ -10,6 +10,9 @@ import numpy as np
 
 from mcu_attn.frontend.onnx import load_onnx
 from mcu_attn.frontend.onnx import supported_onnx_ops as _supported
+from mcu_attn.frontend.tflite import load_tflite
+from mcu_attn.frontend.tflite_file import is_tflite
+from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.options import BuildOptions
 from mcu_attn.passes.pipeline import frontend_pipeline
@@ -18,8 +21,14 @@ from mcu_attn.reference.interpreter import run, run_stack
 
 
 def import_model(onnx_path: str | os.PathLike, bind: Mapping[str, np.ndarray] | None = None) -> Graph:
-    """Load an ONNX model and normalise it: folded, canonical Linear ops, fused LayerNorm, GELU and attention."""
-    graph = load_onnx(onnx_path, bind)
+    """Load an ONNX or TFLite model and normalise it: folded, canonical Linear ops, fused LayerNorm, GELU and
+    attention. `bind` fixes non-float ONNX inputs to given values."""
+    if is_tflite(onnx_path):
+        if bind:
+            raise UserError(f"{onnx_path}: binding inputs to values is for ONNX models")
+        graph = load_tflite(onnx_path)
+    else:
+        graph = load_onnx(onnx_path, bind)
     run_pipeline(graph, frontend_pipeline())
     return graph
 

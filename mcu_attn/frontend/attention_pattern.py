@@ -260,7 +260,7 @@ class FuseAttention:
         if mask is not None:
             inputs.append(graph.add_const("attn_mask", mask))
         out = graph.fresh("attention")
-        graph.types[out] = TensorType(dtype, (1, seq, width))
+        graph.types[out] = TensorType(dtype, (1, seq, width), graph.type(final).quant)  # a view: same scale
         nodes = [Node("Attention", inputs, [out], attrs, name or out)]
         if graph.shape(final) != (1, seq, width):
             shaped = graph.fresh("attention_view")

@@ -23,9 +23,10 @@ import onnx
 from onnx import helper, numpy_helper
 
 from mcu_attn.errors import UserError
+from mcu_attn.frontend.builder import GraphBuilder
 from mcu_attn.frontend.importers import RULES, OnnxNode, Unsupported
 from mcu_attn.ir.graph import Graph, Node
-from mcu_attn.ir.ops import OPS, infer_types, spec
+from mcu_attn.ir.ops import OPS
 from mcu_attn.ir.types import QuantParams, TensorType, dtype_name
 
 ONNX_OPS = {(("" if "." not in n else n.rsplit(".", 1)[0]), n.rsplit(".", 1)[-1]): s.name
@@ -93,45 +94,15 @@ def _input_type(value_info: onnx.ValueInfoProto, bind: Mapping[str, tuple[int, .
     return TensorType(dtype_name(elem), tuple(dims))
 
 
-class _Importer:
+class _Importer(GraphBuilder):
     def __init__(self, model: onnx.ModelProto) -> None:
+        super().__init__(model.graph.name or "model")
         self.model = model
-        self.graph = Graph(model.graph.name or "model")
         self.opsets = {o.domain if o.domain != "ai.onnx" else "": o.version for o in model.opset_import}
         self.unsupported = Unsupported()
 
-    # ---- the ImportContext protocol -----------------------------------------------------------------------
-    def const(self, value: str) -> np.ndarray | None:
-        return self.graph.constants.get(value)
-
-    def shape(self, value: str) -> tuple[int, ...]:
-        return self.graph.shape(value)
-
-    def dtype(self, value: str) -> str:
-        return self.graph.type(value).dtype
-
-    def fresh(self, hint: str) -> str:
-        return self.graph.fresh(hint)
-
-    def define_const(self, value: str, array: np.ndarray, quant: QuantParams | None = None) -> None:
-        array = np.asarray(array)
-        ttype = TensorType(dtype_name(array.dtype), tuple(int(d) for d in array.shape), quant)
-        self.graph.add_const(value, array, ttype, exact=True)
-
-    def emit(self, op: str, inputs: list[str], outputs: list[str], attrs: dict[str, Any] | None = None) -> None:
-        node = Node(op, list(inputs), list(outputs), dict(attrs or {}), outputs[0] if outputs else op)
-        present = [v for v in node.inputs if v]
-        if present and all(v in self.graph.constants for v in present):
-            results = spec(op).run(node, [self.graph.constants[v] if v else None for v in node.inputs])
-            quant = _dequantized_params(node, self.graph) if op == "DequantizeLinear" else None
-            for name, result in zip(node.outputs, results):
-                if name:
-                    self.define_const(name, result, quant)
-            return
-        for name, ttype in zip(node.outputs, infer_types(self.graph, node)):
-            if name:
-                self.graph.types[name] = ttype
-        self.graph.append(node)
+    def folded_quant(self, node: Node) -> QuantParams | None:
+        return _dequantized_params(node, self.graph) if node.op == "DequantizeLinear" else None
 
     # ---- the walk -------------------------------------------------------------------------------------------
     def run(self, bind: Mapping[str, np.ndarray]) -> Graph:
@@ -153,7 +124,7 @@ class _Importer:
         for name in graph.outputs:
             if name not in graph.types:
                 raise UserError(f"graph output {name!r} is never computed")
-        _reject_non_finite(graph)
+        self.reject_non_finite()
         graph.prune_unused()
         return graph
 
@@ -209,23 +180,6 @@ def _dequantized_params(node: Node, graph: Graph) -> QuantParams | None:
     axis = None if scale.size == 1 else int(node.attr("axis", 1)) % quantized.ndim
     bits = 4 if graph.type(node.inputs[0]).dtype in ("int4", "uint4") else 8 * quantized.dtype.itemsize
     return QuantParams(tuple(float(s) for s in scale), tuple(int(z) for z in zp), axis, bits)
-
-
-def _reject_non_finite(graph: Graph) -> None:
-    for name, array in graph.constants.items():
-        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-            if _is_mask(graph, name):
-                continue
-            raise UserError(f"weight {name!r} contains NaN or infinity")
-
-
-def _is_mask(graph: Graph, name: str) -> bool:
-    """-inf is legitimate in additive attention masks (added to scores right before a softmax), in Where and in
-    bounds: every reader's spec says `allows_inf`."""
-    array = graph.constants[name]
-    if np.isnan(array).any():
-        return False
-    return all(spec(c.op).allows_inf for c in graph.consumers(name))
 
 
 def load_onnx(source: str | os.PathLike | onnx.ModelProto, bind: Mapping[str, np.ndarray] | None = None) -> Graph:

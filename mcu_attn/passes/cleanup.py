@@ -145,7 +145,8 @@ class LinearOverLeadingDims:
                 continue
             out = node.outputs[0]
             lifted_out = graph.fresh(f"{out}_lifted")
-            graph.types[lifted_out] = TensorType(graph.type(out).dtype, original[:-1] + (graph.shape(out)[-1],))
+            graph.types[lifted_out] = TensorType(graph.type(out).dtype, original[:-1] + (graph.shape(out)[-1],),
+                                                 graph.type(out).quant)  # the same values: the same scale
             shape = graph.add_const("shape", np.array(graph.shape(out), np.int64))
             node.inputs[0] = source.inputs[0]
             node.outputs[0] = lifted_out

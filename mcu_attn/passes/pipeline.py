@@ -5,7 +5,7 @@ from __future__ import annotations
 from mcu_attn.frontend.attention_pattern import FuseAttention
 from mcu_attn.frontend.pointwise_patterns import FuseGelu, FuseLayerNorm
 from mcu_attn.passes.cleanup import CanonicalLinear, DeadCode, DropIdentities, LinearOverLeadingDims
-from mcu_attn.passes.prequant import AbsorbPrequantized
+from mcu_attn.passes.prequant import AbsorbPrequantized, KeepAnnotatedScales
 
 
 def frontend_pipeline() -> list:
@@ -26,6 +26,7 @@ def prequantized_pipeline() -> list:
     """Run on a copy of the frontend's graph right before quantization (the float reference keeps Q/DQ)."""
     return [
         AbsorbPrequantized(),  # the model's own weight/activation scales become annotations; QOperator -> Linear
+        KeepAnnotatedScales(),  # a TFLite model's activation scales, annotated on its values, are kept too
         CanonicalLinear(),     # absorbs the bias Adds the lowered matmuls leave behind
         DeadCode(),            # scale and zero-point constants nobody reads any more
     ]

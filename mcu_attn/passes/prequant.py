@@ -9,6 +9,8 @@ keeping the model's own quantization as annotations instead of recalibrating:
 - com.microsoft MatMulNBits becomes `Linear` with its block-dequantized weight (blocked, asymmetric scales do
   not fit per-channel symmetric kernels, so that weight is requantized per channel; the report says so).
 uint8 parameters are shifted to int8 (same scale, zero point - 128): the same real values, exactly.
+A TFLite model (frontend/tflite.py) brings its activation parameters as per-tensor `quant` annotations on float
+values instead of Q/DQ pairs; `KeepAnnotatedScales` records them for the quantizer the same way.
 These passes run before quantization only: the float reference keeps the model's Q/DQ semantics.
 """
 
@@ -124,3 +126,17 @@ class AbsorbPrequantized:
         graph.insert_before(node, [Node("Linear", inputs, list(node.outputs), {}, node.name)])
         graph.remove([node])
         return 1
+
+
+class KeepAnnotatedScales:
+    name = "keep-annotated-scales"
+    why = "a TFLite model's per-tensor activation scales are annotations on float values: kept, not recalibrated"
+
+    def run(self, graph: Graph, ctx) -> PassResult:
+        overrides: dict[str, tuple[float, int]] = graph.meta.setdefault("activation_qparams", {})
+        before = len(overrides)
+        for name, ttype in graph.types.items():
+            quant = ttype.quant
+            if quant is not None and not quant.per_channel and not graph.is_const(name) and ttype.dtype == "float32":
+                overrides.setdefault(name, (quant.scale[0], quant.zero_point[0]))
+        return PassResult(len(overrides) > before, {"kept": len(overrides) - before})

@@ -1,0 +1,70 @@
+"""Building an IR graph from a foreign model file, one translated node at a time (shared by the ONNX and TFLite
+frontends).
+
+`emit` types every output with the IR's own inference as it goes, and evaluates a node whose inputs are all
+constants on the spot (constant folding): shape arithmetic, mask construction and dequantized weights collapse
+into constants before any pattern runs. `folded_quant` lets a frontend annotate such a folded constant with the
+quantization it came from (ONNX's DequantizeLinear of an integer weight).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mcu_attn.errors import UserError
+from mcu_attn.ir.graph import Graph, Node
+from mcu_attn.ir.ops import infer_types, spec
+from mcu_attn.ir.types import QuantParams, TensorType, dtype_name
+
+
+class GraphBuilder:
+    def __init__(self, name: str) -> None:
+        self.graph = Graph(name)
+
+    # ---- the ImportContext protocol (frontend/importers.py) ---------------------------------------------------
+    def const(self, value: str) -> np.ndarray | None:
+        return self.graph.constants.get(value)
+
+    def shape(self, value: str) -> tuple[int, ...]:
+        return self.graph.shape(value)
+
+    def dtype(self, value: str) -> str:
+        return self.graph.type(value).dtype
+
+    def fresh(self, hint: str) -> str:
+        return self.graph.fresh(hint)
+
+    def define_const(self, value: str, array: np.ndarray, quant: QuantParams | None = None) -> None:
+        array = np.asarray(array)
+        ttype = TensorType(dtype_name(array.dtype), tuple(int(d) for d in array.shape), quant)
+        self.graph.add_const(value, array, ttype, exact=True)
+
+    def emit(self, op: str, inputs: list[str], outputs: list[str], attrs: dict[str, Any] | None = None) -> None:
+        node = Node(op, list(inputs), list(outputs), dict(attrs or {}), outputs[0] if outputs else op)
+        present = [v for v in node.inputs if v]
+        if present and all(v in self.graph.constants for v in present):
+            results = spec(op).run(node, [self.graph.constants[v] if v else None for v in node.inputs])
+            quant = self.folded_quant(node)
+            for name, result in zip(node.outputs, results):
+                if name:
+                    self.define_const(name, result, quant)
+            return
+        for name, ttype in zip(node.outputs, infer_types(self.graph, node)):
+            if name:
+                self.graph.types[name] = ttype
+        self.graph.append(node)
+
+    def folded_quant(self, node: Node) -> QuantParams | None:
+        """The quantization a constant folded from `node` keeps (none unless a frontend says otherwise)."""
+        return None
+
+    def reject_non_finite(self) -> None:
+        """NaN or infinite weights are a broken model; -inf is legitimate where every reader's spec says
+        `allows_inf` (additive attention masks added to scores right before a softmax, Where, open bounds)."""
+        graph = self.graph
+        for name, array in graph.constants.items():
+            if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+                if np.isnan(array).any() or not all(spec(c.op).allows_inf for c in graph.consumers(name)):
+                    raise UserError(f"weight {name!r} contains NaN or infinity")
