@@ -16,7 +16,7 @@ stack chain (`stack.bytes`).
 TFLM: the smallest `arena_size` with which the TFLite-Micro Python interpreter (tflite-micro's x86-64 host
 build, RecordingMicroAllocator) is created and gives, on the first --samples test images, the same int8
 outputs as with a 1 MiB arena; found by bisection to the byte, each probe a separate process
-(benchmarks/tflm_probe.py) run with --tflm-python. TFLM aligns each buffer in the arena to 16 bytes. The
+(mcu_attn/tflm/probe.py) run with --tflm-python. TFLM aligns each buffer in the arena to 16 bytes. The
 arena holds the activations (head) and TFLM's runtime structures and op data (tail); the latter are
 host-built, with 64-bit pointers. TFLM's interpreter objects, static data and stack outside the arena are
 not counted, so the comparison is in TFLM's favour. Accuracies on the 450 test images: float (onnxruntime,
@@ -32,73 +32,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from mcu_attn.tflm.arena import LARGE_ARENA, check_tflm, minimal_arena, probe, tflm_version
+
 ROOT = Path(__file__).resolve().parents[1]
 KERAS = ROOT / "examples" / "digits_vit_keras"
 DATA = ROOT / "examples" / "digits_vit" / "data"
-PROBE = Path(__file__).resolve().with_name("tflm_probe.py")
-LARGE_ARENA = 1 << 20
-ALLOCATION = re.compile(r"\[RecordingMicroAllocator\] Arena allocation (total|head|tail) (\d+) bytes")
-
-
-def check_tflm(python: str) -> str | None:
-    """None if `python` can import tflite_micro, else why not (one line)."""
-    try:
-        done = subprocess.run([python, str(PROBE), "check"], capture_output=True, text=True, timeout=120)
-    except OSError as error:
-        return f"cannot run {python}: {error}"
-    if done.returncode == 0:
-        return None
-    lines = (done.stdout + done.stderr).strip().splitlines()
-    return lines[-1] if lines else f"{python} {PROBE.name} check exited {done.returncode}"
-
-
-def probe(python: str, tflite: Path, arena: int, inputs: Path, labels: Path | None = None,
-          allocations: bool = False) -> dict:
-    """One TFLM run in its own process: {"ok", "outputs" | "error", ["accuracy"], ["allocations"]}."""
-    command = [python, str(PROBE), "run", str(tflite), str(arena), str(inputs)]
-    command += ["--labels", str(labels)] if labels else []
-    command += ["--allocations"] if allocations else []
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": "timed out"}
-    text = done.stdout + done.stderr
-    results = [line[len("RESULT "):] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if not results:
-        last = text.strip().splitlines()[-1:] or [""]
-        return {"ok": False, "error": f"exit {done.returncode}: {last[0]}"}
-    result = json.loads(results[-1])
-    if not result["ok"]:  # TFLM says what it failed to allocate on its own output
-        log = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("RESULT ")]
-        result["error"] = " | ".join([result["error"], *log])
-    if allocations:
-        result["allocations"] = {k: int(v) for k, v in ALLOCATION.findall(text)}
-    return result
-
-
-def minimal_arena(python: str, tflite: Path, inputs: Path, expected: list, high: int) -> tuple[int, int, dict]:
-    """Smallest arena size (bytes) that runs and reproduces `expected`, by bisection; the probe count; and the
-    failing result one byte below it. Invariant: `high` works, `low` does not (0 cannot)."""
-    low, probes, below = 0, 0, None
-    while high - low > 1:
-        middle = (low + high) // 2
-        result = probe(python, tflite, middle, inputs)
-        probes += 1
-        if result["ok"] and result["outputs"] == expected:
-            high = middle
-        else:
-            low, below = middle, result
-    if below is None:  # every probe worked, so arena - 1 = 0 was never run
-        below = probe(python, tflite, low, inputs)
-    return high, probes, below
 
 
 def ours(onnx: Path, target: str, calib: Path) -> dict:
@@ -173,21 +117,19 @@ def main() -> int:
     if problem is not None:
         print(f"--tflm-python {args.tflm_python} has no usable tflite_micro: {problem}", file=sys.stderr)
         return 2
-    version = subprocess.run([args.tflm_python, "-c", "import importlib.metadata as m; "
-                              "print(m.version('tflite-micro'))"], capture_output=True, text=True).stdout.strip()
+    version = tflm_version(args.tflm_python)
 
     x, y = np.load(args.data).astype(np.float32), np.load(args.labels)
     with tempfile.TemporaryDirectory(prefix="tflm-probe-") as scratch:
         inputs = Path(scratch) / "inputs.npy"
         np.save(inputs, x[: args.samples])
-        reference = probe(args.tflm_python, args.tflite, LARGE_ARENA, inputs)
+        reference = probe(args.tflite, LARGE_ARENA, inputs, python=args.tflm_python)
         if not reference["ok"]:
             print(f"TFLM cannot run {args.tflite} even with a {LARGE_ARENA:,} B arena: {reference['error']}",
                   file=sys.stderr)
             return 1
-        arena, probes, below = minimal_arena(args.tflm_python, args.tflite, inputs, reference["outputs"],
-                                             LARGE_ARENA)
-        full = probe(args.tflm_python, args.tflite, arena, args.data, args.labels, allocations=True)
+        arena, probes, below = minimal_arena(args.tflite, inputs, reference["outputs"], python=args.tflm_python)
+        full = probe(args.tflite, arena, args.data, args.labels, allocations=True, python=args.tflm_python)
         assert full["ok"], full
 
     result = {

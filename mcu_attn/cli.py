@@ -233,6 +233,20 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         print(format_table(result, args.top))
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from mcu_attn.data import load_labels, load_stack
+    from mcu_attn.tflm.compare import compare, format_table, require_tflm
+
+    require_tflm()
+    data = load_stack(args.data, "data")
+    labels = load_labels(args.labels, data.shape[0]) if args.labels else None
+    result = compare(args.dir, args.tflm, data, labels, args.limit)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_table(result))
+
+
 def _build_options(args: argparse.Namespace, **given) -> BuildOptions:
     """The BUILD OPTIONS `eval` and `build` share, as the one options value every command compiles from."""
     return BuildOptions(calib=args.calib, attention=args.attention, tolerance=args.tolerance,
@@ -339,6 +353,17 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--calibrate", metavar="FILE", help="with --monitor: write a --cycle-model JSON fitted to "
                        "the measured cycles")
     board.set_defaults(func=cmd_flash)
+
+    compare = sub.add_parser("compare", help="our firmware next to TensorFlow Lite Micro on the same inputs: top-1 "
+                             "agreement, output difference in LSBs, accuracy, TFLM's minimal arena against our RAM "
+                             "(needs the [tflm] extra)")
+    compare.add_argument("dir", help="an integer build: `mcu-attn build MODEL --target T -o DIR`")
+    compare.add_argument("--tflm", required=True, metavar="MODEL.tflite", help="the .tflite model TFLM runs")
+    compare.add_argument("--data", required=True, help=".npy stack of float samples along axis 0")
+    compare.add_argument("--labels", help=".npy integer class per sample (accuracy of each)")
+    compare.add_argument("--limit", type=int, help="compare only the first N samples")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -1,18 +1,20 @@
-"""Run an int8 .tflite model in the TFLite-Micro Python interpreter with a given tensor arena size.
+"""Run a .tflite model in the TFLite-Micro Python interpreter with a given tensor arena size.
 
-Started by benchmarks/tflm_ram.py, one process per probe, with a python that has tflite-micro, so that a
-crash or an allocation failure inside TFLM cannot take the benchmark down. Needs only numpy and tflite_micro.
+Started by `arena.py` (for `mcu-attn compare` and benchmarks/tflm_ram.py), one process per probe, with a python
+that has tflite-micro, so that a crash or an allocation failure inside TFLM cannot take the caller down. Needs
+only numpy and tflite_micro (it imports nothing else of mcu-attn).
 
-    python tflm_probe.py check
-    python tflm_probe.py run MODEL.tflite ARENA_BYTES INPUTS.npy [--labels Y.npy] [--allocations]
+    python probe.py check
+    python probe.py run MODEL.tflite ARENA_BYTES INPUTS.npy [--labels Y.npy] [--allocations]
 
 `check` exits 0 if tflite_micro imports, else prints why and exits 2. `run` creates the interpreter with
 `arena_size=ARENA_BYTES` (TFLM allocates every tensor, scratch buffer and runtime structure there when it is
-created), quantizes each float input with the model's input scale and zero point, invokes it on every input
-and prints one line `RESULT {"ok": true, "outputs": [[int8 ...], ...], "accuracy": ...}` (accuracy with
---labels); if TFLM refuses the arena it prints `RESULT {"ok": false, "error": ...}` and exits 1. With
---allocations TFLM's RecordingMicroAllocator then prints its own summary lines (arena head, tail, and what
-uses the tail), which the caller parses.
+created), feeds each input as it is when INPUTS.npy already has the model's input type (the caller quantized
+it) and otherwise quantizes it with the model's input scale and zero point, invokes it on every input and
+prints one line `RESULT {"ok": true, "outputs": [[...], ...], "accuracy": ...}` (accuracy with --labels); if
+TFLM refuses the arena it prints `RESULT {"ok": false, "error": ...}` and exits 1. With --allocations TFLM's
+RecordingMicroAllocator then prints its own summary lines (arena head, tail, and what uses the tail), which
+the caller parses.
 """
 
 from __future__ import annotations
@@ -33,8 +35,17 @@ def quantize(x: np.ndarray, details: dict) -> np.ndarray:
     return q.astype(details["dtype"]).reshape(details["shape"])
 
 
+def prepare(x: np.ndarray, details: dict) -> np.ndarray:
+    """One input as the interpreter takes it: as it is in the model's input type, float for a float input,
+    else quantized."""
+    dtype = np.dtype(details["dtype"])
+    if x.dtype == dtype or np.issubdtype(dtype, np.floating):
+        return x.astype(dtype).reshape(details["shape"])
+    return quantize(x.astype(np.float32), details)
+
+
 def run(args: argparse.Namespace, runtime) -> int:
-    inputs = np.load(args.inputs).astype(np.float32)
+    inputs = np.load(args.inputs)
     try:
         interpreter = runtime.Interpreter.from_file(args.model, arena_size=args.arena)
     except RuntimeError as error:
@@ -43,7 +54,7 @@ def run(args: argparse.Namespace, runtime) -> int:
     details = interpreter.get_input_details(0)
     outputs = []
     for x in inputs:
-        interpreter.set_input(quantize(x, details), 0)
+        interpreter.set_input(prepare(x, details), 0)
         interpreter.invoke()
         outputs.append(interpreter.get_output(0).reshape(-1).tolist())
     result: dict = {"ok": True, "outputs": outputs}
