@@ -8,11 +8,11 @@ from typing import Mapping
 
 import numpy as np
 
+from mcu_attn.errors import UserError
 from mcu_attn.frontend.onnx import load_onnx
 from mcu_attn.frontend.onnx import supported_onnx_ops as _supported
 from mcu_attn.frontend.tflite import load_tflite
 from mcu_attn.frontend.tflite_file import is_tflite
-from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.options import BuildOptions
 from mcu_attn.passes.pipeline import frontend_pipeline

@@ -73,7 +73,7 @@ class _Converter:
         for name, found in ranges.items():
             self.params[name] = choose_qparams(found.low, found.high)
         for name, given in src.meta.get("activation_qparams", {}).items():
-            if name in self.params:  # a pre-quantized model's own activation quantization wins
+            if name in src.types:  # a pre-quantized model's own activation quantization wins, calibrated or not
                 self.params[name] = given
                 report.observers[name] = "model"
         for node in src.nodes:  # layout ops keep their input's parameters
