@@ -138,7 +138,7 @@ def make_report(target: Target, model: str, compilation: Compilation, check: dic
         report["attention_choice"] = compilation.reports["attention"]
     if not target.is_host:
         report["planned"] = planned
-        report["model_sha256"] = digests.get(SOURCE_MODEL)
+        report["model_sha256"] = digests.get(model)
         report["calib"] = SOURCE_CALIB if options.calib else None
         report["calib_sha256"] = digests.get(SOURCE_CALIB)
         report["core"] = target.core
@@ -301,7 +301,8 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
         elif not missing:
             firmware_entries = compile_firmware(staging, resolved, graph.name,
                                                 tuple(map(project.renamer.rename, MODEL_API)))
-        report = make_report(resolved, SOURCE_MODEL, compilation, check, firmware_entries, sources, planned)
+        report = make_report(resolved, source_model(Path(onnx_path)), compilation, check, firmware_entries, sources,
+                             planned)
         if firmware_entries:
             _add_layer_symbols(report, staging)
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -319,15 +320,21 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
     return report
 
 
-SOURCE_MODEL = "source/model.onnx"
 SOURCE_CALIB = "source/calib.npy"
+
+
+def source_model(model: Path) -> str:
+    """Where DIR/source/ keeps the model: model.onnx, or model.tflite for a TFLite model."""
+    from mcu_attn.frontend.tflite_file import is_tflite
+
+    return "source/model.tflite" if is_tflite(model) else "source/model.onnx"
 
 
 def _source_files(model: Path, options: BuildOptions) -> dict[str, bytes]:
     """The model and calibration data the build used, copied into DIR/source/: the build directory is
     self-contained, so `simulate DIR` can rebuild the reference anywhere (Docker included), and the tree stays
     reproducible (no paths of the machine that built it)."""
-    files = {SOURCE_MODEL: model.read_bytes()}
+    files = {source_model(model): model.read_bytes()}
     if options.calib:
         files[SOURCE_CALIB] = Path(options.calib).read_bytes()
     return files
