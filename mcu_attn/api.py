@@ -46,6 +46,13 @@ def supported_onnx_ops() -> list[str]:
     return _supported()
 
 
+def supported_tflite_ops() -> list[str]:
+    """The TFLite builtin operators the frontend imports."""
+    from mcu_attn.frontend.tflite_ops import supported_tflite_ops as supported
+
+    return supported()
+
+
 def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray | None = None,
              options: BuildOptions = BuildOptions(), calib: np.ndarray | None = None) -> dict:
     """Compile with `options` up to the reference (mcu_attn.compiler) and run it on every sample of a stack: the

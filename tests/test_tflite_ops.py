@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tflite_micro.python.tflite_micro import runtime  # the test extra installs tflite-micro
 
-from mcu_attn.api import import_model, run_reference
+from mcu_attn.api import import_model, run_reference, supported_tflite_ops
 from tflite_writer import TfliteWriter
 
 
@@ -18,6 +18,13 @@ from tflite_writer import TfliteWriter
 # values O(1); 1e-5 relative is far above that and far below any translation mistake
 TOLERANCE = 1e-5
 RNG = np.random.default_rng(7)
+
+
+def test_the_operators_a_keras_transformer_converts_to_are_supported() -> None:
+    assert set(supported_tflite_ops()) >= {
+        "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "ADD", "SUB", "MUL", "RESHAPE", "TRANSPOSE", "MEAN",
+        "SQUARED_DIFFERENCE", "RSQRT", "GELU", "TANH", "LOGISTIC", "QUANTIZE", "DEQUANTIZE", "CONCATENATION",
+        "GATHER", "STRIDED_SLICE", "NEG"}
 
 
 def tflm(path, x: np.ndarray) -> np.ndarray:
