@@ -64,7 +64,6 @@ class TfliteOperator:
 @dataclass(frozen=True)
 class TfliteModel:
     path: str
-    description: str
     tensors: tuple[TfliteTensor, ...]
     operators: tuple[TfliteOperator, ...]
     inputs: tuple[int, ...]
@@ -126,7 +125,7 @@ def _parse(path: str, buffer: bytes) -> TfliteModel:
         op = graph.Operators(i)
         operators.append(TfliteOperator(i, codes[op.OpcodeIndex()], tuple(int(t) for t in op.InputsAsNumpy()),
                                         tuple(int(t) for t in op.OutputsAsNumpy()), _options(op)))
-    return TfliteModel(path, (model.Description() or b"").decode("utf-8", "replace"), tensors, tuple(operators),
+    return TfliteModel(path, tensors, tuple(operators),
                        tuple(int(t) for t in graph.InputsAsNumpy()), tuple(int(t) for t in graph.OutputsAsNumpy()))
 
 
