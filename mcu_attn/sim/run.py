@@ -137,9 +137,9 @@ def _raw(sample: np.ndarray) -> bytes:
 
 
 def unicorn_outputs(build: BuildDir, firmware, samples: np.ndarray, timeout_s: int = INFER_TIMEOUT_S) -> list[bytes]:
-    """The raw output bytes of every sample, run in one Unicorn instance without hooks."""
+    """The raw output bytes of every sample, run in one Unicorn instance without hooks (progress on stderr)."""
     runner = UnicornRunner(firmware, build.target, timeout_s)
-    return [runner.infer(_raw(s)) for s in samples]
+    return _each(runner.infer, [_raw(s) for s in samples], "unicorn")
 
 
 def _each(infer, samples: list[bytes], engine: str) -> list[bytes]:

@@ -74,16 +74,16 @@ def probe(tflite: Path, arena: int, inputs: Path, labels: Path | None = None, al
 
 def minimal_arena(tflite: Path, inputs: Path, expected: list, high: int = LARGE_ARENA,
                   python: str = sys.executable,
-                  progress: Callable[[int], None] | None = None) -> tuple[int, int, dict]:
+                  progress: Callable[[], None] | None = None) -> tuple[int, int, dict]:
     """Smallest arena size (bytes) that runs and reproduces `expected`, by bisection; the probe count; and the
-    failing result one byte below it. `progress(probes)` is called after each probe."""
+    failing result one byte below it. `progress()` is called after each probe."""
     low, probes, below = 0, 0, None
     while high - low > 1:
         middle = (low + high) // 2
         result = probe(tflite, middle, inputs, python=python)
         probes += 1
         if progress:
-            progress(probes)
+            progress()
         if result["ok"] and result["outputs"] == expected:
             high = middle
         else:

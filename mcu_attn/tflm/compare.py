@@ -22,13 +22,13 @@ Lite Micro on the same inputs.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from mcu_attn.errors import UserError
+from mcu_attn.progress import progress
 from mcu_attn.tflm import arena as tflm
 
 ARENA_SAMPLES = 16
@@ -40,10 +40,6 @@ def require_tflm() -> None:
     except ImportError:
         raise UserError(f"compare runs TensorFlow Lite Micro's interpreter, which is not installed: "
                         f"{tflm.INSTALL_HINT}") from None
-
-
-def _progress(message: str) -> None:
-    print(f"compare: {message}", file=sys.stderr, flush=True)
 
 
 def _io(tensor) -> dict:
@@ -94,24 +90,23 @@ def compare(directory: str, tflite_path: str, data: np.ndarray, labels: np.ndarr
                                                               rtol=1e-6) and tflm_in["zero_point"] == build.input.zero_point)
     ours_io = {"scale": build.output.scale, "zero_point": build.output.zero_point}
 
-    _progress(f"our firmware on {len(prepared)} samples in Unicorn")
     firmware = load_firmware(build.elf)
     got = np.stack([build.decode(raw) for raw in unicorn_outputs(build, firmware, prepared)])
     expected = build.reference(prepared)
     with tempfile.TemporaryDirectory(prefix="mcu-attn-compare-") as scratch:
         inputs = Path(scratch) / "inputs.npy"
         np.save(inputs, prepared if same_inputs else data.astype(np.float32))
-        _progress(f"TFLM on {len(prepared)} samples with a {tflm.LARGE_ARENA:,} B arena")
-        full = tflm.probe(Path(tflite_path), tflm.LARGE_ARENA, inputs)
+        with progress(f"TFLM on {len(prepared)} samples", total=1) as advance:
+            full = tflm.probe(Path(tflite_path), tflm.LARGE_ARENA, inputs)
+            advance()
         if not full["ok"]:
             raise UserError(f"{tflite_path}: TFLM cannot run it even with a {tflm.LARGE_ARENA:,} B arena: "
                             f"{full['error']}")
         few = Path(scratch) / "arena_inputs.npy"
         np.save(few, np.load(inputs)[:arena_samples])
         expected_few = full["outputs"][:arena_samples]
-        arena_bytes, probes, _ = tflm.minimal_arena(
-            Path(tflite_path), few, expected_few,
-            progress=lambda n: _progress(f"bisecting TFLM's arena, probe {n}") if n % 5 == 0 else None)
+        with progress("bisecting TFLM's arena", total=tflm.LARGE_ARENA.bit_length() - 1, unit="probes") as advance:
+            arena_bytes, probes, _ = tflm.minimal_arena(Path(tflite_path), few, expected_few, progress=advance)
         allocations = tflm.probe(Path(tflite_path), arena_bytes, few, allocations=True).get("allocations", {})
     theirs = np.array(full["outputs"], np.float64).reshape(got.shape)
     ours_real, theirs_real = _dequantize(got, ours_io), _dequantize(theirs, tflm_out)
