@@ -117,25 +117,20 @@ void ma_attn_keys16(int32_t *acc);
     "  beq 6f\n"
 /* the four accumulators (a0..a3 in r9..r12) of a word of v (register VW), moved by LDM/STM at r0 (FORM ia) or
  * just below it (db), or by LDRD/STRD at a negative offset; SXTB16 pairs (v0, v2) and (v1, v3) */
+#define MA_PV_MAC4(VW)                                                                                        \
+    "  sxtb16 lr, " VW "\n"                                                                                   \
+    "  smlabb r9, lr, r7, r9\n"                                                                               \
+    "  smlatb r11, lr, r7, r11\n"                                                                             \
+    "  sxtb16 lr, " VW ", ror #8\n"                                                                           \
+    "  smlabb r10, lr, r7, r10\n"                                                                             \
+    "  smlatb r12, lr, r7, r12\n"
 #define MA_PV_WORD_LDM(FORM, VW)                                                                              \
-    "  ldm" FORM " r0, {r9, r10, r11, r12}\n"                                                                \
-    "  sxtb16 lr, " VW "\n"                                                                                  \
-    "  smlabb r9, lr, r7, r9\n"                                                                              \
-    "  smlatb r11, lr, r7, r11\n"                                                                            \
-    "  sxtb16 lr, " VW ", ror #8\n"                                                                          \
-    "  smlabb r10, lr, r7, r10\n"                                                                            \
-    "  smlatb r12, lr, r7, r12\n"                                                                            \
-    "  stm" FORM " r0, {r9, r10, r11, r12}\n"
+    "  ldm" FORM " r0, {r9, r10, r11, r12}\n" MA_PV_MAC4(VW) "  stm" FORM " r0, {r9, r10, r11, r12}\n"
 #define MA_PV_WORD_LDRD(OFFSET, VW)                                                                           \
-    "  ldrd r9, r10, [r0, #" OFFSET "]\n"                                                                    \
-    "  ldrd r11, r12, [r0, #" OFFSET "+8]\n"                                                                 \
-    "  sxtb16 lr, " VW "\n"                                                                                  \
-    "  smlabb r9, lr, r7, r9\n"                                                                              \
-    "  smlatb r11, lr, r7, r11\n"                                                                            \
-    "  sxtb16 lr, " VW ", ror #8\n"                                                                          \
-    "  smlabb r10, lr, r7, r10\n"                                                                            \
-    "  smlatb r12, lr, r7, r12\n"                                                                            \
-    "  strd r9, r10, [r0, #" OFFSET "]\n"                                                                    \
+    "  ldrd r9, r10, [r0, #" OFFSET "]\n"                                                                     \
+    "  ldrd r11, r12, [r0, #" OFFSET "+8]\n"                                                                  \
+    MA_PV_MAC4(VW)                                                                                            \
+    "  strd r9, r10, [r0, #" OFFSET "]\n"                                                                     \
     "  strd r11, r12, [r0, #" OFFSET "+8]\n"
 /* next key; at the end store m' and sum and return 0; a rise stores the position and s' and returns 1; an entry
  * of 2^15 runs PV (the accumulation of one key) twice with 2^14 */

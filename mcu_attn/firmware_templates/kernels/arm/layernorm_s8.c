@@ -9,36 +9,16 @@
  * point are added with QADD, whose int32 saturation gives the same int8 as the reference's int64 sum. */
 #include "ma_dsp.h"
 
-/* floor(sqrt(x)), bit by bit (the reference's algorithm), on 32 bits when x allows. */
+/* floor(sqrt(x)) on 32 bits whenever x fits (ma_kernels_s8.h's algorithm). */
 static uint32_t isqrt32(uint32_t x) {
-    uint32_t root = 0, bit = 1u << 30;
-    while (bit > x) bit >>= 2;
-    while (bit != 0) {
-        if (x >= root + bit) {
-            x -= root + bit;
-            root = (root >> 1) + bit;
-        } else {
-            root >>= 1;
-        }
-        bit >>= 2;
-    }
-    return root;
+    MA_ISQRT_BODY(uint32_t, 1u << 30)
 }
 
-static uint64_t isqrt64(uint64_t x) {
-    uint64_t root = 0, bit = (uint64_t)1 << 62;
+static uint64_t isqrt(uint64_t x) {
     if (x <= 0xFFFFFFFFu) return isqrt32((uint32_t)x);
-    while (bit > x) bit >>= 2;
-    while (bit != 0) {
-        if (x >= root + bit) {
-            x -= root + bit;
-            root = (root >> 1) + bit;
-        } else {
-            root >>= 1;
-        }
-        bit >>= 2;
+    {
+        MA_ISQRT_BODY(uint64_t, (uint64_t)1 << 62)
     }
-    return root;
 }
 
 /* Row statistics: the sum S and floor(2^30 / sigma). */
@@ -57,7 +37,7 @@ static int32_t row_stats(const int8_t *xr, int32_t c, int64_t eps, int32_t *inv)
         sum += xr[i];
         sum_sq += xr[i] * xr[i];
     }
-    sigma = (int64_t)isqrt64((uint64_t)((int64_t)c * sum_sq - (int64_t)sum * sum + eps));
+    sigma = (int64_t)isqrt((uint64_t)((int64_t)c * sum_sq - (int64_t)sum * sum + eps));
     if (sigma < 1) sigma = 1;
     *inv = (int32_t)(((uint32_t)1 << 30) / (uint32_t)sigma);
     return sum;

@@ -58,6 +58,26 @@ static inline int32_t ma_requantize(int64_t acc, int32_t mult, int32_t shift) {
     return (int32_t)(ma_asr64(high, right) + (remainder > threshold ? 1 : 0));
 }
 
+/* floor(sqrt(x)), bit by bit (QLayerNorm's square root), as the body of a function of x in the unsigned type T
+ * whose highest power of 4 is TOP: a 32-bit core runs the 32-bit form fast whenever the radicand fits. */
+#define MA_ISQRT_BODY(T, TOP)                                                                                     \
+    T root = 0, bit = (TOP);                                                                                    \
+    while (bit > x) bit >>= 2;                                                                                  \
+    while (bit != 0) {                                                                                          \
+        if (x >= root + bit) {                                                                                  \
+            x -= root + bit;                                                                                    \
+            root = (root >> 1) + bit;                                                                           \
+        } else {                                                                                                \
+            root >>= 1;                                                                                         \
+        }                                                                                                       \
+        bit >>= 2;                                                                                              \
+    }                                                                                                           \
+    return root;
+
+static inline uint64_t ma_isqrt_u64(uint64_t x) {
+    MA_ISQRT_BODY(uint64_t, (uint64_t)1 << 62)
+}
+
 /* ---- kernels -------------------------------------------------------------------------------------------- */
 
 /* y[r][n] = sat8(requant(bias[n] + sum_k x[r][k] w[n][k], mult[n], shift[n]) + y_zp); w is [n][k]. */

@@ -6,22 +6,6 @@
  * n_i = round(d_i inv / 2^15), y_i = sat8(requant(n_i, mult_i, shift_i) + bias_i + out_zp). */
 #include "ma_kernels_s8.h"
 
-/* floor(sqrt(x)), bit by bit. */
-static uint64_t isqrt_u64(uint64_t x) {
-    uint64_t root = 0, bit = (uint64_t)1 << 62;
-    while (bit > x) bit >>= 2;
-    while (bit != 0) {
-        if (x >= root + bit) {
-            x -= root + bit;
-            root = (root >> 1) + bit;
-        } else {
-            root >>= 1;
-        }
-        bit >>= 2;
-    }
-    return root;
-}
-
 void ma_layernorm_s8(const int8_t *x, int32_t rows, const ma_layernorm_s8_params *p, int8_t *y) {
     const int32_t c = p->c;
     int32_t r, i;
@@ -34,7 +18,7 @@ void ma_layernorm_s8(const int8_t *x, int32_t rows, const ma_layernorm_s8_params
             sum += xr[i];
             sum_sq += (int32_t)xr[i] * xr[i];
         }
-        sigma = (int64_t)isqrt_u64((uint64_t)((int64_t)c * sum_sq - (int64_t)sum * sum + p->eps));
+        sigma = (int64_t)ma_isqrt_u64((uint64_t)((int64_t)c * sum_sq - (int64_t)sum * sum + p->eps));
         if (sigma < 1) sigma = 1;
         inv = (int64_t)(((uint32_t)1 << 30) / (uint32_t)sigma); /* sigma < 2^32: a 32-bit division */
         for (i = 0; i < c; ++i) {
