@@ -58,18 +58,32 @@ def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray 
     """Compile with `options` up to the reference (mcu_attn.compiler) and run it on every sample of a stack: the
     float reference for bits 32, the integer reference for 8/4 (calibrated on `calib`, an array, or on the file
     options.calib names); accuracy when labels are given, and what the compile steps reported."""
-    from mcu_attn.compiler import Compilation
+    from mcu_attn.compiler import Compilation, pruning_summary
     from mcu_attn.data import accuracy, check_stack
-    from mcu_attn.passes.quantize import run_quantized
 
     compilation = Compilation(Path(onnx_path), options, calib).run("import")
     data = check_stack(compilation.imported, data, "data")
     compilation.run("quantize")
-    if options.bits == 32:
-        outputs = run_stack(compilation.graph, data)
-    else:
-        outputs = run_quantized(compilation.graph, data)
+    outputs = _reference_outputs(compilation.graph, data)
     result: dict = {"samples": int(data.shape[0]), "bits": options.bits, **compilation.reports, "outputs": outputs}
     if labels is not None:
         result["accuracy"] = accuracy(outputs, labels)
+    if options.prunes:
+        unpruned = compilation.without_pruning()
+        result["pruning"] = pruning_summary(compilation, unpruned)
+        if labels is not None:  # what the refit buys, and what pruning costs, at the same bit width
+            unreconstructed = compilation.deployed(compilation.unreconstructed)
+            result["pruning"]["accuracy"] = {
+                "unpruned": accuracy(_reference_outputs(unpruned.graph, data), labels),
+                "without_reconstruction": accuracy(_reference_outputs(unreconstructed, data), labels),
+                "with_reconstruction": result["accuracy"]}
     return result
+
+
+def _reference_outputs(graph: Graph, data: np.ndarray) -> np.ndarray:
+    """The float reference of a float graph, or the dequantized integer reference of a quantized one."""
+    from mcu_attn.passes.quantize import run_quantized
+
+    if graph.type(graph.inputs[0]).quant is None:
+        return run_stack(graph, data)
+    return run_quantized(graph, data)

@@ -32,7 +32,7 @@ import numpy as np
 
 from mcu_attn.codegen.emit import EXECUTABLE, Project
 from mcu_attn.codegen.kernels import variant_for
-from mcu_attn.compiler import Compilation, compile_model, io_bytes
+from mcu_attn.compiler import Compilation, compile_model, io_bytes, pruning_summary
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.options import BuildOptions
@@ -136,6 +136,8 @@ def make_report(target: Target, model: str, compilation: Compilation, check: dic
     }
     if "attention" in compilation.reports:
         report["attention_choice"] = compilation.reports["attention"]
+    if compilation.options.prunes:
+        report["pruning"] = pruning_summary(compilation, compilation.without_pruning())
     if not target.is_host:
         report["planned"] = planned
         report["model_sha256"] = digests.get(model)
@@ -287,7 +289,7 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
         on_plan({"target": resolved.name, "bits": options.bits, "attention": attention_blocks(compilation.float_graph),
                  "attention_choice": compilation.reports.get("attention"), "layers": project.layers,
                  "arena_bytes": project.plan.arena_bytes, "query_tile": project.query_tile,
-                 "sram_budget": options.sram_budget})
+                 "sram_budget": options.sram_budget, "pruning": compilation.reports.get("pruning")})
 
     created = _make_parents(out_dir.parent)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))

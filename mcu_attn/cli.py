@@ -102,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     bits = options.bits
     payload = {"model": args.model, "mode": "float" if bits == 32 else f"int{bits}", "bits": bits,
                "samples": result["samples"], "accuracy": result.get("accuracy")}
-    for key in ("quantization", "attention"):
+    for key in ("pruning", "quantization", "attention"):
         if key in result:
             payload[key] = result[key]
     if args.outputs:
@@ -113,6 +113,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     else:
         accuracy = "n/a (no labels)" if payload["accuracy"] is None else f"{payload['accuracy']:.4f}"
         print(f"{payload['mode']} reference on {payload['samples']} samples: accuracy {accuracy}")
+        if "pruning" in payload:
+            print(_pruning_line(payload["pruning"]))
         if "attention" in payload:
             print("  " + describe_attention(payload["attention"]))
         if "quantization" in payload:
@@ -148,6 +150,22 @@ def describe_attention(choice: dict | None, blocks: list[dict] | None = None) ->
     return line
 
 
+def _pruning_line(report: dict) -> str:
+    """One line: what pruning removed and saved, and the accuracy with and without the refit when known."""
+    before, after = report["before"], report["after"]
+    heads = " ".join(f"{b['heads_after']}/{b['heads_before']}" for b in report["heads"])
+    channels = " ".join(f"{c['channels_after']}/{c['channels_before']}" for c in report["channels"])
+    parts = ([f"heads kept {heads}"] if heads else []) + ([f"FFN channels kept {channels}"] if channels else [])
+    parts.append(f"params {before['params']:,} -> {after['params']:,}, MACs {before['macs']:,} -> {after['macs']:,}")
+    if "flash_bytes" in after:
+        parts.append(f"planned weights {before['flash_bytes']:,} -> {after['flash_bytes']:,} B")
+    accuracy = report.get("accuracy")
+    if accuracy:
+        parts.append(f"accuracy unpruned {accuracy['unpruned']:.4f}, pruned {accuracy['without_reconstruction']:.4f} "
+                     f"without the refit, {accuracy['with_reconstruction']:.4f} with it")
+    return "  pruning: " + "; ".join(parts)
+
+
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
@@ -168,6 +186,8 @@ def _print_plan(plan: dict) -> None:
     """What `build` is about to compile: the attention it runs with and the memory plan per layer."""
     print(f"plan for {plan['target']} (--bits {plan['bits']}):", flush=True)
     print("  " + describe_attention(plan["attention_choice"], plan["attention"]))
+    if plan["pruning"]:
+        print(_pruning_line(plan["pruning"]))
     _print_layer_memory(plan)
     sys.stdout.flush()
 
@@ -250,7 +270,16 @@ def cmd_compare(args: argparse.Namespace) -> None:
 def _build_options(args: argparse.Namespace, **given) -> BuildOptions:
     """The BUILD OPTIONS `eval` and `build` share, as the one options value every command compiles from."""
     return BuildOptions(calib=args.calib, attention=args.attention, tolerance=args.tolerance,
-                        auto_metric=args.auto_metric, **given)
+                        auto_metric=args.auto_metric, prune_heads=args.prune_heads, prune_ffn=args.prune_ffn,
+                        **given)
+
+
+def _prune_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prune-heads", type=float, default=0.0, metavar="R",
+                        help="remove this fraction of the attention heads (the least important on the calibration "
+                             "data, ranked across layers; every block keeps one), refitting what follows")
+    parser.add_argument("--prune-ffn", type=float, default=0.0, metavar="R",
+                        help="remove this fraction of the FFN hidden channels, likewise")
 
 
 def cmd_flash(args: argparse.Namespace) -> None:
@@ -301,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"8/4: the integer reference with 8- or 4-bit weights; 32: float (default {DEFAULT_BITS})")
     evaluate.add_argument("--calib", help=".npy stack of calibration samples (a float model needs it for --bits 8 "
                                           "and 4; --attention auto)")
+    _prune_options(evaluate)
     _attention_options(evaluate)
     evaluate.add_argument("--outputs", help="write the output stack to this .npy file")
     evaluate.add_argument("--json", action="store_true")
@@ -321,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--prefix", default="ma", metavar="NAME",
                        help="start every symbol of the model files with NAME_ (macros NAME_ in capitals) instead "
                             "of ma_, so that several models link into one application (docs/firmware.md)")
+    _prune_options(build)
     _attention_options(build)
     build.set_defaults(func=cmd_build)
 

@@ -1,6 +1,8 @@
 """The one compile function: an ONNX model and a `BuildOptions` value through named steps, in order.
 
   import    read the ONNX file, fold, fuse attention/LayerNorm/GELU (frontend pipeline); load --calib
+  prune     --prune-heads / --prune-ffn: heads and FFN channels removed, chosen and refit on --calib
+            (passes/prune.py, passes/reconstruct.py); a pre-quantized model is pruned on its float weights
   sparsify  --attention: local windows or dense attention (passes/sparsify.py)
   quantize  --bits 8/4: the integer-only graph, calibrated on --calib or with a pre-quantized model's own
             scales (passes/quantize.py); --bits 32 keeps the float graph
@@ -17,7 +19,7 @@ imported graph before the slow steps.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.options import BuildOptions
 
-STEPS = ("import", "sparsify", "quantize", "lower", "plan", "emit")
+STEPS = ("import", "prune", "sparsify", "quantize", "lower", "plan", "emit")
 QUERY_TILES = (16, 8, 4, 2, 1)  # tried largest first under --sram-budget (docs/firmware.md, "Memory plan")
 PREQUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QGemm", "MatMulNBits"})
 
@@ -69,8 +71,9 @@ class Compilation:
     done: list[str] = field(default_factory=list)
     imported: Graph | None = None        # after `import`
     float_graph: Graph | None = None     # the float model the build deploys (after `sparsify`)
+    unreconstructed: Graph | None = None  # after `prune`: pruned without the least-squares refit (for reports)
     graph: Graph | None = None           # what code is generated from: quantized, or float for --bits 32
-    reports: dict = field(default_factory=dict)  # what the steps report: "attention", "quantization"
+    reports: dict = field(default_factory=dict)  # what the steps report: "pruning", "attention", "quantization"
     query_tile: int | None = None
     project: object | None = None        # codegen.emit.Project after `emit`
 
@@ -99,6 +102,40 @@ class Compilation:
                             f"pass --calib C.npy (a stack of typical inputs), or --bits 32 for the float baseline")
         self.float_graph = self.imported
 
+    def _prune(self) -> None:
+        if not self.options.prunes:
+            return
+        from mcu_attn.passes.prune import prune_graph
+
+        if self.calib is None:
+            raise UserError("--prune-heads and --prune-ffn choose and refit on calibration data: pass --calib C.npy")
+        graph, notes = self.float_graph, []
+        if is_prequantized(graph):
+            from mcu_attn.passes.manager import run_pipeline
+            from mcu_attn.passes.pipeline import prequantized_pipeline
+
+            graph = graph.copy()
+            run_pipeline(graph, prequantized_pipeline())
+            notes.append("pre-quantized model: pruned on its dequantized float weights; the layers that lose output "
+                         "channels keep the model's scales of the kept ones, every refit layer is requantized with "
+                         "new scales")
+        result = prune_graph(graph, self.calib, self.options.prune_heads, self.options.prune_ffn)
+        self.float_graph, self.unreconstructed = result.graph, result.unreconstructed
+        self.reports["pruning"] = {**result.report, "notes": notes}
+
+    def deployed(self, float_graph: Graph) -> Graph:
+        """`float_graph` as the options deploy it: quantized for --bits 8/4 (as the `quantize` step does)."""
+        if self.options.bits == 32:
+            return float_graph
+        from mcu_attn.passes.quantize import quantize_graph
+
+        return quantize_graph(float_graph, self.calib, self.options.bits)
+
+    def without_pruning(self) -> "Compilation":
+        """The same compilation without --prune-heads/--prune-ffn, sharing the imported model and calibration."""
+        return Compilation(self.model, replace(self.options, prune_heads=0.0, prune_ffn=0.0), calib=self.calib,
+                           done=["import"], imported=self.imported, float_graph=self.imported)
+
     def _sparsify(self) -> None:
         if self.options.attention is None:
             return
@@ -110,13 +147,9 @@ class Compilation:
             self.options.auto_metric)
 
     def _quantize(self) -> None:
-        if self.options.bits == 32:
-            self.graph = self.float_graph
-            return
-        from mcu_attn.passes.quantize import quantize_graph
-
-        self.graph = quantize_graph(self.float_graph, self.calib, self.options.bits)
-        self.reports["quantization"] = self.graph.meta["quantization"].as_dict()
+        self.graph = self.deployed(self.float_graph)
+        if self.options.bits != 32:
+            self.reports["quantization"] = self.graph.meta["quantization"].as_dict()
 
     def _lower(self) -> None:
         from mcu_attn.ir.ops.lowering import emitter_of
@@ -131,6 +164,20 @@ class Compilation:
         from mcu_attn.codegen.emit import generate
 
         self.project = generate(self.graph, self.query_tile, self.options.prefix, self.options.kernels or "ref")
+
+
+def planned_flash(project) -> int:
+    """Constant data the plan puts in flash: weights and operator parameters (code excluded)."""
+    return project.weights_bytes + project.params_bytes
+
+
+def pruning_summary(compilation: Compilation, unpruned: Compilation) -> dict:
+    """The pruning report with the planned flash (weights and operator parameters, at the deployed bit width)
+    before and after pruning: both compilations are run through `emit`."""
+    report = compilation.reports["pruning"]
+    report["before"]["flash_bytes"] = planned_flash(unpruned.run("emit").project)
+    report["after"]["flash_bytes"] = planned_flash(compilation.run("emit").project)
+    return report
 
 
 def compile_model(model: str | os.PathLike, options: BuildOptions, until: str = "emit",

@@ -20,6 +20,8 @@ DEFAULT_BITS = 8  # the mission's build: int8 (a float model needs --calib; --bi
 class BuildOptions:
     bits: int = DEFAULT_BITS        # 8 or 4: integer weights (int8 activations); 32: the float baseline
     calib: str | None = None        # .npy stack of calibration samples (a float model needs it for 8 and 4)
+    prune_heads: float = 0.0        # fraction of attention heads removed (passes/prune.py)
+    prune_ffn: float = 0.0          # fraction of FFN hidden channels removed
     attention: str | None = None    # dense | local:W[,global:G] | auto (passes/sparsify.py); None: as the model has it
     tolerance: float | None = None  # auto: how far outputs may move from dense's on the calibration data
     auto_metric: str | None = None  # auto: "top1" or "relative-error" (None: by the model's output, sparsify.py)
@@ -33,6 +35,9 @@ class BuildOptions:
         """Refuse values no step can use (one line each); returns self."""
         if self.bits not in BITS:
             raise UserError(f"--bits {self.bits}: choose 8, 4 or 32")
+        for flag, ratio in (("--prune-heads", self.prune_heads), ("--prune-ffn", self.prune_ffn)):
+            if not 0.0 <= ratio < 1.0:  # NaN fails this too
+                raise UserError(f"{flag} {ratio:g}: give a fraction in [0, 1) of the units to remove")
         if self.tolerance is not None and not 0.0 <= self.tolerance < 1.0:
             raise UserError(f"--tolerance {self.tolerance}: give a fraction in [0, 1)")
         if self.auto_metric not in (None, "top1", "relative-error"):
@@ -50,6 +55,10 @@ class BuildOptions:
             if self.kernels not in VARIANTS:
                 raise UserError(f"kernel variant {self.kernels!r}: known variants are {', '.join(sorted(VARIANTS))}")
         return self
+
+    @property
+    def prunes(self) -> bool:
+        return self.prune_heads > 0 or self.prune_ffn > 0
 
     def record(self, calib_name: str | None) -> dict:
         """The options as report.json keeps them; `calib` names the copy the build directory carries."""
