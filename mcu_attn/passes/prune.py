@@ -32,6 +32,7 @@ from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import is_kind, node_macs
 from mcu_attn.ir.types import QuantParams, TensorType
+from mcu_attn.progress import progress
 from mcu_attn.reference.interpreter import run
 
 PRUNE_SAMPLES = 1024  # calibration samples that rank units and feed the refit: more fit better and take longer
@@ -136,14 +137,16 @@ def importance(graph: Graph, sublayers: list[Sublayer], samples: np.ndarray) -> 
     weights = [graph.const(graph.producer(s.follow).inputs[1]).astype(np.float64) for s in sublayers]
     change = [np.zeros(s.units) for s in sublayers]
     scale = [0.0] * len(sublayers)
-    for sample in samples:
-        values = run(graph, {graph.inputs[0]: sample}, keep=wanted)
-        for index, (s, weight) in enumerate(zip(sublayers, weights)):
-            features = values[s.features].astype(np.float64).reshape(-1, s.units * s.width)
-            for unit in range(s.units):
-                columns = slice(unit * s.width, (unit + 1) * s.width)
-                change[index][unit] += float(np.square(features[:, columns] @ weight[columns]).sum())
-            scale[index] += float(np.square(values[s.block_output].astype(np.float64)).sum())
+    with progress("pruning: ranking channels", total=len(samples), unit="samples") as advance:
+        for sample in samples:
+            values = run(graph, {graph.inputs[0]: sample}, keep=wanted)
+            for index, (s, weight) in enumerate(zip(sublayers, weights)):
+                features = values[s.features].astype(np.float64).reshape(-1, s.units * s.width)
+                for unit in range(s.units):
+                    columns = slice(unit * s.width, (unit + 1) * s.width)
+                    change[index][unit] += float(np.square(features[:, columns] @ weight[columns]).sum())
+                scale[index] += float(np.square(values[s.block_output].astype(np.float64)).sum())
+            advance()
     return [c / max(total, 1e-30) for c, total in zip(change, scale)]
 
 
@@ -155,13 +158,15 @@ def logit_importance(graph: Graph, sublayers: list[Sublayer], samples: np.ndarra
     reference = run_stack(graph, samples).astype(np.float64)
     energy = max(float(np.mean(np.square(reference))), 1e-30)
     scores = []
-    for sublayer in sublayers:
-        change = np.zeros(sublayer.units)
-        for unit in range(sublayer.units):
-            trial = graph.copy()
-            remove_units(trial, sublayer, [u for u in range(sublayer.units) if u != unit])
-            change[unit] = float(np.mean(np.square(run_stack(trial, samples) - reference))) / energy
-        scores.append(change)
+    with progress("pruning: ranking heads", total=sum(s.units for s in sublayers), unit="heads") as advance:
+        for sublayer in sublayers:
+            change = np.zeros(sublayer.units)
+            for unit in range(sublayer.units):
+                trial = graph.copy()
+                remove_units(trial, sublayer, [u for u in range(sublayer.units) if u != unit])
+                change[unit] = float(np.mean(np.square(run_stack(trial, samples) - reference))) / energy
+                advance()
+            scores.append(change)
     return scores
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.types import TensorType
+from mcu_attn.progress import progress
 from mcu_attn.reference.interpreter import run
 
 COND_LIMIT = 1e6   # above this condition number of x̃ᵀx̃ the refit is ridge-regularised
@@ -86,34 +87,42 @@ def refit(original: Graph, pruned: Graph, layers: list[str], samples: np.ndarray
     wanted = [residuals[v][0] if residuals[v] else v for v in layers]
     reference = [run(original, {original.inputs[0]: s}, keep=wanted) for s in samples]
     rows = []
-    for target, goal in zip(layers, wanted):
-        node = pruned.producer(target)
-        skip = residuals[target][1] if residuals[target] else None
-        width = pruned.shape(node.inputs[0])[-1]
-        outputs = pruned.shape(target)[-1]
-        gram = np.zeros((width + 1, width + 1))
-        cross = np.zeros((width + 1, outputs))
-        energy = 0.0
-        for sample, expected in zip(samples, reference):
-            values = run(pruned, {pruned.inputs[0]: sample}, keep=[node.inputs[0]] + ([skip] if skip else []))
-            features = values[node.inputs[0]]
-            x = np.hstack([features.astype(np.float64).reshape(-1, width), np.ones((features.size // width, 1))])
-            y = expected[goal].astype(np.float64)
-            if skip:
-                y = y - values[skip].astype(np.float64)
-            if target in columns:
-                y = y[..., columns[target]]
-            y = y.reshape(x.shape[0], outputs)
-            gram += x.T @ x
-            cross += x.T @ y
-            energy += float(np.square(y).sum())
-        current = _weights(pruned, node)
-        solved, ridge, condition = _solve(gram, cross)
-        before = _relative_error(current, gram, cross, energy)
-        after = _relative_error(solved, gram, cross, energy)
-        if after < before:
-            _set_weights(pruned, node, solved)
-        rows.append({"layer": node.name or target, "error_before": before, "error_after": min(after, before),
-                     "ridge": ridge, "condition": condition, "refit": after < before,
-                     "target": "residual sum" if skip else "output"})
+    with progress("pruning: refitting", total=len(layers), unit="layers") as advance:
+        for target, goal in zip(layers, wanted):
+            rows.append(_refit_layer(pruned, target, goal, residuals[target], samples, reference, columns))
+            advance()
     return rows
+
+
+def _refit_layer(pruned: Graph, target: str, goal: str, residual: tuple[str, str] | None, samples: np.ndarray,
+                 reference: list[dict], columns: dict[str, np.ndarray]) -> dict:
+    """Refit the Linear computing `target` on the samples, in place; its report row."""
+    node = pruned.producer(target)
+    skip = residual[1] if residual else None
+    width = pruned.shape(node.inputs[0])[-1]
+    outputs = pruned.shape(target)[-1]
+    gram = np.zeros((width + 1, width + 1))
+    cross = np.zeros((width + 1, outputs))
+    energy = 0.0
+    for sample, expected in zip(samples, reference):
+        values = run(pruned, {pruned.inputs[0]: sample}, keep=[node.inputs[0]] + ([skip] if skip else []))
+        features = values[node.inputs[0]]
+        x = np.hstack([features.astype(np.float64).reshape(-1, width), np.ones((features.size // width, 1))])
+        y = expected[goal].astype(np.float64)
+        if skip:
+            y = y - values[skip].astype(np.float64)
+        if target in columns:
+            y = y[..., columns[target]]
+        y = y.reshape(x.shape[0], outputs)
+        gram += x.T @ x
+        cross += x.T @ y
+        energy += float(np.square(y).sum())
+    current = _weights(pruned, node)
+    solved, ridge, condition = _solve(gram, cross)
+    before = _relative_error(current, gram, cross, energy)
+    after = _relative_error(solved, gram, cross, energy)
+    if after < before:
+        _set_weights(pruned, node, solved)
+    return {"layer": node.name or target, "error_before": before, "error_after": min(after, before),
+            "ridge": ridge, "condition": condition, "refit": after < before,
+            "target": "residual sum" if skip else "output"}
