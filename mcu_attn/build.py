@@ -2,7 +2,8 @@
 
 The output directory is written atomically: everything is built in a temporary directory next to it (same file
 system) and renamed into place at the end, so after any error `-o DIR` is exactly as it was. A directory may
-only be replaced when it is empty or carries the marker file of an earlier build (`MARKER`).
+only be replaced when it is empty or holds nothing but the files of an earlier build, else with --force
+(mcu_attn/outputs.py).
 
 For `--target host` the project is compiled with its own Makefile and the harness runs on check samples (the
 first calibration samples, else seeded random inputs); `report.json` records how its outputs compare with the
@@ -36,27 +37,12 @@ from mcu_attn.compiler import Compilation, compile_model, io_bytes, pruning_summ
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.options import BuildOptions
+from mcu_attn.outputs import MARKER, check_out_dir, file_list
 from mcu_attn.progress import progress
 from mcu_attn.sim.elf import HARNESS_SYMBOLS
 from mcu_attn.targets.table import Target, get_target
 
-MARKER = ".mcu-attn-build"
-MARKER_TEXT = "made by `mcu-attn build`; a later build with the same -o replaces this directory\n"
 RANDOM_CHECK_SAMPLES = 4
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """Refuse an output that is a file, lies below a file, or is a non-empty directory not made by a build."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"-o {out_dir}: exists and is not a directory")
-    existing = out_dir.resolve().parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"-o {out_dir}: {existing} is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
-        raise UserError(f"-o {out_dir}: directory is not empty and was not made by mcu-attn build "
-                        f"(no {MARKER} file); choose another directory or empty it")
 
 
 def _check_inputs(graph: Graph, calib: np.ndarray | None, count: int) -> tuple[np.ndarray, str]:
@@ -245,7 +231,7 @@ def _swap_into_place(staging: Path, out_dir: Path) -> None:
     if not out_dir.exists():
         os.rename(staging, out_dir)
         return
-    retired = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
+    retired = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=RETIRED_PREFIX))
     os.rename(out_dir, retired / "tree")
     try:
         os.rename(staging, out_dir)
@@ -257,15 +243,17 @@ def _swap_into_place(staging: Path, out_dir: Path) -> None:
 
 
 def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
-          options: BuildOptions = BuildOptions(), on_plan: Callable[[dict], None] | None = None) -> dict:
+          options: BuildOptions = BuildOptions(), on_plan: Callable[[dict], None] | None = None,
+          force: bool = False) -> dict:
     """Build `onnx_path` for `target` into `out_dir`; returns the report (also written as report.json).
-    `on_plan`, when given, receives the plan (attention, memory per layer) before anything is compiled."""
+    `on_plan`, when given, receives the plan (attention, memory per layer) before anything is compiled. `force`
+    replaces an existing `out_dir` even when it holds files the last build did not write."""
     resolved = get_target(target)
     options.check()
     kernels = options.kernels or variant_for(resolved.core)  # recorded only when not the core's own
     if kernels != "ref" and resolved.is_host:
         raise UserError(f"kernel variant {kernels!r} runs on Cortex-M only; the host builds the ref kernels")
-    check_out_dir(Path(out_dir))
+    check_out_dir(Path(out_dir), force, (onnx_path, options.calib))
     out_dir = Path(out_dir).resolve()
     compilation = compile_model(onnx_path, dataclasses.replace(options, kernels=kernels))
     graph, project = compilation.graph, compilation.project
@@ -291,11 +279,13 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
                  "arena_bytes": project.plan.arena_bytes, "query_tile": project.query_tile,
                  "sram_budget": options.sram_budget, "pruning": compilation.reports.get("pruning")})
 
-    created = _make_parents(out_dir.parent)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    created: list[Path] = []
+    staging = None
     try:
+        _make_parents(out_dir.parent, created)
+        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=STAGING_PREFIX))
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary directory
-        _write_tree(staging, {**dict(sorted(files.items())), MARKER: MARKER_TEXT.encode()})
+        _write_tree(staging, dict(sorted(files.items())))
         check = firmware_entries = None
         if resolved.is_host:
             samples, source = _check_inputs(compilation.float_graph, compilation.calib, options.check_samples)
@@ -308,11 +298,15 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
         if firmware_entries:
             _add_layer_symbols(report, staging)
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (staging / MARKER).write_text(file_list(staging))
         _swap_into_place(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as err:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         for directory in reversed(created):  # parents made for this build go too: nothing half-written
             directory.rmdir()
+        if isinstance(err, OSError) and _about_output(err, out_dir):
+            raise UserError(f"-o {out_dir}: cannot write there: {err.strerror}") from None
         raise
     if missing:
         from mcu_attn.targets.toolchain import INSTALL_HINT
@@ -322,6 +316,8 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
     return report
 
 
+STAGING_PREFIX = ".mcu-attn-tmp-"  # beside -o DIR: fixed and short, so any DIR name that fits fits these too
+RETIRED_PREFIX = ".mcu-attn-old-"
 SOURCE_CALIB = "source/calib.npy"
 
 
@@ -342,12 +338,21 @@ def _source_files(model: Path, options: BuildOptions) -> dict[str, bytes]:
     return files
 
 
-def _make_parents(directory: Path) -> list[Path]:
-    """mkdir -p, returning the directories it made, outermost first."""
+def _make_parents(directory: Path, created: list[Path]) -> None:
+    """mkdir -p, appending each directory it makes to `created`, outermost first (also when a mkdir fails)."""
     missing = []
     while not directory.exists():
         missing.append(directory)
         directory = directory.parent
     for path in reversed(missing):
         path.mkdir()
-    return list(reversed(missing))
+        created.append(path)
+
+
+def _about_output(err: OSError, out_dir: Path) -> bool:
+    """True when `err` concerns the output location (a directory on the way to out_dir, or a file below its
+    parent): an unwritable, full or read-only place, or a name too long, not a fault of the build itself."""
+    if not err.filename:
+        return False
+    path = Path(os.fspath(err.filename))
+    return out_dir.parent.is_relative_to(path) or path.is_relative_to(out_dir.parent)

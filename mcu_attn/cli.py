@@ -10,9 +10,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-
-import numpy as np
 
 from mcu_attn import api
 from mcu_attn.errors import UserError
@@ -27,20 +24,6 @@ class _Parser(argparse.ArgumentParser):
 def _print_json(payload: dict) -> None:
     json.dump(payload, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
-
-
-def _save_npy_atomic(path: str, array: np.ndarray) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UserError(f"{path}: directory {directory} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".npy.part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, array)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def cmd_targets(args: argparse.Namespace) -> None:
@@ -94,7 +77,11 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from mcu_attn.data import load_labels, load_stack
+    from mcu_attn.outputs import check_output_file, save_npy_atomic
 
+    inputs = (args.model, args.data, args.labels, args.calib)
+    if args.outputs:
+        check_output_file(args.outputs, "--outputs", inputs)
     options = _build_options(args, bits=32 if args.float else args.bits)
     data = load_stack(args.data, "data")
     labels = load_labels(args.labels, data.shape[0]) if args.labels else None
@@ -106,7 +93,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         if key in result:
             payload[key] = result[key]
     if args.outputs:
-        _save_npy_atomic(args.outputs, result["outputs"])
+        save_npy_atomic(args.outputs, result["outputs"], "--outputs", inputs)
         payload["outputs_path"] = args.outputs
     if args.json:
         _print_json(payload)
@@ -177,7 +164,7 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     started = time.monotonic()
     options = _build_options(args, bits=args.bits, sram_budget=args.sram_budget, prefix=args.prefix)
-    report = build(args.model, args.target, args.output, options, on_plan=_print_plan)
+    report = build(args.model, args.target, args.output, options, on_plan=_print_plan, force=args.force)
     elapsed = time.monotonic() - started
     _print_summary(args, report, elapsed)
 
@@ -341,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--target", required=True,
                        help="a target name or alias (`mcu-attn targets`): a Cortex-M part or core, or host")
     build.add_argument("-o", "--output", required=True, help="output directory (replaced when made by a build)")
+    build.add_argument("--force", action="store_true",
+                       help="replace -o DIR even when it holds files the last build did not write")
     build.add_argument("--bits", type=int, choices=(8, 4, 32), default=DEFAULT_BITS,
                        help=f"8/4: integer weights (int8 activations); 32: the float baseline (default {DEFAULT_BITS})")
     build.add_argument("--calib", help=".npy stack of calibration samples (a float model needs it for --bits 8 and "

@@ -86,12 +86,15 @@ def test_reproducible_and_relocatable(float_build, tmp_path):
 
 def test_rebuild_replaces_a_build_dir(tmp_path):
     out = tmp_path / "out"
-    result = run_cli("build", MODEL, "--target", "host", "-o", out, "--bits", "32")
-    assert result.returncode == 0, result.stderr
-    (out / "stale.txt").write_text("left from before")
-    result = run_cli("build", MODEL, "--target", "host", "-o", out, "--bits", "32")
-    assert result.returncode == 0, result.stderr
+    for _ in range(2):  # the second build replaces the first: the directory holds nothing else
+        result = run_cli("build", MODEL, "--target", "host", "-o", out, "--bits", "32")
+        assert result.returncode == 0, result.stderr
     assert "arena 10,880 B" in result.stdout
+    (out / "stale.txt").write_text("left from before")
+    _expect_clean_failure(run_cli("build", MODEL, "--target", "host", "-o", out, "--bits", "32"), "stale.txt")
+    assert (out / "stale.txt").is_file()
+    result = run_cli("build", MODEL, "--target", "host", "-o", out, "--bits", "32", "--force")
+    assert result.returncode == 0, result.stderr
     assert not (out / "stale.txt").exists() and (out / EXECUTABLE).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or retired trees left
 

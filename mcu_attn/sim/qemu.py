@@ -66,6 +66,12 @@ def _machines(binary: str) -> frozenset[str]:
     return frozenset(line.split()[0] for line in listing.splitlines()[1:] if line.strip())
 
 
+def _option_value(text: str) -> str:
+    """`text` as one value of a QEMU `key=value,...` option list: a comma is written twice (QEMU's escape), so a
+    path with commas cannot end the value or add options."""
+    return text.replace(",", ",,")
+
+
 class QemuRunner:
     def __init__(self, build, firmware: Firmware) -> None:
         self.build = build
@@ -90,7 +96,8 @@ class QemuRunner:
     def _command(self, sample_file: str, log: str | None) -> list[str]:
         command = [self.binary, "-M", self.machine, "-display", "none", "-monitor", "none", "-serial", "stdio",
                    "-kernel", str(self.firmware.path), "-device",
-                   f"loader,file={sample_file},addr={self.firmware.address('ma_harness_input'):#x},force-raw=on"]
+                   f"loader,file={_option_value(sample_file)},addr={self.firmware.address('ma_harness_input'):#x},"
+                   "force-raw=on"]
         if log:
             command += ["-d", "exec,nochain,in_asm", "-D", log]
         return command
