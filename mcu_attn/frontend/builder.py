@@ -1,7 +1,8 @@
 """Building an IR graph from a foreign model file, one translated node at a time (shared by the ONNX and TFLite
 frontends).
 
-`emit` types every output with the IR's own inference as it goes, and evaluates a node whose inputs are all
+`emit` types every output with the IR's own inference as it goes (no value above the frontends' size limit,
+graph_checks.py), and evaluates a node whose inputs are all
 constants on the spot (constant folding): shape arithmetic, mask construction and dequantized weights collapse
 into constants before any pattern runs. `folded_quant` lets a frontend annotate such a folded constant with the
 quantization it came from (ONNX's DequantizeLinear of an integer weight).
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mcu_attn.errors import UserError
+from mcu_attn.frontend.graph_checks import check_constants, check_size
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import infer_types, spec
 from mcu_attn.ir.types import QuantParams, TensorType, dtype_name
@@ -39,6 +40,7 @@ class GraphBuilder:
     def define_const(self, value: str, array: np.ndarray, quant: QuantParams | None = None) -> None:
         array = np.asarray(array)
         ttype = TensorType(dtype_name(array.dtype), tuple(int(d) for d in array.shape), quant)
+        check_size(f"value {value!r}", list(ttype.shape), array.nbytes)
         self.graph.add_const(value, array, ttype, exact=True)
 
     def emit(self, op: str, inputs: list[str], outputs: list[str], attrs: dict[str, Any] | None = None) -> None:
@@ -53,6 +55,7 @@ class GraphBuilder:
             return
         for name, ttype in zip(node.outputs, infer_types(self.graph, node)):
             if name:
+                check_size(f"value {name!r}", list(ttype.shape), ttype.size * ttype.np_dtype.itemsize)
                 self.graph.types[name] = ttype
         self.graph.append(node)
 
@@ -61,10 +64,6 @@ class GraphBuilder:
         return None
 
     def reject_non_finite(self) -> None:
-        """NaN or infinite weights are a broken model; -inf is legitimate where every reader's spec says
-        `allows_inf` (additive attention masks added to scores right before a softmax, Where, open bounds)."""
-        graph = self.graph
-        for name, array in graph.constants.items():
-            if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-                if np.isnan(array).any() or not all(spec(c.op).allows_inf for c in graph.consumers(name)):
-                    raise UserError(f"weight {name!r} contains NaN or infinity")
+        """NaN or infinite weights are a broken model; -inf is legitimate only as an attention mask or an open
+        bound (graph_checks.check_constants)."""
+        check_constants(self.graph)

@@ -10,6 +10,8 @@ Steps, in order:
    `Sqrt(head_dim)` scale chains and mask construction all collapse into constants before any pattern runs;
    ops the IR does not know are folded with onnx's reference evaluator when their inputs are constant;
 4. collect every node that cannot be imported and report them together; refuse NaN/inf weights.
+What is refused before, during and after these steps, and why, is in `onnx_checks.py`: any exception a node
+raises while it is imported becomes a one-line UserError naming that node.
 DequantizeLinear of a constant folds to float weights annotated with the model's own QuantParams.
 """
 
@@ -25,6 +27,8 @@ from onnx import helper, numpy_helper
 from mcu_attn.errors import UserError
 from mcu_attn.frontend.builder import GraphBuilder
 from mcu_attn.frontend.importers import RULES, OnnxNode, Unsupported
+from mcu_attn.frontend.graph_checks import check_divisor, check_size
+from mcu_attn.frontend.onnx_checks import check_inferred_sizes, check_model, check_tensor
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import OPS
 from mcu_attn.ir.types import QuantParams, TensorType, dtype_name
@@ -41,6 +45,7 @@ def supported_onnx_ops() -> list[str]:
 
 def read_model(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     if isinstance(source, onnx.ModelProto):
+        check_model(source, f"model {source.graph.name or '(unnamed)'}")
         return source
     path = os.fspath(source)
     if not os.path.exists(path):
@@ -55,11 +60,7 @@ def read_model(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
         raise UserError(f"{path}: not an ONNX model ({type(err).__name__})") from None
     if not model.HasField("graph") or not model.graph.node or not model.opset_import:
         raise UserError(f"{path}: not an ONNX model (no graph, nodes or opset)")
-    try:
-        onnx.checker.check_model(model)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: invalid ONNX model: {first}") from None
+    check_model(model, path)
     return model
 
 
@@ -108,6 +109,7 @@ class _Importer(GraphBuilder):
     def run(self, bind: Mapping[str, np.ndarray]) -> Graph:
         graph = self.graph
         for init in self.model.graph.initializer:
+            check_tensor(init, f"initializer {init.name!r}")  # again: external data is loaded by now
             self.define_const(init.name, numpy_helper.to_array(init))
         bound_shapes = {k: tuple(np.asarray(v).shape) for k, v in bind.items()}
         for value_info in self.model.graph.input:
@@ -117,6 +119,9 @@ class _Importer(GraphBuilder):
                 self.define_const(value_info.name, np.asarray(bind[value_info.name]))
                 continue
             graph.add_input(value_info.name, _input_type(value_info, bound_shapes))
+            ttype = graph.type(value_info.name)
+            check_size(f"input {value_info.name!r}", list(ttype.shape), ttype.size * ttype.np_dtype.itemsize)
+        check_inferred_sizes(self.model, {**bound_shapes, **{name: graph.shape(name) for name in graph.inputs}})
         for proto in self.model.graph.node:
             self._import_node(proto)
         self.unsupported.raise_if_any()
@@ -130,25 +135,36 @@ class _Importer(GraphBuilder):
 
     def _import_node(self, proto: onnx.NodeProto) -> None:
         domain = "" if proto.domain in ("", "ai.onnx") else proto.domain
-        node = OnnxNode(proto.op_type, domain, list(proto.input), list(proto.output),
-                        {a.name: _attr_value(a) for a in proto.attribute}, proto.name,
-                        self.opsets.get(domain, self.opsets.get("", 1)))
+        label = f"{proto.op_type} (node '{proto.name or (proto.output[0] if proto.output else '?')}')"
+        try:
+            node = OnnxNode(proto.op_type, domain, list(proto.input), list(proto.output),
+                            {a.name: _attr_value(a) for a in proto.attribute}, proto.name,
+                            self.opsets.get(domain, self.opsets.get("", 1)))
+            self._translate(proto, node, domain)
+        except UserError:
+            raise
+        except MemoryError:
+            raise UserError(f"{label}: cannot import: needs more memory than this machine has") from None
+        except Exception as err:  # noqa: BLE001  (a malformed node must not crash the import: name it instead)
+            text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            kind = "" if isinstance(err, (ValueError, KeyError, IndexError, TypeError)) and text else \
+                f"{type(err).__name__}{': ' if text else ''}"
+            raise UserError(f"{label}: cannot import: {kind}{text}") from None
+
+    def _translate(self, proto: onnx.NodeProto, node: OnnxNode, domain: str) -> None:
         missing = [v for v in node.inputs if v and v not in self.graph.types]
         if missing:
             return  # fed by an unsupported node: that one is already reported
-        try:
-            if (domain, node.op_type) in RULES:
-                RULES[(domain, node.op_type)](self, node)
-            elif (domain, node.op_type) in ONNX_OPS:
-                self.emit(ONNX_OPS[(domain, node.op_type)], node.inputs, node.outputs, node.attrs)
-            elif all(v in self.graph.constants for v in node.inputs if v):
-                self._fold_foreign(proto, node)
-            else:
-                self.unsupported.labels.append(node.label)
-        except UserError:
-            raise
-        except (ValueError, KeyError, IndexError, TypeError) as err:
-            raise UserError(f"{node.label}: cannot import: {err}") from None
+        if node.op_type == "Div" and len(node.inputs) > 1:
+            check_divisor(node.label, self.const(node.inputs[1]))
+        if (domain, node.op_type) in RULES:
+            RULES[(domain, node.op_type)](self, node)
+        elif (domain, node.op_type) in ONNX_OPS:
+            self.emit(ONNX_OPS[(domain, node.op_type)], node.inputs, node.outputs, node.attrs)
+        elif all(v in self.graph.constants for v in node.inputs if v):
+            self._fold_foreign(proto, node)
+        else:
+            self.unsupported.labels.append(node.label)
 
     def _fold_foreign(self, proto: onnx.NodeProto, node: OnnxNode) -> None:
         """Evaluate an op the IR does not know (ConstantOfShape, Range, ...) on constant inputs."""

@@ -123,6 +123,8 @@ def matmul_nbits(a, b, scales, zero_points=None, g_idx=None, bias=None, *, K=0, 
         raise ValueError("MatMulNBits with g_idx or a prepacked weight is not supported")
     if bits not in (2, 4, 8):
         raise ValueError(f"MatMulNBits with {bits}-bit weights is not supported (2, 4 or 8)")
+    if block_size < 1 or K < 1 or N < 1:
+        raise ValueError(f"MatMulNBits with block_size {block_size}, K {K}, N {N}: each must be at least 1")
     weight = matmul_nbits_weight(b, scales, zero_points, K=K, N=N, bits=bits, block_size=block_size)
     y = np.matmul(a, weight.T.astype(a.dtype))
     return (y + bias).astype(a.dtype) if bias is not None else y
