@@ -59,10 +59,13 @@ def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray 
     float reference for bits 32, the integer reference for 8/4 (calibrated on `calib`, an array, or on the file
     options.calib names); accuracy when labels are given, and what the compile steps reported."""
     from mcu_attn.compiler import Compilation, pruning_summary
-    from mcu_attn.data import accuracy, check_stack
+    from mcu_attn.data import accuracy, check_labels, check_stack
 
     compilation = Compilation(Path(onnx_path), options, calib).run("import")
     data = check_stack(compilation.imported, data, "data")
+    if labels is not None:
+        imported = compilation.imported
+        check_labels(labels, imported.shape(imported.outputs[0])[-1])
     compilation.run("quantize")
     outputs = _reference_outputs(compilation.graph, data)
     result: dict = {"samples": int(data.shape[0]), "bits": options.bits, **compilation.reports, "outputs": outputs}

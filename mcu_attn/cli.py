@@ -1,7 +1,9 @@
 """The `mcu-attn` command line: a thin layer over `mcu_attn.api`.
 
-Every error a user can cause is a `UserError`: one line on stderr, exit code 2, no traceback, and nothing
-left half-written (outputs are written to a temporary name and renamed into place).
+Every error a user can cause is a `UserError`: one line on stderr, exit code 2, no traceback, no warning before
+it, and nothing left half-written (outputs are written to a temporary name and renamed into place). Warnings
+raised while a command runs are held back: dropped when it fails, printed one line each after its output when
+it succeeds.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from mcu_attn import api
 from mcu_attn.errors import UserError
@@ -231,6 +234,8 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         if data is None:
             raise UserError("--labels needs --data (the labels of those samples)")
         labels = load_labels(args.labels, data.shape[0])
+    if args.top < 0:
+        raise UserError(f"--top {args.top}: give the number of layers to list (0 or more)")
     options = SimOptions(engine=args.engine, limit=args.limit, cycle_model=args.cycle_model, model=args.model,
                          calib=args.calib, timeout_s=args.timeout)
     result = simulate(args.dir, data, labels, options)
@@ -388,17 +393,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        args.func(args)
-    except UserError as err:
-        print(f"mcu-attn: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # the reader (`| head`) went away: stop quietly, as other command-line tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    with warnings.catch_warnings(record=True) as caught:  # shown after the output, never before an error line
+        try:
+            args = build_parser().parse_args(argv)
+            args.func(args)
+        except UserError as err:
+            print(f"mcu-attn: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        except BrokenPipeError:  # the reader (`| head`) went away: stop quietly, as other command-line tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+    for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught if str(w.message).strip()):
+        print(f"mcu-attn: warning: {message}", file=sys.stderr)
     return 0
 
 

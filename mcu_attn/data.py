@@ -1,4 +1,9 @@
-"""Sample stacks (.npy, samples along axis 0) and how they feed a model whose batch dimension is 1."""
+"""Sample stacks (.npy, samples along axis 0) and how they feed a model whose batch dimension is 1.
+
+A stack holds real numbers: integers or floats (bool, complex, datetime, text, records and objects are refused
+when the file is read), finite in float32, the type every float model computes in. Labels are one integer class
+per sample, each a class of the model's output (its last axis).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,16 @@ def load_stack(path: str | os.PathLike, what: str) -> np.ndarray:
         raise UserError(f"{what} file {path}: not a .npy array ({type(err).__name__})") from None
     if not isinstance(array, np.ndarray) or array.ndim == 0 or array.shape[0] == 0:
         raise UserError(f"{what} file {path}: expected a non-empty stack of samples along axis 0")
+    if array.dtype.kind not in "iuf":
+        kind = _KINDS.get(array.dtype.kind, "non-numeric")
+        raise UserError(f"{what} file {path}: holds {kind} values ({array.dtype}); expected real numbers "
+                        "(integers or floats)")
     return array
+
+
+_KINDS = {"b": "bool", "c": "complex", "M": "datetime", "m": "timedelta", "U": "str (text)", "S": "bytes (text)",
+          "V": "structured (record)", "O": "object"}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def sample_shape(graph: Graph) -> tuple[int, ...]:
@@ -39,6 +53,9 @@ def check_stack(graph: Graph, data: np.ndarray, what: str) -> np.ndarray:
                         f"{graph.inputs[0]!r} needs {list(shape)} (or {list(shape[1:])} without the batch)")
     if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
         raise UserError(f"{what}: contains NaN or infinity")
+    if data.size and np.abs(data).max() > FLOAT32_MAX:
+        raise UserError(f"{what}: values reach {float(np.abs(data).max()):.3g}, beyond the float32 range the model "
+                        f"computes in (|x| <= {FLOAT32_MAX:.3g})")
     return data
 
 
@@ -50,6 +67,14 @@ def load_labels(path: str | os.PathLike, count: int) -> np.ndarray:
     if labels.shape[0] != count:
         raise UserError(f"labels file {os.fspath(path)}: {labels.shape[0]} labels for {count} samples")
     return labels[:, 0]
+
+
+def check_labels(labels: np.ndarray, classes: int) -> None:
+    """Every label is a class of an output with `classes` scores on its last axis."""
+    outside = labels[(labels < 0) | (labels >= classes)]
+    if outside.size:
+        raise UserError(f"labels: {int(outside[0])} is not a class of the model's output ({classes} classes: "
+                        f"0..{classes - 1}); {outside.size} labels are outside")
 
 
 def top1(outputs: np.ndarray) -> np.ndarray:

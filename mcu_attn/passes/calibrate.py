@@ -5,7 +5,8 @@ Observers, per activation tensor (values are subsampled to at most `MAX_VALUES` 
 - `mse`: the clipping of [min, max] (ratios 1.0, 0.98, ... 0.30 of each side, shrinking both ends
   proportionally) that minimises the mean squared int8 quantization error over the observed values, so
   outliers that would waste resolution are clipped, and min/max is kept where it is best (ratio 1.0).
-The chosen observer is reported per tensor.
+The chosen observer is reported per tensor. A tensor that overflows to infinity or NaN on the calibration samples
+has no range: that is an error naming it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.progress import progress
 from mcu_attn.reference.interpreter import run
@@ -46,6 +48,10 @@ def collect(graph: Graph, samples: np.ndarray) -> dict[str, np.ndarray]:
     observed = {}
     for name, chunks in gathered.items():
         flat = np.concatenate(chunks)
+        if not np.all(np.isfinite(flat)):
+            raise UserError(f"calibration data: tensor {name!r} overflows to infinity or NaN on the calibration "
+                            f"samples (they reach |x| = {float(np.abs(samples).max()):.3g}): calibrate on data the "
+                            "model is meant for")
         if flat.size > MAX_VALUES:
             flat = rng.choice(flat, MAX_VALUES, replace=False)
         observed[name] = flat

@@ -117,7 +117,10 @@ class _Converter:
             rule = spec(node.op).quantize
             if rule is None:
                 raise UserError(f"integer quantization does not support {node.op} (node '{node.name}')")
-            rule(self, node)
+            try:
+                rule(self, node)
+            except (ValueError, OverflowError) as err:  # a scale or multiplier out of integer range
+                raise UserError(f"integer quantization of {node.op} (node '{node.name}'): {err}") from None
         self.dst.outputs = list(self.src.outputs)
         return self.dst
 

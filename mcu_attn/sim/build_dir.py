@@ -6,7 +6,8 @@ the build made it: the compile steps (mcu_attn.compiler) replayed from the optio
 `quantize`; every step is deterministic. report.json names the model and calibration files (`model`, `calib`:
 the copies in DIR/source/); `--model`/`--calib` override them when the files have moved. When report.json also carries
 `model_sha256`/`calib_sha256`, the files are checked against them, and the rebuilt graph's input and output
-quantization must match report.json, so a changed model or calibration file cannot pass unnoticed.
+quantization must match report.json, so a changed model or calibration file cannot pass unnoticed. Every field is
+checked before it is used (report_schema.py): an edited or damaged report.json is one error naming the field.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from mcu_attn.errors import UserError
 from mcu_attn.sim.profile import LayerRef
+from mcu_attn.sim.report_schema import check_report
 
 FLOAT_TOLERANCE = 1e-4  # float builds: |device - numpy| <= 1e-4 * max(1, |reference|): float32 sums in another
 #                         order and fused multiply-adds on the FPU move results by a few ulp per operation
@@ -67,6 +69,9 @@ class BuildDir:
             self.report = json.loads(report_path.read_text())
         except json.JSONDecodeError as err:
             raise UserError(f"{report_path}: not JSON ({err.msg} at line {err.lineno})") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{report_path}: not JSON (not UTF-8 text)") from None
+        check_report(self.report, str(report_path))
         from mcu_attn.targets.table import get_target
 
         name = self.report.get("target")

@@ -19,6 +19,7 @@ frozen dataclasses; `load_overrides(path)` reads a JSON file to calibrate them a
 from __future__ import annotations
 
 import json
+import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -109,25 +110,66 @@ def flash_timing(target, overrides: dict | None = None) -> FlashTiming:
 def _apply(timing, changes: dict | None, where: str):
     if not changes:
         return timing
-    known = {f.name for f in fields(timing)}
-    unknown = sorted(set(changes) - known)
-    if unknown:
-        raise UserError(f"cycle model override {where}: unknown keys {', '.join(unknown)} "
-                        f"(known: {', '.join(sorted(known))})")
+    _check_changes(type(timing), changes, where)
     return replace(timing, **changes)
 
 
+def _check_changes(kind: type, changes: dict, where: str) -> None:
+    """Refuse overrides a cycle model cannot use: unknown keys, the identity fields, and values of the wrong
+    type or range (costs, factors and counts are finite and non-negative; the issue factor and line size are
+    positive; counts are integers; prefetch is true or false)."""
+    if not isinstance(changes, dict):
+        raise UserError(f"cycle model override {where}: expected an object of constants")
+    types = {f.name: f.type for f in fields(kind)}
+    unknown = sorted(set(changes) - set(types) | set(changes) & {"core", "target"})
+    if unknown:
+        raise UserError(f"cycle model override {where}: unknown keys {', '.join(unknown)} "
+                        f"(known: {', '.join(sorted(set(types) - {'core', 'target'}))})")
+    for key, value in changes.items():
+        kind_name = types[key]
+        if kind_name == "str":
+            ok = isinstance(value, str)
+        elif kind_name == "bool":
+            ok = isinstance(value, bool)
+        elif kind_name == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= (key == "line_bytes")
+        else:
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                  and (value > 0 if key == "issue_factor" else value >= 0))
+        if not ok:
+            need = {"str": "text", "bool": "true or false", "int": "a whole number >= 1" if key == "line_bytes"
+                    else "a whole number >= 0"}.get(kind_name, "a finite number > 0" if key == "issue_factor"
+                                                   else "a finite number >= 0")
+            raise UserError(f"cycle model override {where}.{key}: {json.dumps(value)} is not {need}")
+
+
 def load_overrides(path: str | Path | None) -> dict:
+    """The JSON overrides file, every entry checked (`_check_changes`) before any emulation runs."""
     if not path:
         return {}
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UserError(f"cycle model file {path}: no such file") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"cycle model file {path}: not JSON ({err.msg} at line {err.lineno})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"cycle model file {path}: not JSON ({getattr(err, 'msg', err)})") from None
+    except OSError as err:
+        raise UserError(f"cycle model file {path}: {err.strerror}") from None
     if not isinstance(data, dict) or set(data) - {"cores", "flash"}:
         raise UserError(f"cycle model file {path}: expected an object with 'cores' and/or 'flash'")
+    from mcu_attn.targets.table import TARGETS
+
+    parts = {"cores": (CoreTiming, set(CORES), "core"),
+             "flash": (FlashTiming, {t.name for t in TARGETS if not t.is_host}, "target")}
+    for section, (kind, known, what) in parts.items():
+        entries = data.get(section, {})
+        if not isinstance(entries, dict):
+            raise UserError(f"cycle model file {path}: {section!r} must be an object keyed by {what} name")
+        for name, changes in entries.items():
+            if name not in known:
+                raise UserError(f"cycle model file {path}: {section}.{name}: unknown {what} "
+                                f"(known: {', '.join(sorted(known))})")
+            _check_changes(kind, changes, f"{section}.{name}")
     return data
 
 

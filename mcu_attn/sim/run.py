@@ -179,6 +179,10 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
         data, source = build.default_samples(options.limit or DEFAULT_SAMPLES)
     if labels is not None and len(labels) != len(data):
         raise UserError(f"--labels: {len(labels)} labels for {len(data)} samples")
+    if labels is not None:
+        from mcu_attn.data import check_labels
+
+        check_labels(labels, build.output.shape[-1])
     if options.limit:
         data = data[:options.limit]
         labels = labels[:options.limit] if labels is not None else None
