@@ -3,7 +3,8 @@
 Every error a user can cause is a `UserError`: one line on stderr, exit code 2, no traceback, no warning before
 it, and nothing left half-written (outputs are written to a temporary name and renamed into place). Warnings
 raised while a command runs are held back: dropped when it fails, printed one line each after its output when
-it succeeds.
+it succeeds. `simulate` exits with 1 when some samples failed in the emulator: it prints the results of the
+others, then one line per failed sample.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def _print_summary(args: argparse.Namespace, report: dict, elapsed: float) -> No
           + (f"; QEMU: -M {report['qemu_machine']}" if report["qemu_machine"] else ""))
 
 
-def cmd_simulate(args: argparse.Namespace) -> None:
+def cmd_simulate(args: argparse.Namespace) -> int:
     from mcu_attn.data import load_labels, load_stack
     from mcu_attn.sim.report import format_table
     from mcu_attn.sim.run import SimOptions, simulate
@@ -243,6 +244,10 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         _print_json(result)
     else:
         print(format_table(result, args.top))
+    failed = result["failed_samples"]
+    for failure in failed:  # the results above cover the other samples; the exit code says some failed
+        print(f"mcu-attn: sample {failure['sample']} failed: {failure['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -396,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:  # shown after the output, never before an error line
         try:
             args = build_parser().parse_args(argv)
-            args.func(args)
+            status = args.func(args) or 0
         except UserError as err:
             print(f"mcu-attn: error: {err}", file=sys.stderr)
             return 2
@@ -407,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             return 141
     for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught if str(w.message).strip()):
         print(f"mcu-attn: warning: {message}", file=sys.stderr)
-    return 0
+    return status
 
 
 if __name__ == "__main__":

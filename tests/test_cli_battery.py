@@ -249,13 +249,24 @@ def _snapshot(*roots: Path) -> dict:
 
 
 def run_main(argv: list[str]) -> tuple[int, str, str]:
-    """`mcu-attn argv` in this process: (exit code, stdout, stderr), every warning printed."""
+    """`mcu-attn argv` in this process: (exit code, stdout, stderr), every warning printed, progress lines off
+    (as `support.run_cli` has them: a long step on a busy host would add one)."""
+    import os
+
     from mcu_attn.cli import main
 
+    before = os.environ.get("MCU_ATTN_PROGRESS")
+    os.environ["MCU_ATTN_PROGRESS"] = "0"
     out, err = io.StringIO(), io.StringIO()
-    with warnings.catch_warnings(), redirect_stdout(out), redirect_stderr(err):
-        warnings.simplefilter("always")
-        code = main([str(a) for a in argv])
+    try:
+        with warnings.catch_warnings(), redirect_stdout(out), redirect_stderr(err):
+            warnings.simplefilter("always")
+            code = main([str(a) for a in argv])
+    finally:
+        if before is None:
+            del os.environ["MCU_ATTN_PROGRESS"]
+        else:
+            os.environ["MCU_ATTN_PROGRESS"] = before
     return code, out.getvalue(), err.getvalue()
 
 

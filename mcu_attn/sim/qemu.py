@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcu_attn.errors import UserError
+from mcu_attn.errors import SampleFailure, UserError
 from mcu_attn.sim.elf import Firmware
 from mcu_attn.sim.profile import COUNT_INDEX, BlockCache, LayerRef, Profile, build_profile, summarise
 
@@ -73,9 +73,10 @@ def _option_value(text: str) -> str:
 
 
 class QemuRunner:
-    def __init__(self, build, firmware: Firmware) -> None:
+    def __init__(self, build, firmware: Firmware, timeout_s: int = RUN_TIMEOUT_S) -> None:
         self.build = build
         self.firmware = firmware
+        self.timeout_s = timeout_s  # host seconds one run (boot, inference, result line) may take
         machine = build.target.qemu_machine
         if not machine:
             from mcu_attn.targets.table import TARGETS
@@ -117,36 +118,40 @@ class QemuRunner:
                         break
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise UserError(f"{QEMU} -M {self.machine}: no MA-RESULT line within {timeout_s} s "
-                                        f"(console so far: {output[-200:]!r})")
+                        raise SampleFailure(f"{QEMU} -M {self.machine}: no MA-RESULT line within {timeout_s} s "
+                                            f"(console so far: {output[-200:]!r})")
                     ready, _, _ = select.select([process.stdout], [], [], min(remaining, 1.0))
                     if ready:
                         chunk = os.read(process.stdout.fileno(), 65536)
                         if not chunk:
                             error = process.stderr.read().decode(errors="replace").strip().splitlines()
-                            raise UserError(f"{QEMU} -M {self.machine} exited without a MA-RESULT line"
-                                            + (f": {error[-1]}" if error else ""))
+                            raise SampleFailure(f"{QEMU} -M {self.machine} exited without a MA-RESULT line"
+                                                + (f": {error[-1]}" if error else ""))
                         output += chunk
             finally:
                 process.kill()
                 process.wait()
                 process.stdout.close()
                 process.stderr.close()
-        data = parse_result(output.decode("ascii", "replace"), QEMU)
+        try:
+            data = parse_result(output.decode("ascii", "replace"), QEMU)
+        except UserError as err:
+            raise SampleFailure(str(err)) from None
         if data is None:
-            raise UserError(f"{QEMU} -M {self.machine}: malformed MA-RESULT line "
-                            f"(console: {output[output.find(b'MA-RESULT'):][:200]!r})")
+            raise SampleFailure(f"{QEMU} -M {self.machine}: malformed MA-RESULT line "
+                                f"(console: {output[output.find(b'MA-RESULT'):][:200]!r})")
         return data
 
     def infer(self, sample: bytes) -> bytes:
-        return self._run(sample, None, RUN_TIMEOUT_S)
+        return self._run(sample, None, self.timeout_s)
 
-    def profile(self, sample: bytes, layers: list[LayerRef], unicorn_profile: Profile) -> tuple[bytes, Profile]:
-        """Run one sample with QEMU's TB trace on; its output and its profile (flash/SRAM split of data reads
-        from `unicorn_profile`)."""
+    def profile(self, sample: bytes, layers: list[LayerRef], unicorn_profile: Profile,
+                timeout_s: int = PROFILE_TIMEOUT_S) -> tuple[bytes, Profile]:
+        """Run one sample with QEMU's TB trace on (within `timeout_s`: tracing is slow); its output and its profile
+        (flash/SRAM split of data reads from `unicorn_profile`)."""
         with tempfile.TemporaryDirectory(prefix="mcu-attn-qemu-") as scratch:
             log = os.path.join(scratch, "exec.log")
-            output = self._run(sample, log, PROFILE_TIMEOUT_S)
+            output = self._run(sample, log, timeout_s)
             starts, sizes, ret = self._inference_trace(log)
         trace = summarise(starts, sizes, layers)
         cache = BlockCache(self.firmware.read)

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from mcu_attn.errors import UserError
+from mcu_attn.errors import SampleFailure, UserError
 from mcu_attn.sim.elf import Firmware
 from mcu_attn.sim.qemu import parse_result
 
@@ -78,12 +78,15 @@ class RenodeRunner:
                 done = subprocess.run([self.binary, str(suite), "--results-dir", scratch], capture_output=True,
                                       text=True, timeout=TIMEOUT_S + 60)
             except subprocess.TimeoutExpired:
-                raise UserError(f"renode-test: no result within {TIMEOUT_S} s") from None
+                raise SampleFailure(f"renode-test: no result within {TIMEOUT_S} s") from None
         output = done.stdout + done.stderr
-        data = parse_result(output, "renode")
+        try:
+            data = parse_result(output, "renode")
+        except UserError as err:
+            raise SampleFailure(str(err)) from None
         if data is None:
             tail = output.strip().splitlines()[-1:] or ["no output"]
-            raise UserError(f"renode-test printed no MA-RESULT line (exit {done.returncode}): {tail[0]}")
+            raise SampleFailure(f"renode-test printed no MA-RESULT line (exit {done.returncode}): {tail[0]}")
         executed = EXECUTED.search(output)
         if executed:
             self.executed.append(int(executed.group(1)))

@@ -13,11 +13,15 @@ def format_table(result: dict, top: int = 10) -> str:
     lines = []
     lines.append(f"{result['target']} ({result['core']}), --bits {result['bits']}, engine {result['engine']}"
                  + (f" ({result['machine']})" if result.get("machine") else ""))
-    verdict = "bit-exact" if result["bit_exact"] else f"{result['mismatched_samples']} samples differ"
+    exact = result["mismatched_samples"] == 0  # over the samples that completed (bit_exact also needs all of them)
+    verdict = "bit-exact" if exact else f"{result['mismatched_samples']} samples differ"
     if "max_abs_error" in result:
-        verdict = ("within tolerance" if result["bit_exact"] else verdict) + \
-            f", max |error| {result['max_abs_error']:.3g}"
-    lines.append(f"outputs vs numpy reference on {result['samples']} samples ({result['data']}): {verdict}")
+        verdict = ("within tolerance" if exact else verdict) + f", max |error| {result['max_abs_error']:.3g}"
+    failed = result.get("failed_samples") or []
+    covered = f"{result['samples']}" if not failed else f"{result['samples'] - len(failed)} of {result['samples']}"
+    lines.append(f"outputs vs numpy reference on {covered} samples ({result['data']}): {verdict}")
+    for failure in failed:
+        lines.append(f"  sample {failure['sample']} FAILED: {failure['error']}")
     if result.get("accuracy") is not None:
         lines.append(f"accuracy {result['accuracy']:.4f} (reference {result['reference_accuracy']:.4f})")
     per_mac = (f", {result['instructions_per_mac']:.2f} instr/MAC, {result['cycles_per_mac']:.2f} cycles/MAC"

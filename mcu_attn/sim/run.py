@@ -3,8 +3,11 @@
 1. Read DIR (build_dir.BuildDir): target, I/O quantization, layer symbols, ELF; rebuild the reference graph.
 2. Correctness: every sample through the chosen engine (Unicorn, QEMU, or Renode), outputs compared with the
    reference: `bit_exact` for integer builds, within `FLOAT_TOLERANCE` for float builds; `accuracy` /
-   `reference_accuracy` with labels. With Unicorn and QEMU, sample 0's output comes from its profiled run.
-3. Profile sample 0: executed blocks -> instruction classes per layer (profile.py), then the cycle model
+   `reference_accuracy` with labels. With Unicorn and QEMU, the profiled sample's output comes from its profiled
+   run. A sample that faults or times out is listed in `failed_samples` (index and error) and the others still
+   run (samples.py); `bit_exact` is then false and the comparison and accuracy cover the samples that completed.
+3. Profile the first sample that runs (`profiled_sample`, normally 0): executed blocks -> instruction classes
+   per layer (profile.py), then the cycle model
    (cycles.py) and the energy model (energy.py). Instructions are those of one `ma_harness_infer` call:
    start-up and I/O are excluded. Cycles and energy are ESTIMATES (see docs/cycle-model.md).
 """
@@ -22,6 +25,7 @@ from mcu_attn.sim.build_dir import FLOAT_TOLERANCE, BuildDir
 from mcu_attn.sim.elf import load_firmware
 from mcu_attn.sim.energy import energy_uj, power_mw
 from mcu_attn.sim.profile import COUNT_FIELDS, Profile
+from mcu_attn.sim.samples import SampleRuns
 from mcu_attn.sim.unicorn import INFER_TIMEOUT_S, UnicornRunner
 
 ENGINES = ("unicorn", "qemu", "renode")
@@ -136,12 +140,6 @@ def _raw(sample: np.ndarray) -> bytes:
     return np.ascontiguousarray(sample).tobytes()
 
 
-def unicorn_outputs(build: BuildDir, firmware, samples: np.ndarray, timeout_s: int = INFER_TIMEOUT_S) -> list[bytes]:
-    """The raw output bytes of every sample, run in one Unicorn instance without hooks (progress on stderr)."""
-    runner = UnicornRunner(firmware, build.target, timeout_s)
-    return _each(runner.infer, [_raw(s) for s in samples], "unicorn")
-
-
 def _each(infer, samples: list[bytes], engine: str) -> list[bytes]:
     """`infer` on every sample, with progress on stderr."""
     outputs = []
@@ -150,6 +148,12 @@ def _each(infer, samples: list[bytes], engine: str) -> list[bytes]:
             outputs.append(infer(sample))
             advance()
     return outputs
+
+
+def unicorn_outputs(build: BuildDir, firmware, samples: np.ndarray, timeout_s: int = INFER_TIMEOUT_S) -> list[bytes]:
+    """The raw output bytes of every sample, run in one Unicorn instance without hooks (progress on stderr)."""
+    runner = UnicornRunner(firmware, build.target, timeout_s)
+    return _each(runner.infer, [_raw(s) for s in samples], "unicorn")
 
 
 def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray | None = None,
@@ -163,11 +167,12 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
     build = BuildDir(directory, options.model, options.calib)
     overrides = cycle_model.load_overrides(options.cycle_model)
     firmware = load_firmware(build.elf)
+    timeout_s = options.timeout_s or inference_timeout(build.report.get("macs") or 0)
     engine = None  # QEMU / Renode refuse a target or a missing binary before any long step
     if options.engine == "qemu":
         from mcu_attn.sim.qemu import QemuRunner
 
-        engine = QemuRunner(build, firmware)
+        engine = QemuRunner(build, firmware, timeout_s)
     elif options.engine == "renode":
         from mcu_attn.sim.renode import RenodeRunner
 
@@ -193,43 +198,23 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
     expected = build.reference(prepared)
 
     payload: dict = {"engine": options.engine, "target": build.target.name, "core": build.target.core,
-                     "bits": build.bits, "samples": int(len(prepared)), "data": source, "profiled_sample": 0}
-    extra: dict = {}
-    samples = [_raw(s) for s in prepared]
+                     "bits": build.bits, "samples": int(len(prepared)), "data": source}
+    if options.engine == "qemu":
+        payload["machine"] = engine.machine
     layers = build.layers(firmware.symbols)
-    timeout_s = options.timeout_s or inference_timeout(build.report.get("macs") or 0)
-    runner = UnicornRunner(firmware, build.target, timeout_s)
-    if options.engine == "unicorn":
-        with progress("profiling sample 0 (unicorn)", total=1) as advance:
-            first, profile = runner.profile(samples[0], layers)
-            advance()
-        raw = [first] + _each(runner.infer, samples[1:], "unicorn")
-    elif options.engine == "qemu":
-        qemu = engine
-        with progress("profiling sample 0 (unicorn, then qemu)", total=2) as advance:
-            _, reference_profile = runner.profile(samples[0], layers)
-            advance()
-            first, profile = qemu.profile(samples[0], layers, reference_profile)
-            advance()
-        raw = [first] + _each(qemu.infer, samples[1:], "qemu")
-        extra["cross_check"] = {"unicorn_instructions": reference_profile.total("instructions"),
-                                "qemu_instructions": profile.total("instructions"),
-                                "agree": reference_profile.total("instructions") == profile.total("instructions")}
-        payload["machine"] = qemu.machine
-    else:
-        renode = engine
-        raw = _each(renode.infer, samples, "renode")
-        with progress("profiling sample 0 (unicorn)", total=1) as advance:
-            _, profile = runner.profile(samples[0], layers)
-            advance()
-        extra["renode"] = renode.summary()
-    got = np.stack([build.decode(r) for r in raw])
-    payload.update(_compare(build, got, expected))
+    profile_timeout_s = max(timeout_s, inference_timeout(build.report.get("macs") or 0))
+    runs = SampleRuns(firmware, build.target, timeout_s, profile_timeout_s)
+    raw, profile, extra = runs.run(options.engine, engine, [_raw(s) for s in prepared], layers)
+    done = sorted(raw)
+    got = np.stack([build.decode(raw[i]) for i in done])
+    payload.update(_compare(build, got, expected[done]))
+    payload.update(profiled_sample=runs.profiled, completed_samples=len(done), failed_samples=runs.failed())
+    payload["bit_exact"] = payload["bit_exact"] and not runs.failures
     if labels is not None:
         from mcu_attn.data import accuracy
 
-        payload["accuracy"] = accuracy(build.dequantize(got), labels)
-        payload["reference_accuracy"] = accuracy(build.dequantize(expected), labels)
+        payload["accuracy"] = accuracy(build.dequantize(got), labels[done])
+        payload["reference_accuracy"] = accuracy(build.dequantize(expected[done]), labels[done])
     else:
         payload["accuracy"] = payload["reference_accuracy"] = None
     payload.update(estimate_payload(build, profile, overrides))

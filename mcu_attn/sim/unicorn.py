@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcu_attn.errors import UserError
+from mcu_attn.errors import SampleFailure, UserError
 from mcu_attn.sim.elf import Firmware
 from mcu_attn.sim.profile import BlockCache, LayerRef, Profile, Trace, build_profile, summarise
 from mcu_attn.targets.table import Target
@@ -114,11 +114,11 @@ class UnicornRunner:
             self.uc.emu_start(start | 1, stop, timeout=timeout_s * 1_000_000)
         except UcError as err:
             pc = self.uc.reg_read(UC_ARM_REG_PC)
-            raise UserError(f"{self.firmware.path}: {what} stopped at {self._where(pc)}: {err}") from None
+            raise SampleFailure(f"{self.firmware.path}: {what} stopped at {self._where(pc)}: {err}") from None
         pc = self.uc.reg_read(UC_ARM_REG_PC)
         if pc != stop:
-            raise UserError(f"{self.firmware.path}: {what} did not reach {self._where(stop)} within "
-                            f"{timeout_s} s (PC at {self._where(pc)})")
+            raise SampleFailure(f"{self.firmware.path}: {what} did not reach {self._where(stop)} within "
+                                f"{timeout_s} s (PC at {self._where(pc)})")
 
     def boot(self) -> None:
         """Run from reset to `ma_harness_idle` (the constructor does, unless `boot=False`)."""
@@ -132,8 +132,9 @@ class UnicornRunner:
                   "start-up (reset to ma_harness_idle)")
         self.idle_sp = self.uc.reg_read(UC_ARM_REG_SP)
 
-    def infer(self, sample: bytes) -> bytes:
-        """Run `ma_harness_infer` once on the raw input bytes; the raw output bytes."""
+    def infer(self, sample: bytes, timeout_s: int | None = None) -> bytes:
+        """Run `ma_harness_infer` once on the raw input bytes (within `timeout_s`, default the runner's); the raw
+        output bytes. A fault or a timeout is a SampleFailure."""
         from unicorn.arm_const import UC_ARM_REG_LR, UC_ARM_REG_SP
 
         fw = self.firmware
@@ -144,10 +145,10 @@ class UnicornRunner:
         halt = fw.address("ma_harness_halt")
         self.uc.reg_write(UC_ARM_REG_SP, self.idle_sp)
         self.uc.reg_write(UC_ARM_REG_LR, halt | 1)
-        self._run(fw.address("ma_harness_infer"), halt, self.timeout_s, "ma_harness_infer")
+        self._run(fw.address("ma_harness_infer"), halt, timeout_s or self.timeout_s, "ma_harness_infer")
         return bytes(self.uc.mem_read(fw.address("ma_harness_output"), fw.sizes["ma_harness_output"]))
 
-    def profile(self, sample: bytes, layers: list[LayerRef]) -> tuple[bytes, Profile]:
+    def profile(self, sample: bytes, layers: list[LayerRef], timeout_s: int | None = None) -> tuple[bytes, Profile]:
         """Run one sample with the block and flash-read hooks on (for this run only); its output and its profile.
         The hooks are the native recorder's C callbacks where it is built (sim/native.py), else Python ones."""
         from mcu_attn.sim import native
@@ -157,10 +158,10 @@ class UnicornRunner:
             if native.available():
                 entries = np.array([layer.address for layer in layers], np.uint32)
                 with native.Tracer(self.uc, self._flash_range(), entries) as tracer:
-                    output = self.infer(sample)
+                    output = self.infer(sample, timeout_s)
                 trace = tracer.trace()
             else:
-                output, trace = self._python_hooks(sample, layers)
+                output, trace = self._python_hooks(sample, layers, timeout_s)
         finally:
             self.uc.ctl_flush_tb()  # later runs without the hooks' calls
         cache = BlockCache(lambda address, count: bytes(self.uc.mem_read(address, count)))
@@ -170,7 +171,7 @@ class UnicornRunner:
     def _flash_range(self) -> tuple[int, int]:
         return self.target.flash_base, self.target.flash_base + self.target.flash_bytes - 1
 
-    def _python_hooks(self, sample: bytes, layers: list[LayerRef]) -> tuple[bytes, Trace]:
+    def _python_hooks(self, sample: bytes, layers: list[LayerRef], timeout_s: int | None) -> tuple[bytes, Trace]:
         """The native recorder's Trace, from a Python callback per block (where no C compiler is)."""
         from unicorn import UC_HOOK_BLOCK, UC_HOOK_MEM_READ
 
@@ -191,7 +192,7 @@ class UnicornRunner:
         hooks = [self.uc.hook_add(UC_HOOK_BLOCK, on_block),
                  self.uc.hook_add(UC_HOOK_MEM_READ, on_flash_read, begin=low, end=high)]
         try:
-            output = self.infer(sample)
+            output = self.infer(sample, timeout_s)
         finally:
             for hook in hooks:
                 self.uc.hook_del(hook)
