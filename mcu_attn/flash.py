@@ -93,17 +93,25 @@ def choose_probe(requested: str | None, dry_run: bool = False) -> str:
     raise UserError(f"no programming tool: {INSTALL}")
 
 
+def tcl_word(text: str) -> str:
+    """`text` as one Tcl word for an OpenOCD `-c` command: every character Tcl would act on (brackets run
+    commands, `$` substitutes, braces, quotes, `;` and white space split) is backslash-escaped, and newlines and
+    tabs are written as `\\n` and `\\t`, so a path is data and never code."""
+    escaped = re.sub(r'([\\\[\]${}"; ])', r"\\\1", text)
+    return escaped.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
 def openocd_command(target, elf: Path, sample_file: Path | None = None, sample_address: int = 0) -> list[str]:
     """OpenOCD's command line: program and verify the ELF, then reset (and with a sample: place it at
     `sample_address` while the core is halted at reset, then run)."""
     if target.openocd is None:
         raise UserError(f"target {target.name}: the target table has no OpenOCD scripts for it; use --probe pyocd")
     interface, script = target.openocd
-    steps = [f"program {elf} verify"]
+    steps = [f"program {tcl_word(str(elf))} verify"]
     if sample_file is None:
         steps += ["reset run"]
     else:
-        steps += ["reset halt", f"load_image {sample_file} {sample_address:#x} bin", "resume"]
+        steps += ["reset halt", f"load_image {tcl_word(str(sample_file))} {sample_address:#x} bin", "resume"]
     command = ["openocd", "-f", interface, "-f", script]
     for step in steps + ["exit"]:
         command += ["-c", step]

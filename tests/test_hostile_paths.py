@@ -94,3 +94,35 @@ def test_qemu_sample_file_in_a_path_with_commas(plain, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     result = simulate(str(plain), options=SimOptions(engine="qemu", limit=1))
     assert result["bit_exact"] and result["cross_check"]["agree"]
+
+
+TCL_HOSTILE = ["with space", "x[exec touch INJECTED]y", "$env(HOME)", 'say "hi"', "open{brace", "close}brace",
+               "a;b", "line\nbreak", "tab\tstop", "back\\slash"]
+
+
+@pytest.mark.parametrize("text", TCL_HOSTILE)
+def test_tcl_word_is_the_path_itself(text):
+    """OpenOCD's `-c` commands are Tcl: a path in them must come back from Tcl exactly as it went in."""
+    tkinter = pytest.importorskip("tkinter")
+    from mcu_attn.flash import tcl_word
+
+    try:
+        interpreter = tkinter.Tcl()
+    except tkinter.TclError:
+        pytest.skip("no Tcl library")
+    assert interpreter.eval("set value " + tcl_word(text)) == text
+
+
+@pytest.mark.skipif(shutil.which("openocd") is None, reason="openocd not installed")
+def test_openocd_command_runs_nothing_from_a_path(tmp_path):
+    """The real OpenOCD parses the command line (its Tcl has `exec`); with no probe attached it then fails to
+    connect, but a path holding `[exec touch INJECTED]` must not have run."""
+    from mcu_attn.flash import openocd_command
+    from mcu_attn.targets.table import get_target
+
+    elf = tmp_path / "fw [exec touch INJECTED]" / "model.elf"
+    elf.parent.mkdir()
+    elf.write_bytes(b"\x7fELF")
+    command = openocd_command(get_target("stm32f407"), elf)
+    subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=120)
+    assert _injected(tmp_path) == [] and not (elf.parent / "INJECTED").exists()
