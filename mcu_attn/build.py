@@ -46,12 +46,12 @@ RANDOM_CHECK_SAMPLES = 4
 
 
 def _check_inputs(graph: Graph, calib: np.ndarray | None, count: int) -> tuple[np.ndarray, str]:
-    """Float check samples [N, *input shape]: the first calibration samples, else seeded random ones."""
+    """Check samples [N, *input shape]: the first calibration samples, else seeded random ones."""
+    from mcu_attn.data import random_samples
+
     if calib is not None:
         return calib[:count], "calib"
-    shape = graph.shape(graph.inputs[0])
-    rng = np.random.default_rng(0)
-    return rng.standard_normal((RANDOM_CHECK_SAMPLES,) + shape).astype(np.float32), "random"
+    return random_samples(graph, RANDOM_CHECK_SAMPLES), "random"
 
 
 def host_check(project_dir: Path, graph: Graph, samples: np.ndarray) -> dict:

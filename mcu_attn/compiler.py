@@ -89,14 +89,14 @@ class Compilation:
     # ---- the steps, in order --------------------------------------------------------------------------------
     def _import(self) -> None:
         from mcu_attn.api import import_model
-        from mcu_attn.data import check_stack, load_stack
+        from mcu_attn.data import load_stack, model_samples
 
         self.options.check()
         self.imported = import_model(self.model)
         if self.calib is None and self.options.calib:
             self.calib = load_stack(self.options.calib, "calibration")
         if self.calib is not None:
-            self.calib = check_stack(self.imported, self.calib, "calibration data").astype(np.float32)
+            self.calib = model_samples(self.imported, self.calib, "calibration data")
         if self.options.bits != 32 and self.calib is None and not is_prequantized(self.imported):
             raise UserError(f"--bits {self.options.bits} quantizes this float model on calibration samples: "
                             f"pass --calib C.npy (a stack of typical inputs), or --bits 32 for the float baseline")

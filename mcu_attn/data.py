@@ -44,7 +44,8 @@ def sample_shape(graph: Graph) -> tuple[int, ...]:
 
 
 def check_stack(graph: Graph, data: np.ndarray, what: str) -> np.ndarray:
-    """The stack reshaped to [N, *input shape]; samples may omit the batch dimension of 1."""
+    """The stack reshaped to [N, *input shape]; samples may omit the batch dimension of 1. A model that takes
+    integers (token ids) gets integers that fit its input type, in that type."""
     shape = sample_shape(graph)
     if data.shape[1:] == shape[1:] and shape[:1] == (1,):
         data = data.reshape((data.shape[0],) + shape)
@@ -53,10 +54,38 @@ def check_stack(graph: Graph, data: np.ndarray, what: str) -> np.ndarray:
                         f"{graph.inputs[0]!r} needs {list(shape)} (or {list(shape[1:])} without the batch)")
     if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
         raise UserError(f"{what}: contains NaN or infinity")
+    wanted = graph.type(graph.inputs[0]).np_dtype
+    if np.issubdtype(wanted, np.integer) and wanted != np.int8:
+        if not np.issubdtype(data.dtype, np.integer):
+            raise UserError(f"{what}: the model input {graph.inputs[0]!r} takes integer token ids, the file holds "
+                            f"{data.dtype}")
+        limits = np.iinfo(wanted)
+        if data.size and (data.min() < limits.min or data.max() > limits.max):
+            raise UserError(f"{what}: ids outside the {wanted} range of input {graph.inputs[0]!r}")
+        return data.astype(wanted)
     if data.size and np.abs(data).max() > FLOAT32_MAX:
         raise UserError(f"{what}: values reach {float(np.abs(data).max()):.3g}, beyond the float32 range the model "
                         f"computes in (|x| <= {FLOAT32_MAX:.3g})")
     return data
+
+
+def model_samples(graph: Graph, data: np.ndarray, what: str) -> np.ndarray:
+    """`check_stack`, with float samples as float32 (what the float reference and calibration run on)."""
+    data = check_stack(graph, data, what)
+    return data.astype(np.float32) if np.issubdtype(data.dtype, np.floating) else data
+
+
+def random_samples(graph: Graph, count: int) -> np.ndarray:
+    """Seeded stand-in samples: standard normal floats, or token ids spread over the smallest embedding table
+    the input indexes."""
+    rng = np.random.default_rng(0)
+    name = graph.inputs[0]
+    shape = (count,) + graph.shape(name)
+    ttype = graph.type(name)
+    if not np.issubdtype(ttype.np_dtype, np.integer) or ttype.dtype == "int8":
+        return rng.standard_normal(shape).astype(np.float32)
+    tables = [graph.shape(r.inputs[1])[0] for r in graph.consumers(name) if r.op == "Embedding"]
+    return rng.integers(0, min(tables) if tables else 2, size=shape).astype(ttype.np_dtype)
 
 
 def load_labels(path: str | os.PathLike, count: int) -> np.ndarray:

@@ -33,7 +33,7 @@ from mcu_attn.ir.ops.lowering import emitter_of, only_first_output
 
 EXECUTABLE = "model_host"
 DEFAULT_QUERY_TILE = 1   # least RAM; --sram-budget trades RAM for a larger tile (docs/firmware.md, "Memory plan")
-IO_DTYPES = ("float32", "int8")
+IO_DTYPES = ("float32", "int8", "int32")  # int32: token ids
 HARNESS_FILES = ("main.c", "Makefile")   # the host harness: it uses the model's API, it is not part of the model
 
 
@@ -207,7 +207,7 @@ def _check_interface(graph: Graph) -> None:
     for name in graph.inputs + graph.outputs:
         dtype = graph.type(name).dtype
         if dtype not in IO_DTYPES:
-            raise UserError(f"model input/output {name!r} is {dtype}; generated code takes float32 or int8")
+            raise UserError(f"model input/output {name!r} is {dtype}; generated code takes float32, int8 or int32 (token ids)")
 
 
 def _io_macros(graph: Graph, prefix: str, value: str) -> list[dict]:

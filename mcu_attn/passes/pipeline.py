@@ -6,11 +6,13 @@ from mcu_attn.frontend.attention_pattern import FuseAttention
 from mcu_attn.frontend.pointwise_patterns import FuseGelu, FuseLayerNorm
 from mcu_attn.passes.cleanup import CanonicalLinear, DeadCode, DropIdentities, LinearOverLeadingDims
 from mcu_attn.passes.prequant import AbsorbPrequantized, KeepAnnotatedScales
+from mcu_attn.passes.token_ids import EmbeddingLookup
 
 
 def frontend_pipeline() -> list:
     return [
         DropIdentities(),   # exporters leave Identity/Dropout and no-op reshapes; patterns should not see them
+        EmbeddingLookup(),  # token ids -> embedding tables: the ids stay integers, the lookup is a table in flash
         CanonicalLinear(),  # MatMul/Gemm by a constant (+ bias Add) is one Linear: what the kernels implement
         LinearOverLeadingDims(),  # Dense layers flattened to 2-D around the MatMul act on [1,S,K] directly
         FuseLayerNorm(),    # before attention: LayerNorm spelled with Transpose/means must not look like layout

@@ -111,8 +111,9 @@ class _Converter:
         return value
 
     def run(self) -> Graph:
-        for name in self.src.inputs:
-            self.dst.add_input(name, self.qtype(name))
+        for name in self.src.inputs:  # float inputs become int8; token ids stay as they are
+            self.dst.add_input(name, self.qtype(name) if self.src.type(name).dtype == "float32"
+                               else self.src.type(name))
         for node in self.src.nodes:
             rule = spec(node.op).quantize
             if rule is None:
@@ -138,12 +139,12 @@ def run_quantized(graph: Graph, samples: np.ndarray) -> np.ndarray:
     """Float samples in (a stack, with or without the batch axis), dequantized float outputs out, through the
     integer graph."""
     samples = check_stack(graph, samples, "data")
-    (x_scale,), (x_zp,) = graph.type(graph.inputs[0]).quant.scale, graph.type(graph.inputs[0]).quant.zero_point
+    in_quant = graph.type(graph.inputs[0]).quant
     out_quant = graph.type(graph.outputs[0]).quant
     outputs = []
     with progress("integer reference", total=len(samples), unit="samples") as advance:
         for sample in samples:
-            q = quantize(sample, x_scale, x_zp).astype(np.int8)
+            q = sample if in_quant is None else quantize(sample, in_quant.scale[0], in_quant.zero_point[0])
             y = run(graph, {graph.inputs[0]: q})[graph.outputs[0]]
             outputs.append(dequantize(y, out_quant.scale[0], out_quant.zero_point[0]))
             advance()

@@ -193,9 +193,9 @@ class BuildDir:
     def default_samples(self, count: int) -> tuple[np.ndarray, str]:
         if self.calib is not None:
             return self.calib[:count], "the first calibration samples"
-        rng = np.random.default_rng(0)
-        shape = self.float_graph.shape(self.float_graph.inputs[0])
-        return rng.standard_normal((count,) + shape).astype(np.float32), "seeded random inputs"
+        from mcu_attn.data import random_samples
+
+        return random_samples(self.float_graph, count), "seeded random inputs"
 
     def reference(self, prepared: np.ndarray) -> np.ndarray:
         from mcu_attn.reference.interpreter import run_stack

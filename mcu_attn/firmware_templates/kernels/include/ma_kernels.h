@@ -34,6 +34,12 @@ void ma_permute(const void *x, void *y, int32_t elem_size, int32_t rank, const i
 /* y[o][c] = x[o][indices[c]] over blocks of inner_bytes: take along one axis (indices in [0, axis_dim)). */
 void ma_gather(const void *x, void *y, int32_t outer, int32_t axis_dim, int32_t inner_bytes,
                const int32_t *indices, int32_t count);
+/* y[i] = table row of ids[i] (rows of row_bytes bytes) for count ids; an id below 0 counts from the end, and ids
+ * outside the table are clamped to its first or last row (embedding.c). */
+void ma_embedding(const int32_t *ids, int32_t count, const void *table, int32_t vocab, int32_t row_bytes, void *y);
+/* The same over an int4 table [vocab][(dim+1)/2] (two codes a byte, low nibble first): y = lut[code & 0xF]. */
+void ma_embedding_s4(const int32_t *ids, int32_t count, const uint8_t *table, int32_t vocab, int32_t dim,
+                     const int8_t *lut, int8_t *y);
 
 #ifdef __cplusplus
 }
