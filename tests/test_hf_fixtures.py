@@ -17,9 +17,14 @@ from mcu_attn.reference.interpreter import run_stack
 from mcu_attn.summary import attention_blocks
 from support import FIXTURES, run_cli
 
-DEPLOYING = {"torch_encoder"}  # the families that deploy so far (the others: see the list of failures)
-ENTRIES = [e for e in json.loads((FIXTURES / "hf_manifest.json").read_text()) if e["family"] in DEPLOYING]
-EMULATED = {"torch_encoder_legacy17_sdpa"}  # the default run's emulated builds; -m slow emulates every fixture
+# Not deployed yet, so not listed here: Llama (RMSNorm and rotary position embeddings are not recognised) and
+# onnxruntime's own QDQ/QOperator quantizations (benchmarks/hf_models.py reports why for each)
+ENTRIES = [e for e in json.loads((FIXTURES / "hf_manifest.json").read_text())
+           if e["family"] != "hf_llama" and e["quantization"] is None]
+# the default run's emulated builds, one per kind of stem (ids, patches, Conv1d) and a causal model;
+# -m slow emulates every fixture
+EMULATED = {"torch_encoder_legacy17_sdpa", "hf_vit_legacy17_sdpa", "hf_whisper_encoder_legacy17_sdpa",
+            "hf_gpt2_legacy17_eager"}
 # float32 reference vs onnxruntime: both sum <= 64-term products in float32 in different orders; outputs are
 # O(1) (tiny random models), so agreement is ~1e-6 and 1e-4 leaves room while catching any real error
 FLOAT_TOLERANCE = 1e-4

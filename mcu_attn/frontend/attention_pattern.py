@@ -75,6 +75,23 @@ def _score_path(graph: Graph, softmax: Node) -> ScorePath | None:
         current = others[0]
 
 
+def _nan_guard(graph: Graph, probs: str) -> tuple[str, list[Node]]:
+    """(the value P·V reads, the guard's nodes) for softmax probabilities p: `Where(IsNaN(p), 0, p)` (what
+    scaled_dot_product_attention with a boolean mask exports) is p itself when every query sees a key, which the
+    caller checks; anything else is p unguarded."""
+    readers = graph.consumers(probs)
+    if len(readers) != 2 or {r.op for r in readers} != {"IsNaN", "Where"}:
+        return probs, []
+    isnan = next(r for r in readers if r.op == "IsNaN")
+    where = next(r for r in readers if r.op == "Where")
+    zero = where.inputs[1]
+    if (where.inputs[0] != isnan.outputs[0] or where.inputs[2] != probs or graph.consumers(isnan.outputs[0]) != [where]
+            or not graph.is_const(zero) or np.any(graph.const(zero) != 0)
+            or graph.shape(where.outputs[0]) != graph.shape(probs)):
+        return probs, []
+    return where.outputs[0], [isnan, where]
+
+
 def _head_offset(index: np.ndarray, heads: int, seq: int, dim: int, width: int) -> int | None:
     """Offset `off` if index[h, s, d] == s*width + off + h*dim + d everywhere, else None."""
     if index.size != heads * seq * dim:
@@ -166,8 +183,9 @@ class FuseAttention:
 
     def _try(self, graph: Graph, softmax: Node) -> int:
         path = _score_path(graph, softmax)
-        readers = graph.consumers(softmax.outputs[0])
-        if path is None or len(readers) != 1 or readers[0].op != "MatMul" or readers[0].inputs[0] != softmax.outputs[0]:
+        probs, guard = _nan_guard(graph, softmax.outputs[0])
+        readers = graph.consumers(probs)
+        if path is None or len(readers) != 1 or readers[0].op != "MatMul" or readers[0].inputs[0] != probs:
             return 0
         pv = readers[0]
         q_chain = trace_back(graph, path.matmul.inputs[0])
@@ -191,13 +209,15 @@ class FuseAttention:
         if None in offsets or not self._merges_heads(graph, out_chain, heads, seq, dim):
             return 0
         chains = [q_chain, k_chain, v_chain, out_chain]
-        pattern = [n for c in chains for n in c.nodes] + path.nodes + [path.matmul, softmax, pv]
+        pattern = [n for c in chains for n in c.nodes] + path.nodes + [path.matmul, softmax, *guard, pv]
         if not graph.is_private(pattern, out_chain.value):  # only the final output may be read from outside
             return 0
         try:
             attrs, mask = analyse_mask(path.mask, heads, seq)
         except ValueError:
             return 0
+        if guard and path.mask is not None and not np.all(np.any(path.mask > MASKED, axis=-1)):
+            return 0  # a query that sees no key: the guard's zeros are not what Attention computes
         # insert before P·V: it depends on every root, so q, k and v are all defined by then
         views = [self._view(graph, c, off, heads * dim, seq, pv) for c, off in zip(chains[:3], offsets)]
         scale = path.scale * q_chain.scale * k_chain.scale

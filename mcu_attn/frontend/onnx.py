@@ -178,8 +178,9 @@ class _Importer(GraphBuilder):
                                    opset_imports=list(self.model.opset_import))
         try:
             results = ReferenceEvaluator(single).run(None, feeds)
-        except Exception:
-            self.unsupported.labels.append(node.label)
+        except Exception as err:  # onnx's evaluator raises anything; the reason goes into the error
+            reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+            self.unsupported.labels.append(f"{node.label} [constant, but onnx's evaluator failed: {reason}]")
             return
         for name, result in zip([v for v in proto.output if v], results):
             self.define_const(name, np.asarray(result))

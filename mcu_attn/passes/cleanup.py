@@ -11,8 +11,8 @@ from mcu_attn.passes.manager import PassResult
 
 class DropIdentities:
     name = "drop-identities"
-    why = ("Identity, shape-preserving Reshape, Reshape-of-Reshape and Transposes of unit axes move no data "
-           "and hide patterns")
+    why = ("Identity, Casts to the type a value has, shape-preserving Reshape, Reshape-of-Reshape and Transposes "
+           "of unit axes move no data and hide patterns")
 
     def run(self, graph: Graph, ctx) -> PassResult:
         dropped = 0
@@ -28,7 +28,8 @@ class DropIdentities:
                     node.inputs[0] = source.inputs[0]
                     graph.touch()
             no_op = node.op == "Identity" or (
-                node.op == "Reshape" and graph.shape(node.inputs[0]) == graph.shape(node.outputs[0]))
+                node.op == "Reshape" and graph.shape(node.inputs[0]) == graph.shape(node.outputs[0])) or (
+                node.op == "Cast" and node.attr("to") == graph.type(node.inputs[0]).dtype)
             if no_op and node.outputs[0] not in graph.outputs:
                 graph.remove([node])
                 graph.replace_uses(node.outputs[0], node.inputs[0])

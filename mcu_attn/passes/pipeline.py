@@ -5,6 +5,7 @@ from __future__ import annotations
 from mcu_attn.frontend.attention_pattern import FuseAttention
 from mcu_attn.frontend.pointwise_patterns import FuseGelu, FuseLayerNorm
 from mcu_attn.passes.cleanup import CanonicalLinear, DeadCode, DropIdentities, LinearOverLeadingDims
+from mcu_attn.passes.patchify import MergeLayoutChains, PatchifyConv
 from mcu_attn.passes.prequant import AbsorbPrequantized, KeepAnnotatedScales
 from mcu_attn.passes.token_ids import EmbeddingLookup
 
@@ -13,6 +14,8 @@ def frontend_pipeline() -> list:
     return [
         DropIdentities(),   # exporters leave Identity/Dropout and no-op reshapes; patterns should not see them
         EmbeddingLookup(),  # token ids -> embedding tables: the ids stay integers, the lookup is a table in flash
+        PatchifyConv(),     # a patch-embedding convolution is a Linear over patches
+        MergeLayoutChains(),  # ... whose transposes cancel the exporter's flatten/transpose: a view
         CanonicalLinear(),  # MatMul/Gemm by a constant (+ bias Add) is one Linear: what the kernels implement
         LinearOverLeadingDims(),  # Dense layers flattened to 2-D around the MatMul act on [1,S,K] directly
         FuseLayerNorm(),    # before attention: LayerNorm spelled with Transpose/means must not look like layout

@@ -29,17 +29,17 @@ def _same(a: np.ndarray, result: np.ndarray) -> np.ndarray:
     return np.asarray(result).astype(a.dtype, copy=False)
 
 
-@op("Sub", kind="elementwise", params=(0, 1))
+@op("Sub", kind="elementwise", params=(0, 1), quantize=as_table)
 def sub(a, b):
     return _same(a, a - b)
 
 
-@op("Mul", kind="elementwise", params=(0, 1))
+@op("Mul", kind="elementwise", params=(0, 1), quantize=as_table)
 def mul(a, b):
     return _same(a, a * b)
 
 
-@op("Div", kind="elementwise")
+@op("Div", kind="elementwise", quantize=as_table)
 def div(a, b):
     if np.issubdtype(a.dtype, np.integer):
         return _same(a, np.trunc(a / np.where(b == 0, 1, b)))
@@ -133,6 +133,11 @@ def gelu(x, *, approximate="none"):
 @op("Where", kind="logic", allows_inf=True)
 def where(condition, a, b):
     return np.where(condition, a, b).astype(np.result_type(a, b))
+
+
+@op("IsNaN", kind="logic")
+def isnan(x):
+    return np.isnan(x)
 
 
 @op("Equal", kind="logic")

@@ -1,8 +1,8 @@
 """Integer pointwise ops: `QTable`, any function of one int8 value as a 256-entry table, and `QRequant`, a
 change of scale and zero point.
 
-A float op whose quantize rule is `as_table` (GELU, ReLU, tanh, ... : the unary ops of elementwise.py) becomes a
-QTable: its own float reference is evaluated on the 256 possible inputs, so the table is exact with respect to
+A float op whose quantize rule is `as_table` (GELU, ReLU, tanh, ... : the unary ops of elementwise.py, and Sub,
+Mul, Div by a scalar constant) becomes a QTable: its own float reference is evaluated on the 256 possible inputs, so the table is exact with respect to
 the reference, whatever the function: table[i] = sat8(round(f(s_x (i - 128 - x_zp)) / s_y) + y_zp).
 """
 
@@ -36,8 +36,10 @@ def as_table(cv, node: Node) -> None:
     """The quantize rule of single-input pointwise ops: their float reference evaluated on the 256 possible int8
     inputs (constant extra inputs, such as Clip's bounds, are passed as they are)."""
     x = node.inputs[0]
-    if any(v and not cv.src.is_const(v) for v in node.inputs[1:]):
-        raise UserError(f"node '{node.name}': {node.op} with a run-time second input cannot be a table")
+    if cv.src.is_const(x) or any(v and not (cv.src.is_const(v) and cv.src.const(v).size == 1)
+                                 for v in node.inputs[1:]):
+        raise UserError(f"node '{node.name}': {node.op} is a table of its first input only with scalar constant "
+                        f"other inputs")
     s_x, x_zp = cv.param(x)
     s_y, y_zp = cv.param(node.outputs[0])
     codes = np.arange(-128, 128)

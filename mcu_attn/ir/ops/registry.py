@@ -49,6 +49,7 @@ KINDS = {
     "logic": "comparisons, boolean logic, selection and casts",
     "reduce": "reductions over axes (means, sums, maxima, softmax)",
     "matmul": "matrix products",
+    "conv": "convolutions",
     "lookup": "rows of a constant table picked by run-time integer ids (embeddings)",
     "norm": "normalisations over the last axis",
     "attention": "fused multi-head attention",

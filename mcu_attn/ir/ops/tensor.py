@@ -113,6 +113,14 @@ def gather(x, indices, *, axis=0):
     return np.take(x, idx, axis=axis)
 
 
+@op("GatherElements", kind="layout")
+def gather_elements(x, indices, *, axis=0):
+    """y[i][j][k] = x[indices[i][j][k]][j][k] (axis 0; likewise for any axis); negative indices count from the end."""
+    idx = np.asarray(indices).astype(np.int64)
+    idx = np.where(idx < 0, idx + x.shape[axis], idx)
+    return np.take_along_axis(x, idx, axis=axis)
+
+
 @op("Expand", kind="layout", const_inputs=(1,))
 def expand(x, shape):
     target = np.broadcast_shapes(x.shape, tuple(int(d) for d in shape))

@@ -22,6 +22,23 @@ extern "C" {
 #define MA_ALIGN(n)
 #endif
 
+/* A 1-D or 2-D convolution over one [in_c][in_h][in_w] sample (1-D: in_h = out_h = k_h = 1), producing
+ * [out_c][out_h][out_w]; output channel o reads the in_c/groups input channels of group o / (out_c/groups).
+ * Weights are one row of in_c/groups * k_h * k_w taps per output channel (mcu_attn/ir/ops/conv.py). */
+typedef struct {
+    int32_t in_c, in_h, in_w, out_c, out_h, out_w, k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w;
+    int32_t groups;
+} ma_conv_geometry;
+
+/* QConv (conv_s8.c): y = sat8(requant(bias[o] + taps . w[o], mult[o], shift[o]) + y_zp), padding read as x_zp. */
+void ma_conv_s8(const int8_t *x, const ma_conv_geometry *g, const int8_t *w, const int32_t *bias,
+                const int32_t *mult, const int32_t *shift, int32_t x_zp, int32_t y_zp, int8_t *y);
+/* The same with int4 weights, two per byte along each row (low nibble first, an odd row padded). */
+void ma_conv_s4(const int8_t *x, const ma_conv_geometry *g, const uint8_t *w, const int32_t *bias,
+                const int32_t *mult, const int32_t *shift, int32_t x_zp, int32_t y_zp, int8_t *y);
+/* Float Conv (conv_f32.c): y = taps . w[o] + bias[o] (bias may be NULL), padding read as 0. */
+void ma_conv_f32(const float *x, const ma_conv_geometry *g, const float *w, const float *bias, float *y);
+
 /* The highest rank the layout kernels accept (generated code merges adjacent axes before calling). */
 #define MA_MAX_RANK 6
 
