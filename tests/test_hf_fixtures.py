@@ -86,3 +86,15 @@ def test_stm32_firmware_is_bit_exact_in_the_emulator(name: str, tmp_path) -> Non
                          ids=[e["name"] for e in ENTRIES if e["name"] not in EMULATED])
 def test_every_fixture_emulates_bit_exact(entry: dict, tmp_path) -> None:
     _emulate(entry, tmp_path)
+
+
+def test_llama_is_refused_in_one_line_without_warnings(tmp_path) -> None:
+    """Llama's attention is not recognised (rotary embeddings), so its run-time causal mask reaches calibration
+    as -inf: int8 quantization refuses it with one line and exit 2, and numpy prints no warning before it."""
+    entry = next(e for e in json.loads((FIXTURES / "hf_manifest.json").read_text())
+                 if e["name"] == "hf_llama_legacy17_sdpa")
+    np.save(tmp_path / "ids.npy", _samples(entry, 4))
+    result = run_cli("eval", _path(entry), "--data", tmp_path / "ids.npy", "--bits", "8", "--calib",
+                     tmp_path / "ids.npy")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "non-finite" in result.stderr and "Warning" not in result.stderr
