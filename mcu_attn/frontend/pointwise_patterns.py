@@ -1,4 +1,4 @@
-"""Fuse decomposed LayerNorm and GELU, however the exporter spelled them, by checking what they compute.
+"""Fuse decomposed LayerNorm, RMSNorm and GELU, however the exporter spelled them, by checking what they compute.
 
 A candidate is a small single-input region of pointwise ops (and, for LayerNorm, last-axis means) grown
 forward from a value x. Every value y of the region whose sub-region (its ancestors inside the region) is
@@ -6,7 +6,9 @@ private (read by nobody outside) is evaluated on random probes:
 - GELU: y(x) must equal the exact (erf) or tanh-approximated GELU of x;
 - LayerNorm: y(x) must equal gamma * (x - mean) / sqrt(var + eps) + beta over the last axis for a
   per-channel gamma and beta, which are fitted by least squares on three probes and then checked on a fourth,
-  with eps taken from the scalar constants the region adds.
+  with eps taken from the scalar constants the region adds;
+- RMSNorm (Llama): failing that, y(x) must equal gamma * x / sqrt(mean(x^2) + eps), gamma fitted the same way.
+SiLU is x * sigmoid(x): a Mul of a value by its own Sigmoid (`FuseSilu`).
 This recognises PyTorch's Pow/Sqrt/Div spelling, TF's x*(gamma*rsqrt(var+eps)) + (beta - mean*...) spelling
 and any other, and never fuses something that merely looks alike. The largest matching y wins.
 """
@@ -173,7 +175,10 @@ class FuseLayerNorm:
         return PassResult(fused > 0, {"layernorm": fused})
 
     def _try(self, graph: Graph, anchor: Node) -> int:
-        x = anchor.inputs[0]
+        candidates = _sources(graph, anchor.inputs[0])[:2]  # RMSNorm's mean reads x^2: try x too
+        return int(any(self._try_source(graph, anchor, x) for x in candidates))
+
+    def _try_source(self, graph: Graph, anchor: Node, x: str) -> int:
         if graph.is_const(x) or graph.type(x).dtype != "float32" or not graph.shape(x):
             return 0
         region = _region(graph, x, _normalising)
@@ -193,6 +198,11 @@ class FuseLayerNorm:
                              [x, graph.add_const("ln_gamma", gamma), graph.add_const("ln_beta", beta)],
                              {"axis": -1, "epsilon": eps})
                     return 1
+                fit = _fit_affine(graph.shape(x)[-1], sub, y, probes, eps, rms=True)
+                if fit is not None:
+                    _replace(graph, sub, y, "RMSNormalization", [x, graph.add_const("rms_gamma", fit[0])],
+                             {"axis": -1, "epsilon": eps})
+                    return 1
         return 0
 
 
@@ -207,25 +217,49 @@ def _epsilons(graph: Graph, sub: list[Node]) -> list[float]:
     return found
 
 
-def _normalise(x: np.ndarray, eps: float) -> np.ndarray:
+def _normalise(x: np.ndarray, eps: float, rms: bool = False) -> np.ndarray:
+    """(x - mean) / sqrt(var + eps) over the last axis, or x / sqrt(mean(x^2) + eps) when `rms`."""
     x64 = x.astype(np.float64)
-    mean = x64.mean(axis=-1, keepdims=True)
-    var = np.square(x64 - mean).mean(axis=-1, keepdims=True)
-    return (x64 - mean) / np.sqrt(var + eps)
+    centred = x64 if rms else x64 - x64.mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(np.square(centred).mean(axis=-1, keepdims=True) + eps)
 
 
-def _fit_affine(channels: int, sub: list[Node], y: str, probes: list[_Probe],
-                eps: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-channel gamma, beta with y = gamma * normalise(x) + beta on three probes, checked on a fourth."""
-    normal = np.concatenate([_normalise(p.input, eps).reshape(-1, channels) for p in probes[:3]])
+def _fit_affine(channels: int, sub: list[Node], y: str, probes: list[_Probe], eps: float,
+                rms: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-channel gamma, beta with y = gamma * normalise(x) + beta on three probes, checked on a fourth (RMS:
+    beta = 0, gamma alone fitted)."""
+    normal = np.concatenate([_normalise(p.input, eps, rms).reshape(-1, channels) for p in probes[:3]])
     target = np.concatenate([p.evaluate(sub, y).reshape(-1, channels) for p in probes[:3]])
     gamma = np.empty(channels)
-    beta = np.empty(channels)
+    beta = np.zeros(channels)
     for c in range(channels):
-        design = np.stack([normal[:, c], np.ones(len(normal))], axis=1)
-        (gamma[c], beta[c]), *_ = np.linalg.lstsq(design, target[:, c].astype(np.float64), rcond=None)
+        columns = [normal[:, c]] if rms else [normal[:, c], np.ones(len(normal))]
+        solution, *_ = np.linalg.lstsq(np.stack(columns, axis=1), target[:, c].astype(np.float64), rcond=None)
+        gamma[c] = solution[0]
+        beta[c] = 0.0 if rms else solution[1]
     check = probes[3].evaluate(sub, y)
-    predicted = (_normalise(probes[3].input, eps) * gamma + beta).astype(np.float32)
+    predicted = (_normalise(probes[3].input, eps, rms) * gamma + beta).astype(np.float32)
     if not np.all(np.isfinite(check)) or not _close(check, predicted):
         return None
     return gamma.astype(np.float32), beta.astype(np.float32)
+
+
+class FuseSilu:
+    name = "fuse-silu"
+    why = "x * sigmoid(x) (SiLU, Llama's gate) is one table lookup on an MCU"
+
+    def run(self, graph: Graph, ctx) -> PassResult:
+        fused = 0
+        for node in graph.nodes:
+            if node.op != "Mul" or len(node.inputs) != 2 or graph.producer(node.outputs[0]) is not node:
+                continue
+            for x, gate in (node.inputs, node.inputs[::-1]):
+                sigmoid = graph.producer(gate)
+                if (sigmoid is not None and sigmoid.op == "Sigmoid" and sigmoid.inputs[0] == x
+                        and graph.shape(x) == graph.shape(node.outputs[0]) and graph.is_private([sigmoid, node],
+                                                                                               node.outputs[0])):
+                    graph.insert_before(node, [Node("Silu", [x], list(node.outputs), {}, node.name)])
+                    graph.remove([sigmoid, node])
+                    fused += 1
+                    break
+        return PassResult(fused > 0, {"silu": fused})

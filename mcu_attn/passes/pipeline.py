@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mcu_attn.frontend.attention_pattern import FuseAttention
-from mcu_attn.frontend.pointwise_patterns import FuseGelu, FuseLayerNorm
+from mcu_attn.frontend.pointwise_patterns import FuseGelu, FuseLayerNorm, FuseSilu
+from mcu_attn.frontend.rotary_pattern import FuseRotary
 from mcu_attn.passes.cleanup import CanonicalLinear, DeadCode, DropIdentities, LinearOverLeadingDims
 from mcu_attn.passes.patchify import MergeLayoutChains, PatchifyConv
 from mcu_attn.passes.prequant import AbsorbPrequantized, KeepAnnotatedScales
@@ -20,6 +21,8 @@ def frontend_pipeline() -> list:
         LinearOverLeadingDims(),  # Dense layers flattened to 2-D around the MatMul act on [1,S,K] directly
         FuseLayerNorm(),    # before attention: LayerNorm spelled with Transpose/means must not look like layout
         FuseGelu(),         # one table lookup instead of five pointwise ops
+        FuseSilu(),         # x * sigmoid(x): one table lookup
+        FuseRotary(),       # RoPE on head-split q/k becomes one op before the split, so attention sees q and k
         FuseAttention(),    # after Linear canonicalisation, so packed in-projections can be split per q/k/v
         DropIdentities(),   # fusion leaves view Reshapes back to back (seq-first exports)
         LinearOverLeadingDims(),  # ... and Linears behind such views

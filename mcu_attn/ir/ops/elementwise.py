@@ -2,7 +2,8 @@
 
 Float arithmetic is kind "elementwise"; comparisons, logic, selection and casts are kind "logic". The unary
 functions quantize to a 256-entry table of their own reference (`int8_pointwise.as_table`); Gelu also has a
-float kernel. `Add` has its own module (add.py): it has an integer kernel.
+float kernel. `Add` and `Mul` have their own modules (add.py, mul.py): they have integer kernels for two
+run-time operands.
 """
 
 from __future__ import annotations
@@ -32,11 +33,6 @@ def _same(a: np.ndarray, result: np.ndarray) -> np.ndarray:
 @op("Sub", kind="elementwise", params=(0, 1), quantize=as_table)
 def sub(a, b):
     return _same(a, a - b)
-
-
-@op("Mul", kind="elementwise", params=(0, 1), quantize=as_table)
-def mul(a, b):
-    return _same(a, a * b)
 
 
 @op("Div", kind="elementwise", quantize=as_table)
@@ -130,6 +126,13 @@ def gelu(x, *, approximate="none"):
     return _same(x, 0.5 * x64 * (1.0 + _erf(x64 / math.sqrt(2.0)).astype(np.float64)))
 
 
+@op("Silu", kind="elementwise", quantize=as_table, onnx=())
+def silu(x):
+    """x * sigmoid(x) (SiLU, Swish), computed in double precision."""
+    x64 = x.astype(np.float64)
+    return _same(x, x64 / (1.0 + np.exp(-x64)))
+
+
 @op("Where", kind="logic", allows_inf=True)
 def where(condition, a, b):
     return np.where(condition, a, b).astype(np.result_type(a, b))
@@ -183,4 +186,11 @@ def _emit_gelu_f32(ctx, node: Node) -> list[Call]:
     require(node, ctx.graph, "float32")
     tanh = {"none": "0", "tanh": "1"}[node.attr("approximate", "none")]
     return [Call("ma_gelu_f32", (ctx.ptr(node.inputs[0]), str(count(ctx.graph, node.inputs[0])), tanh,
+                                 ctx.ptr(node.outputs[0], write=True)))]
+
+
+@emits("Silu", inplace=(0,))
+def _emit_silu_f32(ctx, node: Node) -> list[Call]:
+    require(node, ctx.graph, "float32")
+    return [Call("ma_silu_f32", (ctx.ptr(node.inputs[0]), str(count(ctx.graph, node.inputs[0])),
                                  ctx.ptr(node.outputs[0], write=True)))]

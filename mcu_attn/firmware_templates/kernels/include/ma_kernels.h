@@ -39,6 +39,12 @@ void ma_conv_s4(const int8_t *x, const ma_conv_geometry *g, const uint8_t *w, co
 /* Float Conv (conv_f32.c): y = taps . w[o] + bias[o] (bias may be NULL), padding read as 0. */
 void ma_conv_f32(const float *x, const ma_conv_geometry *g, const float *w, const float *bias, float *y);
 
+/* Rotary position embeddings on [seq][heads*head_dim] (rotary.c); sin carries rotate_half's signs. y != x. */
+void ma_rotary_f32(const float *x, int32_t seq, int32_t heads, int32_t head_dim, const float *cos, const float *sin,
+                   float *y);
+void ma_rotary_s8(const int8_t *x, int32_t seq, int32_t heads, int32_t head_dim, const int16_t *cos,
+                  const int16_t *sin, int32_t x_zp, int32_t mult, int32_t shift, int32_t y_zp, int8_t *y);
+
 /* The highest rank the layout kernels accept (generated code merges adjacent axes before calling). */
 #define MA_MAX_RANK 6
 

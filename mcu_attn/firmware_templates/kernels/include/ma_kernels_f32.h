@@ -34,11 +34,19 @@ int32_t ma_attention_f32_scratch(const ma_attention_f32_params *p);
 void ma_layernorm_f32(const float *x, int32_t rows, int32_t c, const float *gamma, const float *beta, float eps,
                       float *y);
 
+/* RMSNorm of each of `rows` rows of c channels: x / sqrt(mean(x^2) + eps) * gamma. */
+void ma_rmsnorm_f32(const float *x, int32_t rows, int32_t c, const float *gamma, float eps, float *y);
+
 /* GELU, exact (erf) or with the tanh approximation (tanh_approx != 0). y may equal x. */
 void ma_gelu_f32(const float *x, int32_t count, int32_t tanh_approx, float *y);
 
 /* y[i] = a[i] + b[i % b_count] (b repeats every b_count elements). y may equal a. */
 void ma_add_f32(const float *a, const float *b, int32_t count, int32_t b_count, float *y);
+/* y[i] = a[i] * b[i % b_count], in add_f32.c. y may equal a. */
+void ma_mul_f32(const float *a, const float *b, int32_t count, int32_t b_count, float *y);
+
+/* SiLU: y = x / (1 + exp(-x)), in gelu_f32.c. y may equal x. */
+void ma_silu_f32(const float *x, int32_t count, float *y);
 
 #ifdef __cplusplus
 }

@@ -21,3 +21,11 @@ void ma_gelu_f32(const float *x, int32_t count, int32_t tanh_approx, float *y)
         }
     }
 }
+
+void ma_silu_f32(const float *x, int32_t count, float *y)
+{
+    int32_t i;
+    for (i = 0; i < count; ++i) {
+        y[i] = x[i] / (1.0f + expf(-x[i]));
+    }
+}

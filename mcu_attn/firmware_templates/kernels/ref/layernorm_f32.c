@@ -28,3 +28,21 @@ void ma_layernorm_f32(const float *x, int32_t rows, int32_t c, const float *gamm
         }
     }
 }
+
+/* Float RMSNorm over the last axis: 1/sqrt(mean(x^2) + eps), times gamma. */
+void ma_rmsnorm_f32(const float *x, int32_t rows, int32_t c, const float *gamma, float eps, float *y)
+{
+    int32_t r, i;
+    for (r = 0; r < rows; ++r) {
+        const float *xr = x + (size_t)r * (size_t)c;
+        float *yr = y + (size_t)r * (size_t)c;
+        float mean_square = 0.0f, inv;
+        for (i = 0; i < c; ++i) {
+            mean_square += xr[i] * xr[i];
+        }
+        inv = 1.0f / sqrtf(mean_square / (float)c + eps);
+        for (i = 0; i < c; ++i) {
+            yr[i] = xr[i] * inv * gamma[i];
+        }
+    }
+}
