@@ -130,7 +130,12 @@ class Graph:
 
     def replace_uses(self, old: str, new: str) -> None:
         """Every reader of `old` reads `new` instead. Graph outputs keep their public names: when `old` is one,
-        the node computing `new` is renamed to produce `old`, and the stale definition gets a fresh name."""
+        the node computing `new` is renamed to produce `old`, and the stale definition gets a fresh name.
+        `new` computes what `old` did, so the activation parameters a QDQ model gave `old`
+        (meta["qdq_activation_qparams"], recorded before the frontend's fusions) are `new`'s."""
+        recorded = self.meta.get("qdq_activation_qparams")
+        if isinstance(recorded, dict) and old in recorded:
+            recorded[new] = recorded[old]
         if old in self.outputs and new not in self.inputs and new not in self.constants:
             stale = self.fresh(f"{old}_replaced")
             self._rename(old, stale)

@@ -7,13 +7,14 @@ from mcu_attn.frontend.pointwise_patterns import FuseGelu, FuseLayerNorm, FuseSi
 from mcu_attn.frontend.rotary_pattern import FuseRotary
 from mcu_attn.passes.cleanup import CanonicalLinear, DeadCode, DropIdentities, LinearOverLeadingDims
 from mcu_attn.passes.patchify import MergeLayoutChains, PatchifyConv
-from mcu_attn.passes.prequant import AbsorbPrequantized, KeepAnnotatedScales
+from mcu_attn.passes.prequant import AbsorbActivationQDQ, AbsorbPrequantized, KeepAnnotatedScales
 from mcu_attn.passes.token_ids import EmbeddingLookup
 
 
 def frontend_pipeline() -> list:
     return [
         DropIdentities(),   # exporters leave Identity/Dropout and no-op reshapes; patterns should not see them
+        AbsorbActivationQDQ(),  # QDQ models: activation Q/DQ pairs would hide every pattern below
         EmbeddingLookup(),  # token ids -> embedding tables: the ids stay integers, the lookup is a table in flash
         PatchifyConv(),     # a patch-embedding convolution is a Linear over patches
         MergeLayoutChains(),  # ... whose transposes cancel the exporter's flatten/transpose: a view

@@ -11,7 +11,12 @@ keeping the model's own quantization as annotations instead of recalibrating:
 uint8 parameters are shifted to int8 (same scale, zero point - 128): the same real values, exactly.
 A TFLite model (frontend/tflite.py) brings its activation parameters as per-tensor `quant` annotations on float
 values instead of Q/DQ pairs; `KeepAnnotatedScales` records them for the quantizer the same way.
-These passes run before quantization only: the float reference keeps the model's Q/DQ semantics.
+`AbsorbPrequantized` and `KeepAnnotatedScales` run before quantization only. `AbsorbActivationQDQ` runs first in
+the frontend: onnxruntime's QDQ format wraps every activation, attention's q, k, v, scores and probabilities
+included, in a Q/DQ pair that hides the attention pattern; the pairs become recorded parameters
+(meta["qdq_activation_qparams"], which follow a value when a fusion replaces it: Graph.replace_uses) before any
+pattern runs, so the float reference of a QDQ model is the model without its activation fake-quantization, and
+the int8 build uses its scales.
 """
 
 from __future__ import annotations
@@ -40,6 +45,19 @@ def _int8_params(graph: Graph, scale: str, zero_point: str | None) -> tuple[floa
 def _quantizer_of(graph: Graph, value: str) -> Node | None:
     node = graph.producer(value)
     return node if node is not None and node.op == "QuantizeLinear" else None
+
+
+class AbsorbActivationQDQ:
+    name = "absorb-activation-qdq"
+    why = "a QDQ model's activation Q/DQ pairs hide attention, LayerNorm and GELU: their scales become annotations"
+
+    def run(self, graph: Graph, ctx) -> PassResult:
+        overrides: dict[str, tuple[float, int]] = graph.meta.setdefault("qdq_activation_qparams", {})
+        absorbed = sum(AbsorbPrequantized._qdq_pair(graph, node, overrides) for node in graph.nodes
+                       if node.op == "DequantizeLinear" and not graph.is_const(node.inputs[0]))
+        if absorbed:
+            graph.prune_unused()
+        return PassResult(absorbed > 0, {"absorbed": absorbed})
 
 
 class AbsorbPrequantized:

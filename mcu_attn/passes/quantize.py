@@ -72,7 +72,8 @@ class _Converter:
         self.params: dict[str, tuple[float, int]] = {}
         for name, found in ranges.items():
             self.params[name] = choose_qparams(found.low, found.high)
-        for name, given in src.meta.get("activation_qparams", {}).items():
+        recorded = {**src.meta.get("qdq_activation_qparams", {}), **src.meta.get("activation_qparams", {})}
+        for name, given in recorded.items():
             if name in src.types:  # a pre-quantized model's own activation quantization wins, calibrated or not
                 self.params[name] = given
                 report.observers[name] = "model"
