@@ -207,7 +207,8 @@ def _check_interface(graph: Graph) -> None:
     for name in graph.inputs + graph.outputs:
         dtype = graph.type(name).dtype
         if dtype not in IO_DTYPES:
-            raise UserError(f"model input/output {name!r} is {dtype}; generated code takes float32, int8 or int32 (token ids)")
+            raise UserError(f"model input/output {name!r} is {dtype}; generated code takes float32, int8 or int32 "
+                            f"(token ids)")
 
 
 def _io_macros(graph: Graph, prefix: str, value: str) -> list[dict]:
