@@ -1,4 +1,5 @@
-"""The transformers / timm / torch.nn fixtures of tests/fixtures/hf (generate_hf_fixtures.py): each imports with
+"""The transformers / timm / torch.nn fixtures of tests/fixtures/hf (generate_hf_fixtures.py, and Keras'
+MultiHeadAttention through tf2onnx from generate_keras_mha_fixture.py): each imports with
 its attention blocks found, its float reference reproduces onnxruntime, and its int8 build is bit-exact with
 the integer reference on the host. A few are built for the STM32F746 and emulated here; `pytest -m slow` builds
 and emulates every one."""

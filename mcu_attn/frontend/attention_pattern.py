@@ -1,8 +1,10 @@
 """Recognise multi-head self-attention and fuse it into one IR `Attention` op.
 
 Anchor: a Softmax over the last axis. Walking back from it we collect scalar scales (Mul/Div by constants),
-additive constant masks (Add) and boolean masks (Where with a constant condition) down to the scores MatMul
-Q·Kᵀ; the Softmax output must feed exactly one MatMul P·V. Each of Q, Kᵀ and V is traced through layout
+additive constant masks (Add), boolean masks (Where with a constant condition) and Reshapes that only regroup
+the leading axes (tf2onnx's [H, S, S] <-> [1, H, S, S] around Keras' einsums) down to the scores MatMul Q·Kᵀ; the
+Softmax output, through such Reshapes and the NaN guard of SDPA with a boolean mask, must feed exactly one
+MatMul P·V. Each of Q, Kᵀ and V is traced through layout
 ops to a root tensor of squeezed shape [S, F] (see layout.py), and the index probe must show the canonical
 head split: Q[h, s, d] = root[s, off + h*D + d], Kᵀ[h, d, s] likewise, V like Q. The P·V result is traced
 forward through layout ops to a [S, H*D] value whose probe must show the inverse merge. Only then is the
@@ -49,6 +51,10 @@ def _score_path(graph: Graph, softmax: Node) -> ScorePath | None:
             return None
         if node.op == "MatMul" and not any(graph.is_const(v) for v in node.inputs):
             return ScorePath(node, nodes, scale, mask)
+        if _regroups_heads(graph, node):
+            nodes.append(node)
+            current = node.inputs[0]
+            continue
         consts = [v for v in node.inputs if graph.is_const(v)]
         others = [v for v in node.inputs if v and not graph.is_const(v)]
         if len(others) != 1:
@@ -73,6 +79,22 @@ def _score_path(graph: Graph, softmax: Node) -> ScorePath | None:
             return None
         nodes.append(node)
         current = others[0]
+
+
+def _regroups_heads(graph: Graph, node: Node) -> bool:
+    """A Reshape that only regroups the leading (batch, head) axes of [..., S, S] scores or probabilities, as
+    tf2onnx writes Keras MultiHeadAttention's einsums ([H, S, S] <-> [1, H, S, S])."""
+    return (node.op == "Reshape" and graph.shape(node.inputs[0])[-2:] == graph.shape(node.outputs[0])[-2:]
+            and graph.type(node.inputs[0]).size == graph.type(node.outputs[0]).size)
+
+
+def _through_regrouping(graph: Graph, value: str) -> tuple[str, list[Node]]:
+    """(the value after Reshapes that only regroup leading axes, those Reshapes), following single readers."""
+    nodes = []
+    while len(graph.consumers(value)) == 1 and _regroups_heads(graph, graph.consumers(value)[0]):
+        nodes.append(graph.consumers(value)[0])
+        value = nodes[-1].outputs[0]
+    return value, nodes
 
 
 def _nan_guard(graph: Graph, probs: str) -> tuple[str, list[Node]]:
@@ -184,6 +206,7 @@ class FuseAttention:
     def _try(self, graph: Graph, softmax: Node) -> int:
         path = _score_path(graph, softmax)
         probs, guard = _nan_guard(graph, softmax.outputs[0])
+        probs, regrouped = _through_regrouping(graph, probs)
         readers = graph.consumers(probs)
         if path is None or len(readers) != 1 or readers[0].op != "MatMul" or readers[0].inputs[0] != probs:
             return 0
@@ -209,7 +232,7 @@ class FuseAttention:
         if None in offsets or not self._merges_heads(graph, out_chain, heads, seq, dim):
             return 0
         chains = [q_chain, k_chain, v_chain, out_chain]
-        pattern = [n for c in chains for n in c.nodes] + path.nodes + [path.matmul, softmax, *guard, pv]
+        pattern = [n for c in chains for n in c.nodes] + path.nodes + [path.matmul, softmax, *guard, *regrouped, pv]
         if not graph.is_private(pattern, out_chain.value):  # only the final output may be read from outside
             return 0
         try:
