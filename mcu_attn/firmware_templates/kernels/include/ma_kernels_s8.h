@@ -121,7 +121,7 @@ typedef struct {
     const int32_t *mult, *shift; /* [c] each */
 } ma_rmsnorm_s8_params;
 
-/* Integer RMSNorm of `rows` rows of p->c values (x and y: [rows][c]), in layernorm_s8.c. */
+/* Integer RMSNorm of `rows` rows of p->c values (x and y: [rows][c]), in rmsnorm_s8.c. */
 void ma_rmsnorm_s8(const int8_t *x, int32_t rows, const ma_rmsnorm_s8_params *p, int8_t *y);
 
 /* y[i] = table[x[i] + 128]. */
@@ -138,7 +138,7 @@ void ma_add_s8(const int8_t *a, const int8_t *b, int32_t count, int32_t b_count,
 /* y[i] = sat8(requant(x[i] - in_zp, mult, shift) + out_zp). */
 void ma_requant_s8(const int8_t *x, int32_t count, int32_t in_zp, int32_t mult, int32_t shift, int32_t out_zp,
                    int8_t *y);
-/* y[i] = sat8(requant((a[i] - a_zp)(b[i % b_count] - b_zp), mult, shift) + y_zp), in pointwise_s8.c. */
+/* y[i] = sat8(requant((a[i] - a_zp)(b[i % b_count] - b_zp), mult, shift) + y_zp), in mul_s8.c. */
 void ma_mul_s8(const int8_t *a, const int8_t *b, int32_t count, int32_t b_count, int32_t a_zp, int32_t b_zp,
                int32_t mult, int32_t shift, int32_t y_zp, int8_t *y);
 

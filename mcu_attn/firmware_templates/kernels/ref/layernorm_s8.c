@@ -28,28 +28,3 @@ void ma_layernorm_s8(const int8_t *x, int32_t rows, const ma_layernorm_s8_params
         }
     }
 }
-
-/* QRMSNorm (reference: mcu_attn/ir/ops/rmsnorm.py qrmsnorm): with d_i = C (x_i - in_zp), V / C = C sum (x - in_zp)^2
- * exactly; sigma = max(1, isqrt(V / C + eps)), inv = 2^30 / sigma, n_i = round(d_i inv / 2^15),
- * y_i = sat8(requant(n_i, mult_i, shift_i) + out_zp). */
-void ma_rmsnorm_s8(const int8_t *x, int32_t rows, const ma_rmsnorm_s8_params *p, int8_t *y) {
-    const int32_t c = p->c;
-    int32_t r, i;
-    for (r = 0; r < rows; ++r) {
-        const int8_t *xr = x + (int64_t)r * c;
-        int8_t *yr = y + (int64_t)r * c;
-        int64_t sum_sq = 0, sigma, inv;
-        for (i = 0; i < c; ++i) {
-            const int32_t centred = (int32_t)xr[i] - p->in_zp;
-            sum_sq += (int64_t)centred * centred;
-        }
-        sigma = (int64_t)isqrt_u64((uint64_t)((int64_t)c * sum_sq + p->eps));
-        if (sigma < 1) sigma = 1;
-        inv = (int64_t)(((uint32_t)1 << 30) / (uint32_t)sigma); /* sigma < 2^32: a 32-bit division */
-        for (i = 0; i < c; ++i) {
-            const int64_t d = (int64_t)c * ((int32_t)xr[i] - p->in_zp);
-            const int32_t n = (int32_t)ma_rshift_round64(d * inv, 15);
-            yr[i] = ma_sat8((int64_t)ma_requantize(n, p->mult[i], p->shift[i]) + p->out_zp);
-        }
-    }
-}
