@@ -22,7 +22,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from mcu_attn.errors import UserError
 from mcu_attn.frontend.graph_checks import MAX_TENSOR_BYTES
 
-ITEM_BYTES = {"int8": 1, "float32": 4}
+ITEM_BYTES = {"int8": 1, "float32": 4, "int32": 4}
 _OPTION_TYPES = {"bits": (int,), "calib": (str, type(None)), "attention": (str, type(None)),
                  "tolerance": (int, float, type(None)), "sram_budget": (int, type(None)),
                  "query_tile": (int, type(None)), "check_samples": (int,), "prefix": (str,)}
@@ -42,7 +42,7 @@ def _tensor(entry, key: str, where: str) -> None:
         raise UserError(f"{where}: {key!r} must be an object with dtype and shape")
     dtype, shape = entry.get("dtype"), entry.get("shape")
     if dtype not in ITEM_BYTES:
-        raise UserError(f"{where}: {key}.dtype {dtype!r} is not one a build writes (int8 or float32)")
+        raise UserError(f"{where}: {key}.dtype {dtype!r} is not one a build writes (int8, float32, or int32 token ids)")
     if not isinstance(shape, list) or not shape or not all(_whole(d, 1) for d in shape):
         raise UserError(f"{where}: {key}.shape {shape!r} is not a list of positive whole numbers")
     if math.prod(shape) * ITEM_BYTES[dtype] > MAX_TENSOR_BYTES:
