@@ -1,0 +1,397 @@
+"""Every measured figure in README.md and docs/, regenerated from the commands that print it.
+
+A figure is a marked region of a Markdown file:
+
+    <!-- figure: digits-accuracy -->
+    ...text and table, written by this script...
+    <!-- /figure: digits-accuracy -->
+
+and one function here that returns the region's text. The function runs the same `mcu-attn` commands a
+reader would (through the CLI, in a fresh interpreter, reading their `--json` output or `report.json`), and
+the text it returns names those commands, so every number stands beside the command that prints it.
+
+    python benchmarks/readme_figures.py --check [NAME ...]     # exit 1 and a diff when a region differs
+    python benchmarks/readme_figures.py --write [NAME ...]     # rewrite the regions
+    python benchmarks/readme_figures.py --list                 # the figures, their files and kinds
+
+Kinds: `cheap` figures (reference runs and host builds, seconds) are checked by tests/test_figures.py in the
+default test run; `emulated` ones (firmware in the emulator, minutes) by the `slow` job (`pytest -m slow`,
+which CI runs); `tflm` ones need the `[tflm]` extra (`pip install -e ".[tflm]"`) and are checked by the slow
+job when it is installed (CI installs it).
+
+Adding a figure (e.g. after changing a kernel, to show its speed) is one function:
+
+    @figure("my-table", "docs/my-doc.md", kind="emulated")
+    def my_table(run: Runs) -> str:
+        result = run.simulate(run.build(DIGITS_MODEL, "stm32f407", bits=8))
+        return f"`mcu-attn simulate ...`: {result['instructions']:,} instructions\n"
+
+then put the two marker lines where it goes in the document and run `--write my-table`. `Runs` runs each
+command once per process and caches it, so figures that share a build or a simulation pay for it once. A
+figure whose numbers move (a faster kernel) is regenerated with `--write`; the check then passes again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from mcu_attn.sim.report import estimate
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = "examples/digits_vit"
+DIGITS_MODEL = f"{DIGITS}/digits_vit.onnx"
+CALIB = f"{DIGITS}/data/calib.npy"
+TEST_X = f"{DIGITS}/data/test_x.npy"
+TEST_Y = f"{DIGITS}/data/test_y.npy"
+KINDS = ("cheap", "emulated", "tflm")
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    document: str         # path relative to the repository root
+    kind: str             # one of KINDS
+    make: Callable[["Runs"], str]
+
+
+FIGURES: dict[str, Figure] = {}
+
+
+def figure(name: str, document: str, kind: str = "cheap"):
+    """Register the decorated function as the figure `name` of `document`."""
+    assert kind in KINDS, kind
+
+    def register(make: Callable[["Runs"], str]) -> Callable[["Runs"], str]:
+        assert name not in FIGURES, name
+        FIGURES[name] = Figure(name, document, kind, make)
+        return make
+    return register
+
+
+class Runs:
+    """The commands figures measure with, each run once (per arguments) and cached; builds go to a temporary
+    directory removed by `close()`."""
+
+    def __init__(self) -> None:
+        self._scratch = tempfile.TemporaryDirectory(prefix="mcu-attn-figures-")
+        self.scratch = self._scratch.name
+        self._cache: dict[tuple, object] = {}
+
+    def close(self) -> None:
+        self._scratch.cleanup()
+
+    def cli(self, *args: str) -> str:
+        """stdout of `mcu-attn ARGS` run from the repository root; a failure stops the script."""
+        key = ("cli", *args)
+        if key not in self._cache:
+            done = subprocess.run([sys.executable, "-m", "mcu_attn.cli", *args], cwd=ROOT, capture_output=True,
+                                  text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"mcu-attn {' '.join(args)} failed: {done.stderr.strip()}")
+            self._cache[key] = done.stdout
+        return self._cache[key]
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.cli(*args, "--json"))
+
+    def build(self, model: str, target: str, bits: int, *options: str) -> str:
+        """`mcu-attn build MODEL --target T -o DIR --bits B --calib CALIB OPTIONS`; returns DIR."""
+        out = str(Path(self.scratch) / f"build-{len(self._cache)}")
+        key = ("build", model, target, bits, *options)
+        if key not in self._cache:
+            self.cli("build", model, "--target", target, "-o", out, "--bits", str(bits), "--calib", CALIB, *options)
+            self._cache[key] = out
+        return self._cache[key]
+
+    def report(self, directory: str) -> dict:
+        return json.loads((Path(directory) / "report.json").read_text())
+
+    def simulate(self, directory: str, samples: int = 60) -> dict:
+        return self.json("simulate", directory, "--data", TEST_X, "--labels", TEST_Y, "--limit", str(samples))
+
+    def script(self, *args: str) -> str:
+        """stdout of `python ARGS` (a benchmark script) from the repository root."""
+        key = ("script", *args)
+        if key not in self._cache:
+            done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"python {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+            self._cache[key] = done.stdout
+        return self._cache[key]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def span(values: list[float], unit: str = "") -> str:
+    """'2.0×' when the values round alike, else '3.2–3.8×'."""
+    low, high = f"{min(values):.1f}", f"{max(values):.1f}"
+    return f"{low}{unit}" if low == high else f"{low}–{high}{unit}"
+
+
+def prose(text: str) -> str:
+    """A paragraph wrapped as the documents are (115 columns), never inside a word or a `code span`."""
+    words, lines, line = re.findall(r"(?:[^\s`]|`[^`]*`)+", text), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > 115:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join(lines + [line]) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- the figures
+FIRMWARE_TARGETS = (("stm32", "F746, M7 216 MHz"), ("stm32f407", "M4 168 MHz"), ("nrf52840", "M4 64 MHz"))
+EVAL = f"mcu-attn eval {DIGITS_MODEL} --data {TEST_X} --labels {TEST_Y}"
+BUILD = f"mcu-attn build {DIGITS_MODEL} --target T -o DIR --calib {CALIB}"
+SIMULATE = f"mcu-attn simulate DIR --data {TEST_X} --labels {TEST_Y}"
+
+
+@figure("digits-accuracy", "README.md")
+def digits_accuracy(run: Runs) -> str:
+    rows = []
+    for label, bits in (("float (`--bits 32`)", 32), ("int8", 8), ("int4", 4)):
+        mode = ["--float"] if bits == 32 else ["--bits", str(bits), "--calib", CALIB]
+        accuracy = run.json("eval", DIGITS_MODEL, "--data", TEST_X, "--labels", TEST_Y, *mode)["accuracy"]
+        report = run.report(run.build(DIGITS_MODEL, "host", bits))
+        check = report["host_check"]
+        agreement = "bit-exact" if check["bit_exact"] and bits != 32 else f"max error {check['max_abs_error']:.1e}"
+        rows.append([label, f"{accuracy:.4f}", f"{report['weights_bytes']:,} B", f"{report['flash_bytes']:,} B",
+                     f"{report['arena_bytes']:,} B", agreement])
+    return (prose(f"Measured on the bundled example. Accuracy on the 450 test images: `{EVAL} --float` or `--bits "
+                  f"8|4 --calib {CALIB}`. The rest from `report.json` of `mcu-attn build {DIGITS_MODEL} --target "
+                  f"host -o DIR --calib {CALIB} --bits 32|8|4`: `weights_bytes`; `flash_bytes`, all constant data "
+                  f"(the weights plus operator parameters: requantization multipliers, lookup tables); "
+                  f"`arena_bytes`; and `host_check`, the compiled C against numpy on the first {check['samples']} "
+                  f"calibration images:")
+            + "\n" + table(["", "accuracy", "weights", "all constants", "arena (RAM)", "host C vs numpy"], rows))
+
+
+@figure("attention-auto", "README.md")
+def attention_auto(run: Runs) -> str:
+    result = run.json("eval", DIGITS_MODEL, "--data", TEST_X, "--labels", TEST_Y, "--float", "--attention", "auto",
+                      "--calib", CALIB)
+    dense = run.json("eval", DIGITS_MODEL, "--data", TEST_X, "--labels", TEST_Y, "--float")["accuracy"]
+    choice = result["attention"]
+    tried = ", ".join(f"`{entry['attention']}` {entry['error']:.1%}" for entry in choice["tried"])
+    return prose(f"On the digits ViT (`{EVAL} --float --attention auto --calib {CALIB}`), a classifier, `auto` "
+                 f"compares top-1 classes on the {choice['samples']} calibration images. The share that changes, "
+                 f"per candidate: {tried}. It keeps `{choice['chosen']}`: {result['accuracy']:.4f} on the 450 test "
+                 f"images, against {dense:.4f} dense.")
+
+
+@figure("inspect-example", "README.md")
+def inspect_example(run: Runs) -> str:
+    return f"```\n$ mcu-attn inspect {DIGITS_MODEL}\n{run.cli('inspect', DIGITS_MODEL)}```\n"
+
+
+def _firmware(run: Runs) -> list[tuple[str, str, dict, dict]]:
+    """(target, description, report.json, simulate --json) of the int8 digits ViT on each firmware target."""
+    rows = []
+    for target, description in FIRMWARE_TARGETS:
+        directory = run.build(DIGITS_MODEL, target, 8)
+        rows.append((target, description, run.report(directory), run.simulate(directory)))
+    return rows
+
+
+@figure("digits-firmware", "README.md", kind="emulated")
+def digits_firmware(run: Runs) -> str:
+    rows, per_mac = [], []
+    for target, description, report, result in _firmware(run):
+        assert result["bit_exact"], (target, "the firmware no longer matches the reference")
+        energy = "n/a" if result["energy_uj"] is None else f"~{estimate(result['energy_uj'])} µJ"
+        rows.append([f"`{target}` ({description})", f"{report['flash_bytes']:,} B", f"{report['ram_bytes']:,} B",
+                     f"{result['instructions']:,}", f"~{estimate(result['cycles'], 3)}",
+                     f"~{estimate(result['time_ms'], 3)} ms", energy])
+        per_mac.append(result["instructions_per_mac"])
+    first = _firmware(run)[0][3]
+    return (prose(f"On Cortex-M, per target: `{BUILD} --bits 8` for flash and RAM, then `{SIMULATE} --limit "
+                  f"{first['samples']}` (Unicorn, per inference). On the first {first['samples']} test images the "
+                  f"firmware is bit-exact against the numpy reference, with accuracy {first['accuracy']:.3f} "
+                  f"(reference {first['reference_accuracy']:.3f}). Cycles, time and energy are estimates "
+                  f"(docs/cycle-model.md) from datasheet constants that are partly unverified (`mcu-attn targets`), "
+                  f"so they are rounded:")
+            + "\n" + table(["target", "flash", "RAM", "instructions", "cycles (estimate)", "time (estimate)",
+                            "energy (estimate)"], rows)
+            + "\n" + prose(f"{span(per_mac)} instructions per MAC."))
+
+
+@figure("cycle-model-results", "docs/cycle-model.md", kind="emulated")
+def cycle_model_results(run: Runs) -> str:
+    rows = []
+    for target, description, _, result in _firmware(run):
+        energy = "n/a" if result["energy_uj"] is None else estimate(result["energy_uj"])
+        rows.append([f"{target} ({description})", f"{result['instructions']:,}", f"{result['cycles']:,}",
+                     f"{result['instructions_per_mac']:.1f}", f"{result['cycles_per_mac']:.1f}",
+                     estimate(result["time_ms"], 3), energy])
+    first = _firmware(run)[0][3]
+    f407 = {target: result for target, _, _, result in _firmware(run)}["stm32f407"]
+    shares = ", ".join(f"`{f['function']}` {f['share']:.0%}" for f in f407["functions"][:4])
+    return (prose(f"Per target, `{BUILD} --bits 8` and `{SIMULATE} --limit {first['samples']} --json`: the digits "
+                  f"ViT as int8, {first['macs']:,} MACs, {first['samples']} test images in Unicorn, all bit-exact "
+                  f"against the numpy reference. The cycle, time and energy columns are estimates:")
+            + "\n" + table(["target", "instructions", "cycles", "instr/MAC", "cycles/MAC", "ms", "µJ"], rows)
+            + "\n" + prose(f"The `functions` list of the stm32f407 result shows where the instructions go: "
+                           f"{shares}."))
+
+
+@figure("cycles-per-instruction", "docs/cycle-model.md", kind="emulated")
+def cycles_per_instruction(run: Runs) -> str:
+    results = {target: result for target, _, _, result in _firmware(run)}
+    m7, m4 = (results[t]["cycles"] / results[t]["instructions"] for t in ("stm32", "stm32f407"))
+    return prose(f"These values put the digits ViT at {m7:.2f} estimated cycles per instruction on the M7 "
+                 f"(stm32), against {m4:.2f} on the M4 (stm32f407), flash wait states included (the results "
+                 f"below). The ratio, {m4 / m7:.2f}, is close to ARM's CoreMark/MHz ratio of 5.01 (M7) to 3.42 "
+                 f"(M4) = 1.46. This is a plausibility check, not a measurement. Mispredicted branches, cache misses "
+                 f"in the L1 and TCM placement are not modelled.")
+
+
+@figure("qemu-agreement", "docs/cycle-model.md", kind="emulated")
+def qemu_agreement(run: Runs) -> str:
+    result = run.json("simulate", run.build(DIGITS_MODEL, "stm32f407", 8), "--engine", "qemu", "--limit", "1")
+    check = result["cross_check"]
+    assert check["agree"], check
+    return prose(f"On the bundled digits ViT (int8, stm32f407 build), Unicorn and QEMU (`{result['machine']}`) "
+                 f"agree on the per-inference count to the instruction: {check['qemu_instructions']:,} on "
+                 f"calibration sample 0 (`mcu-attn simulate DIR --engine qemu --limit 1`).")
+
+
+@figure("attention-scaling", "README.md", kind="emulated")
+def attention_scaling(run: Runs) -> str:
+    output = Path(run.scratch) / "scaling.json"
+    run.script("benchmarks/attention_scaling.py", "--json", str(output))
+    rows = {(row["n"], row["attention"]): row for row in json.loads(output.read_text())["rows"]}
+    lengths = sorted({n for n, _ in rows})
+    local = next(attention for _, attention in rows if attention != "dense")
+    body = []
+    for n in lengths:
+        dense, sparse = rows.get((n, "dense")), rows.get((n, local))
+        assert all(row is None or row["bit_exact"] for row in (dense, sparse)), n
+        ram = {row["ram"] for row in (dense, sparse) if row}
+        body.append([str(n), f"{dense['cycles']:,}" if dense else "not measured",
+                     f"{sparse['cycles']:,}" if sparse else "not measured",
+                     " / ".join(f"{value:,} B" for value in sorted(ram))])
+
+    def growth(attention: str) -> list[float]:
+        cycles = [rows[(n, attention)]["cycles"] for n in lengths if (n, attention) in rows]
+        return [b / a for a, b in zip(cycles, cycles[1:])]
+    low, high = lengths[0], lengths[-1]
+    local_ratio = rows[(high, local)]["cycles"] / rows[(low, local)]["cycles"]
+    return (prose("One attention block (E = 16, one head, int8, STM32F746) as the sequence grows (`python "
+                  "benchmarks/attention_scaling.py`; cycles are estimates, outputs bit-exact in every row):")
+            + "\n" + table(["n", "dense cycles", f"`{local}` cycles", "RAM (both)"], body)
+            + "\n" + prose(f"Local attention grows {span(growth(local), '×')} per doubling "
+                           f"(cycles({high})/cycles({low}) = {local_ratio:.1f}), dense {span(growth('dense'), '×')}."))
+
+
+@figure("tflm-ram", "README.md", kind="tflm")
+def tflm_ram(run: Runs) -> str:
+    output = Path(run.scratch) / "tflm.json"
+    run.script("benchmarks/tflm_ram.py", "--json", str(output))
+    result = json.loads(output.read_text())
+    tflm, ours, accuracy = result["tflm"], result["ours"], result["accuracy"]
+    head = tflm["allocations"]["head"]
+    return prose(f"Against TensorFlow Lite Micro on the same model (`python3 -m pip install -e \".[tflm]\" && "
+                 f"python3 benchmarks/tflm_ram.py`: the Keras digits ViT of `examples/digits_vit_keras`, int8 "
+                 f"TFLite for TFLM, tf2onnx for us, both calibrated on the same 200 images). Activations against "
+                 f"activations: TFLM places {head:,} B of activation buffers in its arena (its `head`), our arena "
+                 f"is {ours['arena_bytes']:,} B, {ours['arena_bytes'] / head:.2f} of it. Whole against whole: "
+                 f"TFLM's smallest working tensor arena is {tflm['arena_bytes']:,} B, and our whole peak RAM for "
+                 f"the {ours['target']} build is {ours['peak_ram_bytes']:,} B (arena, stack "
+                 f"{ours['stack_bytes']:,} B, other static {ours['other_static_bytes']:,} B), "
+                 f"{result['ratio']:.3f} of TFLM's arena. That ratio flatters us: the rest of TFLM's arena holds "
+                 f"its runtime structures, measured with its x86-64 Python interpreter (64-bit pointers; a 32-bit "
+                 f"build's are smaller), while TFLM's own stack and statics are not counted at all. Accuracy on "
+                 f"the {accuracy['samples']} test images: TFLM int8 {accuracy['tflm_int8']:.4f}, ours int8 "
+                 f"{accuracy['ours_int8']:.4f}.")
+
+
+# ------------------------------------------------------------------------------------------ regions in files
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- figure: {name} -->\n", f"<!-- /figure: {name} -->"
+
+
+def committed(name: str, root: Path = ROOT) -> str:
+    """The text between the markers of figure `name` in its document."""
+    start, end = _markers(name)
+    text = (root / FIGURES[name].document).read_text()
+    match = re.search(re.escape(start) + "(.*?)" + re.escape(end), text, re.S)
+    if match is None:
+        raise SystemExit(f"{FIGURES[name].document}: no region marked {start.strip()} ... {end}")
+    return match.group(1)
+
+
+def write(name: str, content: str, root: Path = ROOT) -> bool:
+    """Replace the region's text; True if it changed."""
+    start, end = _markers(name)
+    path = root / FIGURES[name].document
+    text = path.read_text()
+    old = committed(name, root)
+    if old == content:
+        return False
+    path.write_text(text.replace(start + old + end, start + content + end, 1))
+    return True
+
+
+def diff(name: str, content: str, root: Path = ROOT) -> str:
+    """A unified diff from the committed region to `content` ('' when equal)."""
+    old = committed(name, root)
+    document = FIGURES[name].document
+    return "".join(difflib.unified_diff(old.splitlines(True), content.splitlines(True),
+                                        f"{document} (committed {name})", f"{name} (measured now)"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true", help="compare; exit 1 with a diff when a region differs")
+    mode.add_argument("--write", action="store_true", help="rewrite the regions")
+    mode.add_argument("--list", action="store_true", help="list the figures")
+    parser.add_argument("--kind", choices=KINDS, action="append", help="only figures of this kind")
+    parser.add_argument("names", nargs="*", help="figures (default: all, or all of --kind)")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in FIGURES]
+    if unknown:
+        parser.error(f"unknown figure(s) {', '.join(unknown)}; --list shows them")
+    names = args.names or [name for name, f in FIGURES.items() if not args.kind or f.kind in args.kind]
+    if args.list:
+        for name in names:
+            print(f"{name:<24} {FIGURES[name].kind:<9} {FIGURES[name].document}")
+        return 0
+    runs, stale = Runs(), []
+    try:
+        for name in names:
+            print(f"{name}: measuring ({FIGURES[name].kind})", file=sys.stderr, flush=True)
+            content = FIGURES[name].make(runs)
+            if args.write:
+                print(f"{name}: {'rewritten' if write(name, content) else 'unchanged'} in {FIGURES[name].document}")
+            elif content != committed(name):
+                stale.append(name)
+                print(diff(name, content))
+    finally:
+        runs.close()
+    if stale:
+        print(f"stale figures: {', '.join(stale)} (python benchmarks/readme_figures.py --write "
+              f"{' '.join(stale)})")
+        return 1
+    if args.check:
+        print(f"{len(names)} figures match what their commands print")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
