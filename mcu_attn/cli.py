@@ -15,7 +15,7 @@ import os
 import sys
 import warnings
 
-from mcu_attn import api
+from mcu_attn import __version__, api
 from mcu_attn.errors import UserError
 from mcu_attn.options import DEFAULT_BITS, BuildOptions
 
@@ -38,23 +38,34 @@ def cmd_targets(args: argparse.Namespace) -> None:
     if args.json:
         _print_json({"targets": rows})
         return
-    print(f"{'target':<16} {'core':<11} {'fpu':<12} {'clock':>8} {'flash':>9} {'sram':>8}  {'run I':>8} {'V':>4} "
-          f"{'WS':>2}  emulation")
+    print(f"{'target':<16} {'core':<11} {'fpu':<12} {'clock':>8} {'flash':>9} {'sram':>8}  {'run I':>9} {'V':>5} "
+          f"{'WS':>3}  emulation")
     for t, row in zip(TARGETS, rows):
         name = t.name + (f" ({','.join(t.aliases)})" if t.aliases else "")
         clock = f"{row['clock_mhz']:.0f} MHz" if t.clock_hz else "-"
-        current = f"{t.run_current_a * 1e3:.3g} mA" if t.run_current_a is not None else "-"
-        volts = f"{t.voltage_v:.1f}" if t.voltage_v is not None else "-"
-        waits = str(t.flash_wait_states) if t.flash_wait_states is not None else "-"
+        current = (f"{t.run_current_a * 1e3:.3g} mA{_unverified(t, 'run_current_a')}" if t.run_current_a is not None
+                   else "-")
+        volts = f"{t.voltage_v:.1f}{_unverified(t, 'voltage_v')}" if t.voltage_v is not None else "-"
+        waits = (f"{t.flash_wait_states}{_unverified(t, 'flash_wait_states')}" if t.flash_wait_states is not None
+                 else "-")
         emulation = ", ".join(filter(None, (f"QEMU {t.qemu_machine}" if t.qemu_machine else "",
                                             f"Renode {t.renode_platform}" if t.renode_platform else ""))) or "-"
         print(f"{name:<16} {t.core:<11} {t.fpu or '-':<12} {clock:>8} {row['flash_kb']:>6} KB {row['sram_kb']:>5} KB"
-              f"  {current:>8} {volts:>4} {waits:>2}  {emulation}")
+              f"  {current:>9} {volts:>5} {waits:>3}  {emulation}")
         if not t.is_host:
             print(f"{'':<16} flash @0x{t.flash_base:08X}, SRAM @0x{t.sram_base:08X} ({t.extra_ram}); console "
                   f"{t.console_uart} @0x{t.console_uart_base:08X}; DWT {'yes' if t.has_dwt else 'no'}")
         print(f"{'':<16} source: {t.source}")
+    print("clock: the core clock the estimates assume; flash, sram: the linker's regions; run I: typical supply "
+          "current in Run mode at that clock, from flash (datasheet); V: its supply voltage; WS: flash wait states "
+          "at that clock. Energy estimates are cycles / clock x run I x V.")
+    print("* not verified against the document cited: an estimate built on it is rougher still.")
     print("Every constant's citation: mcu-attn targets --json (\"citations\"), or docs/targets.md.")
+
+
+def _unverified(target, field: str) -> str:
+    """'*' when the target table's citation of `field` says it was not verified."""
+    return "*" if "not verified" in target.cite(field).lower() else ""
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -306,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mcu_attn.sim.unicorn import INFER_TIMEOUT_S
 
     parser = _Parser(prog="mcu-attn", description="Deploy attention models to microcontrollers.")
+    parser.add_argument("--version", action="version", version=f"mcu-attn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     targets = sub.add_parser("targets", help="the boards and cores mcu-attn knows")

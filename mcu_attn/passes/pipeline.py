@@ -5,6 +5,7 @@ from __future__ import annotations
 from mcu_attn.frontend.attention_pattern import FuseAttention
 from mcu_attn.frontend.pointwise_patterns import FuseGelu, FuseLayerNorm, FuseSilu
 from mcu_attn.frontend.rotary_pattern import FuseRotary
+from mcu_attn.passes.names import ReadableNames
 from mcu_attn.passes.cleanup import CanonicalLinear, DeadCode, DropIdentities, LinearOverLeadingDims
 from mcu_attn.passes.patchify import MergeLayoutChains, PatchifyConv
 from mcu_attn.passes.prequant import AbsorbActivationQDQ, AbsorbPrequantized, KeepAnnotatedScales
@@ -28,6 +29,7 @@ def frontend_pipeline() -> list:
         DropIdentities(),   # fusion leaves view Reshapes back to back (seq-first exports)
         LinearOverLeadingDims(),  # ... and Linears behind such views
         DeadCode(),         # folding and fusion leave values nobody reads
+        ReadableNames(),    # last, on the final nodes: exporter counters (val_74) become block0.attention, ...
     ]
 
 
