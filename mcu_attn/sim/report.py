@@ -8,7 +8,7 @@ def estimate(value: float | None, digits: int = 2) -> str:
     if value is None:
         return "n/a"
     rounded = float(f"{value:.{digits}g}")
-    return f"{rounded:,.0f}" if abs(rounded) >= 10 ** (digits - 1) else f"{rounded:g}"
+    return f"{rounded:,.0f}" if abs(rounded) >= 10 ** (digits - 1) else f"{rounded:#.{digits}g}"
 
 
 def format_table(result: dict, top: int = 10) -> str:
