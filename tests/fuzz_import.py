@@ -78,11 +78,19 @@ def _tensors(model: onnx.ModelProto) -> list[TensorProto]:
     return found
 
 
+def _decoded(tensor: TensorProto) -> np.ndarray | None:
+    """The tensor's values, or None when an earlier mutation left them undecodable."""
+    try:
+        return onnx.numpy_helper.to_array(tensor).copy()
+    except Exception:  # noqa: BLE001  (onnx raises several types for a broken tensor)
+        return None
+
+
 def _mutate_tensor(tensor: TensorProto, rng: np.random.Generator) -> str:
     choice = rng.integers(5)
     if choice == 4:  # a plausible weight change: the model stays valid and the differential check compares it
-        array = onnx.numpy_helper.to_array(tensor)
-        if array.dtype.kind != "f" or array.size == 0:
+        array = _decoded(tensor)
+        if array is None or array.dtype.kind != "f" or array.size == 0:
             return "no-op"
         factor = float(rng.choice((-1.0, 0.5, 2.0, 1.001, 10.0)))
         with np.errstate(all="ignore"):
@@ -111,8 +119,8 @@ def _mutate_tensor(tensor: TensorProto, rng: np.random.Generator) -> str:
         cut = int(rng.integers(len(raw) + 1))
         tensor.raw_data = raw[:cut] if rng.random() < 0.5 else raw + rng.bytes(int(rng.integers(1, 64)))
         return f"tensor {tensor.name!r} raw_data {len(raw)} -> {len(tensor.raw_data)} bytes"
-    array = onnx.numpy_helper.to_array(tensor).copy()
-    if array.size == 0 or array.dtype.kind not in "fiu":
+    array = _decoded(tensor)
+    if array is None or array.size == 0 or array.dtype.kind not in "fiu":
         return "no-op"
     flat = array.reshape(-1)
     positions = rng.integers(flat.size, size=int(rng.integers(1, 4)))
