@@ -12,7 +12,8 @@ allocation can escape. Outcomes:
 - `clean`: a one-line `UserError` (the only acceptable failure);
 - `crash`: any other exception, a multi-line UserError, a signal, or a limit hit (time or memory);
 - `imported`: the differential check runs the imported graph's numpy reference and onnxruntime on the same
-  seeded inputs. They must agree within `RTOL`/`ATOL` (`agree`). When onnxruntime refuses the model, the model is
+  seeded inputs (a QDQ model whose activation Q/DQ pairs the frontend absorbed runs in onnxruntime without
+  them too, as tests/test_fixture_models.py does). They must agree within `RTOL`/`ATOL` (`agree`). When onnxruntime refuses the model, the model is
   out of spec if onnx's checker or strict shape inference rejects it, and then importing it is a failure
   (`accepted_out_of_spec`); otherwise onnxruntime lacks a kernel for something valid and there is no oracle
   (`no_oracle`). A disagreement is a failure (`disagree`), unless both sides compute NaN in the same value inside
@@ -296,9 +297,14 @@ def _agree(ours: np.ndarray, theirs: np.ndarray) -> bool:
 def _differential(path: str, model_bytes: bytes, graph) -> dict:
     from mcu_attn.reference.interpreter import run
 
+    from support import without_activation_qdq
+
     feeds = _feeds(graph, np.random.default_rng(0))
     try:
-        expected = _onnxruntime(model_bytes, feeds)
+        oracle = model_bytes
+        if graph.meta.get("qdq_activation_qparams"):  # the reference runs a QDQ model without its activation pairs
+            oracle = without_activation_qdq(path)
+        expected = _onnxruntime(oracle, feeds)
     except Exception as err:  # onnxruntime raises its own exception types for invalid models
         reason = _out_of_spec(model_bytes)
         detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
@@ -309,8 +315,8 @@ def _differential(path: str, model_bytes: bytes, graph) -> dict:
         got = run(graph, feeds, keep=True)
     for name in graph.outputs:
         if name not in expected or not _agree(np.asarray(got[name]), np.asarray(expected[name])):
-            broken = _first_nan(model_bytes, got)
-            if broken is not None and np.isnan(_onnxruntime(model_bytes, feeds, broken)[broken]).any():
+            broken = _first_nan(oracle, got)
+            if broken is not None and np.isnan(_onnxruntime(oracle, feeds, broken)[broken]).any():
                 # both sides computed NaN at the same value (a negative base to a fractional Pow, say): what
                 # follows, e.g. QuantizeLinear of NaN, is left to the implementation
                 return {"outcome": "undefined", "detail": f"{broken!r} holds NaN on the test input"}
