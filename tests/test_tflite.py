@@ -3,11 +3,15 @@ written with the flatbuffer builder (calibrated like ONNX), and files the fronte
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from tflite_micro.python.tflite_micro import runtime  # the test extra installs tflite-micro
 
 from mcu_attn.api import import_model, run_reference
+from mcu_attn.errors import UserError
 from mcu_attn.frontend.tflite_file import read_tflite
 from mcu_attn.passes.quantize import quantize_graph
 from mcu_attn.summary import summarize
@@ -172,3 +176,22 @@ def test_a_damaged_file_is_one_line(tmp_path, damage) -> None:
     done = run_cli("inspect", path)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "TFLite model" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_corrupted_files_import_or_fail_in_one_line() -> None:
+    """Seeded byte corruptions of the example: each either imports or is a UserError, never another exception."""
+    data = TFLM_INT8.read_bytes()
+    rng = np.random.default_rng(15)
+    refused = 0
+    for case in range(60):
+        damaged = bytearray(data)
+        for position in rng.integers(8, len(data), size=1 + case % 4):
+            damaged[position] = int(rng.integers(0, 256))
+        path = Path(tempfile.mkdtemp()) / "damaged.tflite"
+        path.write_bytes(bytes(damaged))
+        try:
+            import_model(path)
+        except UserError as error:
+            assert "\n" not in str(error)
+            refused += 1
+    assert refused > 0  # some corruptions must hit the structure, not only weight bytes

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mcu_attn.errors import UserError
 from mcu_attn.frontend.graph_checks import check_constants, check_size
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import infer_types, spec
@@ -67,3 +68,14 @@ class GraphBuilder:
         """NaN or infinite weights are a broken model; -inf is legitimate only as an attention mask or an open
         bound (graph_checks.check_constants)."""
         check_constants(self.graph)
+
+
+def import_error(label: str, err: Exception) -> UserError:
+    """The one-line error for a node or operator whose translation raised: a malformed model must not crash
+    the import, so whatever it raised is named instead (the exception type unless it says enough itself)."""
+    if isinstance(err, MemoryError):
+        return UserError(f"{label}: cannot import: needs more memory than this machine has")
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    kind = "" if isinstance(err, (ValueError, KeyError, IndexError, TypeError)) and text else \
+        f"{type(err).__name__}{': ' if text else ''}"
+    return UserError(f"{label}: cannot import: {kind}{text}")

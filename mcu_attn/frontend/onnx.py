@@ -25,7 +25,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from mcu_attn.errors import UserError
-from mcu_attn.frontend.builder import GraphBuilder
+from mcu_attn.frontend.builder import GraphBuilder, import_error
 from mcu_attn.frontend.importers import RULES, OnnxNode, Unsupported
 from mcu_attn.frontend.graph_checks import check_divisor, check_size
 from mcu_attn.frontend.onnx_checks import check_inferred_sizes, check_model, check_tensor
@@ -143,13 +143,8 @@ class _Importer(GraphBuilder):
             self._translate(proto, node, domain)
         except UserError:
             raise
-        except MemoryError:
-            raise UserError(f"{label}: cannot import: needs more memory than this machine has") from None
         except Exception as err:  # noqa: BLE001  (a malformed node must not crash the import: name it instead)
-            text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            kind = "" if isinstance(err, (ValueError, KeyError, IndexError, TypeError)) and text else \
-                f"{type(err).__name__}{': ' if text else ''}"
-            raise UserError(f"{label}: cannot import: {kind}{text}") from None
+            raise import_error(label, err) from None
 
     def _translate(self, proto: onnx.NodeProto, node: OnnxNode, domain: str) -> None:
         missing = [v for v in node.inputs if v and v not in self.graph.types]

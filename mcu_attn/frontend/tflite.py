@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from mcu_attn.errors import UserError
-from mcu_attn.frontend.builder import GraphBuilder
+from mcu_attn.frontend.builder import GraphBuilder, import_error
+from mcu_attn.frontend.graph_checks import check_size
 from mcu_attn.frontend.tflite_file import TfliteModel, TfliteOperator, TfliteTensor, read_tflite
 from mcu_attn.ir.graph import Graph
 from mcu_attn.ir.types import QuantParams, TensorType, dtype_name
@@ -138,8 +139,10 @@ class TfliteImporter(GraphBuilder):
                 continue  # fed by an unsupported operator: that one is already reported
             try:
                 rule(self, op)
-            except (ValueError, KeyError, IndexError, TypeError) as error:
-                raise UserError(f"{label(self, op)}: cannot import: {error}") from None
+            except UserError:
+                raise
+            except Exception as err:  # noqa: BLE001  (a malformed operator must not crash the import: name it)
+                raise import_error(label(self, op), err) from None
             for index in op.outputs:
                 self.annotate(self.names[index], activation_quant(self.tensor(index)))
         if unsupported:
@@ -160,6 +163,7 @@ class TfliteImporter(GraphBuilder):
             raise UserError(f"{self.model.path}: input {tensor.name!r} has a dynamic dimension at axis "
                             f"{dynamic[0]}: only the batch may be dynamic; convert with a fixed shape")
         shape = tuple(max(d, 1) for d in tensor.shape)
+        check_size(f"input {tensor.name!r}", list(shape), int(np.prod(shape, dtype=np.int64)) * 4)
         if tensor.dtype in (np.int8, np.uint8, np.float32, np.float16):  # the caller feeds float samples
             self.graph.add_input(self.names[tensor.index], TensorType("float32", shape, activation_quant(tensor)))
         else:  # token ids and other integer inputs keep their type

@@ -123,10 +123,24 @@ def _parse(path: str, buffer: bytes) -> TfliteModel:
     operators = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        operators.append(TfliteOperator(i, codes[op.OpcodeIndex()], tuple(int(t) for t in op.InputsAsNumpy()),
-                                        tuple(int(t) for t in op.OutputsAsNumpy()), _options(op)))
-    return TfliteModel(path, tensors, tuple(operators),
-                       tuple(int(t) for t in graph.InputsAsNumpy()), tuple(int(t) for t in graph.OutputsAsNumpy()))
+        if not 0 <= op.OpcodeIndex() < len(codes):
+            raise UserError(f"{path}: operator {i} has operator code {op.OpcodeIndex()}, the model has {len(codes)}")
+        inputs, outputs = _indices(op.InputsAsNumpy(), len(tensors), True), _indices(op.OutputsAsNumpy(), len(tensors))
+        if inputs is None or not outputs:
+            raise UserError(f"{path}: operator {i} ({codes[op.OpcodeIndex()]}) names tensors the subgraph does not "
+                            f"have (it has {len(tensors)})")
+        operators.append(TfliteOperator(i, codes[op.OpcodeIndex()], inputs, outputs, _options(op)))
+    inputs, outputs = _indices(graph.InputsAsNumpy(), len(tensors)), _indices(graph.OutputsAsNumpy(), len(tensors))
+    if not inputs or not outputs:
+        raise UserError(f"{path}: the subgraph's inputs or outputs are missing or name tensors it does not have")
+    return TfliteModel(path, tensors, tuple(operators), inputs, outputs)
+
+
+def _indices(values, count: int, optional: bool = False) -> tuple[int, ...] | None:
+    """Tensor indices as ints, or None when one is out of range (-1, an omitted input, only if `optional`)."""
+    indices = tuple(int(v) for v in (values if not isinstance(values, int) else ()))
+    low = -1 if optional else 0
+    return indices if all(low <= i < count for i in indices) else None
 
 
 def _options(op) -> Any:
@@ -161,7 +175,26 @@ def _tensor(model, tensor, index: int, buffer: bytes, path: str) -> TfliteTensor
             raise UserError(f"{path}: tensor {name!r} holds {len(raw)} bytes, its shape {list(shape)} needs "
                             f"{count * dtype.itemsize}")
         data = np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype).reshape(shape)
-    return TfliteTensor(index, name, dtype, shape, signature, _quant(tensor.Quantization()), data)
+    quant = _quant(tensor.Quantization())
+    if quant is not None:
+        _check_quant(quant, dtype, shape, f"{path}: tensor {name!r}")
+    return TfliteTensor(index, name, dtype, shape, signature, quant, data)
+
+
+def _check_quant(quant: TfliteQuant, dtype: np.dtype, shape: tuple[int, ...], what: str) -> None:
+    """Scales finite and positive, one zero point or one per scale within the integer type's range, and a
+    per-channel axis with one scale per channel."""
+    if not all(np.isfinite(s) and s > 0 for s in quant.scale):
+        raise UserError(f"{what} has a quantization scale that is not finite and positive")
+    if len(quant.zero_point) not in (1, len(quant.scale)):
+        raise UserError(f"{what} has {len(quant.zero_point)} zero points for {len(quant.scale)} scales")
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if not all(info.min <= z <= info.max for z in quant.zero_point):
+            raise UserError(f"{what} has a zero point outside the {dtype.name} range")
+    if quant.axis is not None and not (0 <= quant.axis < len(shape) and shape[quant.axis] == len(quant.scale)):
+        raise UserError(f"{what} has {len(quant.scale)} per-channel scales along axis {quant.axis} of shape "
+                        f"{list(shape)}")
 
 
 def _buffer_bytes(entry, buffer: bytes) -> bytes:

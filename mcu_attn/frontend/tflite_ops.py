@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from mcu_attn.errors import UserError
+from mcu_attn.frontend.graph_checks import check_divisor
 from mcu_attn.frontend.tflite import TfliteImporter, activation_quant, dequantize, label
 from mcu_attn.frontend.tflite_file import TfliteOperator
 from mcu_attn.ir.types import QuantParams
@@ -65,7 +66,10 @@ BINARY = {"ADD": "Add", "SUB": "Sub", "MUL": "Mul", "DIV": "Div", "MAXIMUM": "Ma
 
 @rule(*BINARY)
 def _binary(ctx: TfliteImporter, op: TfliteOperator) -> None:
-    ctx.emit_fused(op, BINARY[op.name], _inputs(ctx, op, 2))
+    inputs = _inputs(ctx, op, 2)
+    if op.name == "DIV":
+        check_divisor(label(ctx, op), ctx.const(inputs[1]))
+    ctx.emit_fused(op, BINARY[op.name], inputs)
 
 
 @rule("SQUARED_DIFFERENCE")
