@@ -323,6 +323,40 @@ def tflm_ram(run: Runs) -> str:
                  f"{accuracy['ours_int8']:.4f}.")
 
 
+KERAS_TFLITE = "examples/digits_vit_keras/digits_vit_keras_tflm_int8.tflite"
+
+
+@figure("tflite-round-trip", "README.md", kind="tflm")
+def tflite_round_trip(run: Runs) -> str:
+    out = str(Path(run.scratch) / "kvit")
+    run.cli("build", KERAS_TFLITE, "--target", "stm32", "-o", out)  # no --calib: the file brings every scale
+    simulated = run.json("simulate", out, "--data", TEST_X, "--labels", TEST_Y)
+    result = run.json("compare", out, "--tflm", KERAS_TFLITE, "--data", TEST_X, "--labels", TEST_Y)
+    assert simulated["bit_exact"] and result["bit_exact"], "the firmware no longer matches the reference"
+    ours, tflm, lsb, accuracy = result["ours"], result["tflm"], result["lsb"], result["accuracy"]
+    shares = ", ".join(f"{key} LSB {count / lsb['values']:.0%}" for key, count in lsb["per_output_value"].items())
+    rows = [
+        ["accuracy (450 test images)", f"{accuracy['ours']:.4f}", f"{accuracy['tflm']:.4f}"],
+        ["top-1 agreement", f"{result['agreement']:.4f} ({result['samples'] - result['disagreements']} of "
+                            f"{result['samples']})", ""],
+        ["output difference", f"max {lsb['max']:.0f} LSB, mean {lsb['mean']:.2f} LSB", ""],
+        ["RAM", f"{ours['ram_bytes']:,} B peak (arena {ours['arena_bytes']:,} B, stack {ours['stack_bytes']:,} B)",
+         f"{tflm['arena_bytes']:,} B minimal tensor arena"],
+        ["flash", f"{ours['flash_bytes']:,} B (whole firmware)", f"{tflm['model_file_bytes']:,} B model file alone"],
+    ]
+    return (prose(f"`mcu-attn build {KERAS_TFLITE} --target stm32 -o out/kvit` takes the file as it is: its "
+                  f"scales and zero points are kept, so there is no `--calib`, and `mcu-attn simulate out/kvit "
+                  f"--data {TEST_X} --labels {TEST_Y}` finds the firmware bit-exact with our integer reference on "
+                  f"all {simulated['samples']} test images. Then `mcu-attn compare out/kvit --tflm {KERAS_TFLITE} "
+                  f"--data {TEST_X} --labels {TEST_Y}` (the `[tflm]` extra) runs TFLite Micro's interpreter on the "
+                  f"same int8 inputs:")
+            + "\n" + table(["", "ours (stm32 firmware in Unicorn)", f"TFLite Micro {tflm['version']}"], rows)
+            + "\n" + prose(f"Where TFLite spells softmax, LayerNorm and GELU op by op, we run our fused integer "
+                           f"kernels with the file's scales, so outputs differ by a few LSBs ({shares} of the "
+                           f"output values). TFLM's arena is bisected to the byte with its x86-64 interpreter "
+                           f"(docs/tflite.md says what each side counts)."))
+
+
 # ------------------------------------------------------------------------------------------ regions in files
 def _markers(name: str) -> tuple[str, str]:
     return f"<!-- figure: {name} -->\n", f"<!-- /figure: {name} -->"

@@ -14,6 +14,7 @@ from mcu_attn.api import import_model, run_reference
 from mcu_attn.errors import UserError
 from mcu_attn.frontend.tflite_file import read_tflite
 from mcu_attn.passes.quantize import quantize_graph
+from mcu_attn.reference.interpreter import run
 from mcu_attn.summary import summarize
 from support import ROOT, run_cli
 from tflite_writer import TfliteWriter
@@ -195,3 +196,37 @@ def test_corrupted_files_import_or_fail_in_one_line() -> None:
             assert "\n" not in str(error)
             refused += 1
     assert refused > 0  # some corruptions must hit the structure, not only weight bytes
+
+
+@pytest.mark.parametrize("name, weight_shape, axis, options, out", [
+    ("CONV_2D", (4, 3, 3, 3), 0, {"Padding": 0, "StrideH": 1, "StrideW": 2, "FusedActivationFunction": 1},
+     (1, 7, 3, 4)),
+    ("DEPTHWISE_CONV_2D", (1, 3, 3, 6), 3, {"Padding": 0, "StrideH": 1, "StrideW": 1, "DepthMultiplier": 2},
+     (1, 7, 6, 6)),
+    ("FULLY_CONNECTED", (5, 126), 0, {"KeepNumDims": False}, (1, 5)),
+])
+def test_int8_layers_alone_are_bit_exact_with_tflm(tmp_path, name, weight_shape, axis, options, out) -> None:
+    """Where nothing fuses, our integer arithmetic is TFLite's (gemmlowp requantization with the file's
+    scales): one int8 layer with per-channel weights gives TFLM's outputs bit for bit."""
+    rng = np.random.default_rng(3)
+    w = TfliteWriter()
+    x = w.tensor("x", np.int8, (1, 7, 6, 3), quant=([0.05], [-3], None))
+    real = rng.standard_normal(weight_shape)
+    channels = weight_shape[axis]
+    scales = np.abs(real).max(axis=tuple(a for a in range(real.ndim) if a != axis)) / 127
+    shape = [1] * real.ndim
+    shape[axis] = channels
+    weight = w.const("w", np.clip(np.round(real / scales.reshape(shape)), -127, 127).astype(np.int8),
+                     quant=(scales, [0] * channels, axis))
+    bias = w.const("b", rng.integers(-500, 500, channels).astype(np.int32), quant=(0.05 * scales, [0] * channels, 0))
+    y = w.tensor("y", np.int8, out, quant=([0.08], [5], None))
+    w.op(name, [x, weight, bias], [y], options)
+    path = w.save(tmp_path / "layer.tflite", [x], [y])
+    quantized = quantize_graph(import_model(path), None)
+    interpreter = runtime.Interpreter.from_file(str(path), arena_size=1 << 20)
+    for _ in range(10):
+        sample = rng.integers(-128, 128, (1, 7, 6, 3)).astype(np.int8)
+        interpreter.set_input(sample, 0)
+        interpreter.invoke()
+        ours = run(quantized, {quantized.inputs[0]: sample})[quantized.outputs[0]]
+        np.testing.assert_array_equal(ours.reshape(out), interpreter.get_output(0))

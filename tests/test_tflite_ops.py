@@ -24,7 +24,7 @@ def test_the_operators_a_keras_transformer_converts_to_are_supported() -> None:
     assert set(supported_tflite_ops()) >= {
         "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "ADD", "SUB", "MUL", "RESHAPE", "TRANSPOSE", "MEAN",
         "SQUARED_DIFFERENCE", "RSQRT", "GELU", "TANH", "LOGISTIC", "QUANTIZE", "DEQUANTIZE", "CONCATENATION",
-        "GATHER", "STRIDED_SLICE", "NEG"}
+        "GATHER", "STRIDED_SLICE", "NEG", "CONV_2D", "DEPTHWISE_CONV_2D"}
 
 
 def tflm(path, x: np.ndarray) -> np.ndarray:
@@ -173,3 +173,31 @@ def test_quantize_dequantize_boundary_keeps_the_parameters(tmp_path) -> None:
         assert (quant.scale, quant.zero_point) == ((pytest.approx(0.05),), (3,))
     x_value = np.linspace(-2, 2, 8, dtype=np.float32).reshape(1, 8)
     np.testing.assert_allclose(ours(path, x_value), np.tanh(x_value), rtol=TOLERANCE, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("name, weight_shape, options", [
+    ("CONV_2D", (4, 3, 3, 2), {"Padding": 0, "StrideH": 1, "StrideW": 1}),                    # SAME
+    ("CONV_2D", (4, 3, 3, 2), {"Padding": 1, "StrideH": 2, "StrideW": 1, "FusedActivationFunction": 1}),
+    ("CONV_2D", (3, 2, 3, 2), {"Padding": 0, "StrideH": 2, "StrideW": 2, "DilationHFactor": 2}),
+    ("DEPTHWISE_CONV_2D", (1, 3, 3, 4), {"Padding": 0, "StrideH": 1, "StrideW": 1, "DepthMultiplier": 2}),
+    ("DEPTHWISE_CONV_2D", (1, 2, 2, 2), {"Padding": 1, "StrideH": 2, "StrideW": 2, "DepthMultiplier": 1,
+                                         "FusedActivationFunction": 3}),
+])
+def test_convolutions_nhwc(tmp_path, name, weight_shape, options) -> None:
+    x = RNG.standard_normal((1, 7, 6, 2)).astype(np.float32)
+    weight = RNG.standard_normal(weight_shape).astype(np.float32)
+    channels = weight_shape[0] if name == "CONV_2D" else weight_shape[3]
+    bias = RNG.standard_normal(channels).astype(np.float32)
+    out = _conv_output(x.shape, weight_shape, name, options)
+    check(single(tmp_path, name, x.shape, out, [weight, bias], options), x)
+
+
+def _conv_output(x_shape, w_shape, name, options) -> tuple[int, ...]:
+    """NHWC output shape as TFLite computes it (SAME: ceil(n / s); VALID: ceil((n - (k-1) d) / s))."""
+    kh, kw = w_shape[1:3]
+    sizes = []
+    for n, k, s, d in ((x_shape[1], kh, options["StrideH"], options.get("DilationHFactor", 1)),
+                       (x_shape[2], kw, options["StrideW"], options.get("DilationWFactor", 1))):
+        sizes.append(-(-n // s) if options["Padding"] == 0 else -(-(n - (k - 1) * d) // s))
+    channels = w_shape[0] if name == "CONV_2D" else w_shape[3]
+    return (1, *sizes, channels)

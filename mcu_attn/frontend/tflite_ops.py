@@ -9,7 +9,9 @@ attention as BATCH_MATMUL / SOFTMAX / BATCH_MATMUL) with the same matchers as an
 - SQUARED_DIFFERENCE is Sub then Mul of the difference by itself, RSQRT is Sqrt then Reciprocal;
 - SOFTMAX with beta != 1 multiplies by beta first; shapes come from the file (RESHAPE, SQUEEZE, EXPAND_DIMS);
 - STRIDED_SLICE is `Slice` (masks and offset resolved against the static shape) and a `Reshape` when it
-  shrinks axes; QUANTIZE and DEQUANTIZE are identities in float (see tflite.py for their parameters).
+  shrinks axes; QUANTIZE and DEQUANTIZE are identities in float (see tflite.py for their parameters);
+- CONV_2D and DEPTHWISE_CONV_2D (NHWC) are the IR's NCHW `Conv` between two Transposes, with explicit pads for
+  SAME (TFLite puts the odd pixel of padding at the end) and the per-channel weight scales kept.
 """
 
 from __future__ import annotations
@@ -129,18 +131,18 @@ def _softmax(ctx: TfliteImporter, op: TfliteOperator) -> None:
 
 
 # ---- matrix products ---------------------------------------------------------------------------------------------
-def _weight_quant(ctx: TfliteImporter, index: int) -> QuantParams | None:
-    """The per-output-channel (axis 0 of [out, in]) or per-tensor scales of an int8 weight, as the [in, out]
-    Linear weight's annotation (axis 1); None for a float weight."""
-    tensor = ctx.tensor(index)
+def _weight_quant(ctx: TfliteImporter, op: TfliteOperator, channel_axis: int, ir_axis: int) -> QuantParams | None:
+    """The per-output-channel (along `channel_axis` of the file's layout) or per-tensor scales of an int8
+    weight, as the annotation of the IR weight, whose output channels lie along `ir_axis`; None for a float
+    weight."""
+    tensor = ctx.tensor(op.inputs[1])
     if tensor.quant is None or tensor.dtype != np.int8:
         return None
     quant = tensor.quant
-    if quant.axis not in (None, 0):
-        raise UserError(f"FULLY_CONNECTED weight {tensor.name!r} is quantized along axis {quant.axis}, not per "
-                        f"output channel")
+    if quant.axis not in (None, channel_axis):
+        raise UserError(f"{label(ctx, op)}: the weight is quantized along axis {quant.axis}, not per output channel")
     zero = quant.zero_point * (len(quant.scale) if len(quant.zero_point) == 1 else 1)
-    return QuantParams(quant.scale, zero, None if quant.axis is None else 1, 8)
+    return QuantParams(quant.scale, zero, None if quant.axis is None else ir_axis, 8)
 
 
 @rule("FULLY_CONNECTED")
@@ -159,7 +161,7 @@ def _fully_connected(ctx: TfliteImporter, op: TfliteOperator) -> None:
         ctx.emit("Reshape", [x, _const_value(ctx, "shape", np.array([rows, depth], np.int64))], [flat])
         x = flat
     w_name = ctx.fresh(f"{weight.name}_in_out")
-    ctx.define_const(w_name, np.ascontiguousarray(dequantize(weight).T), _weight_quant(ctx, op.inputs[1]))
+    ctx.define_const(w_name, np.ascontiguousarray(dequantize(weight).T), _weight_quant(ctx, op, 0, 1))
     inputs = [x, w_name]
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         inputs.append(ctx.value(op.inputs[2]))
@@ -261,3 +263,49 @@ def _quantization(ctx: TfliteImporter, op: TfliteOperator) -> None:
         ctx.annotate(x, activation_quant(ctx.tensor(op.outputs[0])), replace=False)
     else:
         ctx.annotate(out, activation_quant(ctx.tensor(op.inputs[0])))
+
+
+# ---- convolutions ------------------------------------------------------------------------------------------------
+def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TFLite's SAME padding: the output is ceil(size / stride), the odd pixel of padding goes at the end."""
+    out = -(-size // stride)
+    total = max(0, (out - 1) * stride + (kernel - 1) * dilation + 1 - size)
+    return total // 2, total - total // 2
+
+
+@rule("CONV_2D", "DEPTHWISE_CONV_2D")
+def _conv(ctx: TfliteImporter, op: TfliteOperator) -> None:
+    """NHWC in and out around the IR's NCHW `Conv`: a Transpose on each side (layout ops, free of arithmetic).
+    CONV_2D weights [O, kh, kw, I] become [O, I, kh, kw]; DEPTHWISE_CONV_2D weights [1, kh, kw, C*M] become
+    [C*M, 1, kh, kw] with one group per input channel."""
+    x = ctx.value(op.inputs[0])
+    weight = ctx.tensor(op.inputs[1])
+    if weight.data is None:
+        raise UserError(f"{label(ctx, op)}: the filter is computed at run time; only constant filters are supported")
+    _, height, width, channels = ctx.shape(x)
+    real = dequantize(weight)
+    if op.name == "CONV_2D":
+        kernel = np.ascontiguousarray(real.transpose(0, 3, 1, 2))
+        group, axis = channels // kernel.shape[1], 0
+    else:
+        kernel = np.ascontiguousarray(real.transpose(3, 0, 1, 2))
+        group, axis = channels, 3
+    stride = (int(op.option("StrideH", 1)), int(op.option("StrideW", 1)))
+    dilation = (int(op.option("DilationHFactor", 1)), int(op.option("DilationWFactor", 1)))
+    pads = (0, 0, 0, 0)
+    if int(op.option("Padding", 0)) == 0:  # SAME
+        top, bottom = _same_pads(height, kernel.shape[2], stride[0], dilation[0])
+        left, right = _same_pads(width, kernel.shape[3], stride[1], dilation[1])
+        pads = (top, left, bottom, right)
+    w_name = ctx.fresh(f"{weight.name}_oihw")
+    ctx.define_const(w_name, kernel, _weight_quant(ctx, op, axis, 0))
+    inputs = [x, w_name] + ([ctx.value(op.inputs[2])] if len(op.inputs) > 2 and op.inputs[2] >= 0 else [])
+    nchw = ctx.fresh(f"{x}_nchw")
+    ctx.emit("Transpose", [x], [nchw], {"perm": (0, 3, 1, 2)})
+    inputs[0] = nchw
+    out = ctx.value(op.outputs[0])
+    conv_out = ctx.fresh(f"{out}_nchw")
+    ctx.emit_fused(op, "Conv", inputs, {"strides": stride, "dilations": dilation, "pads": pads, "group": group},
+                   output=conv_out)
+    ctx.annotate(conv_out, activation_quant(ctx.tensor(op.outputs[0])))
+    ctx.emit("Transpose", [conv_out], [out], {"perm": (0, 2, 3, 1)})

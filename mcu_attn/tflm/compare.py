@@ -7,7 +7,7 @@ Lite Micro on the same inputs.
    (`arena.py`). When the .tflite takes int8 with the scale and zero point our firmware's input has (DIR was
    built from that file), both get the very same int8 inputs; otherwise each quantizes the float samples with
    its own input parameters, and the report says so.
-3. Outputs: top-1 agreement (argmax of each sample's outputs), and the difference in LSBs of our output
+3. Outputs: top-1 agreement (the predicted class of each sample, `data.top1`), and the difference in LSBs of our output
    scale, |deq(ours) - deq(TFLM)| / s_ours, which is the plain integer difference when both outputs share
    scale and zero point; accuracy of each with labels.
 4. Memory: TFLM's smallest working arena, bisected to the byte on the first `arena_samples` samples (each
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcu_attn.data import accuracy, top1
 from mcu_attn.errors import UserError
 from mcu_attn.progress import progress
 from mcu_attn.tflm import arena as tflm
@@ -80,8 +81,12 @@ def compare(directory: str, tflite_path: str, data: np.ndarray, labels: np.ndarr
             raise UserError(f"--limit {limit}: must be at least 1")
         data = data[:limit]
         labels = labels[:limit] if labels is not None else None
-    if labels is not None and len(labels) != len(data):
-        raise UserError(f"--labels: {len(labels)} labels for {len(data)} samples")
+    if labels is not None:
+        from mcu_attn.data import check_labels
+
+        if len(labels) != len(data):
+            raise UserError(f"--labels: {len(labels)} labels for {len(data)} samples")
+        check_labels(labels, build.output.shape[-1])
     prepared = build.prepare(data)  # our firmware's int8 inputs
     if int(np.prod(tflm_in["shape"])) != int(np.prod(build.input.shape)):
         raise UserError(f"{tflite_path}: input shape {tflm_in['shape']} does not match the build's "
@@ -110,7 +115,7 @@ def compare(directory: str, tflite_path: str, data: np.ndarray, labels: np.ndarr
         allocations = tflm.probe(Path(tflite_path), arena_bytes, few, allocations=True).get("allocations", {})
     theirs = np.array(full["outputs"], np.float64).reshape(got.shape)
     ours_real, theirs_real = _dequantize(got, ours_io), _dequantize(theirs, tflm_out)
-    agree = np.argmax(ours_real.reshape(len(got), -1), axis=1) == np.argmax(theirs_real.reshape(len(got), -1), axis=1)
+    agree = top1(ours_real) == top1(theirs_real)
     difference = np.abs(ours_real - theirs_real) / float(build.output.scale)
     result = {
         "dir": os.fspath(directory), "tflite": os.fspath(tflite_path), "samples": int(len(got)),
@@ -131,8 +136,6 @@ def compare(directory: str, tflite_path: str, data: np.ndarray, labels: np.ndarr
                  "arena_tail_bytes": allocations.get("tail"), "model_file_bytes": os.path.getsize(tflite_path)},
     }
     if labels is not None:
-        from mcu_attn.data import accuracy
-
         result["accuracy"] = {"ours": accuracy(ours_real, labels), "tflm": accuracy(theirs_real, labels)}
     return result
 

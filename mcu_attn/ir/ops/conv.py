@@ -22,11 +22,11 @@ import numpy as np
 from mcu_attn.codegen.cformat import pack_int4
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
+from mcu_attn.ir.ops.linear import weight_scales
 from mcu_attn.ir.ops.lowering import Call, emits, label, per_channel, require
 from mcu_attn.ir.ops.registry import op, quantizes
 from mcu_attn.ir.types import QuantParams, TensorType
-from mcu_attn.reference.qmath import (as_int64, channel_values, quantize_multiplier, requantize, saturate_int8,
-                                      symmetric_scales)
+from mcu_attn.reference.qmath import as_int64, channel_values, quantize_multiplier, requantize, saturate_int8
 
 
 def geometry(x_shape, w_shape, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
@@ -146,8 +146,7 @@ def _quantize_conv(cv, node: Node) -> None:
             else np.zeros(channels))
     s_x, x_zp = cv.param(x)
     s_y, y_zp = cv.param(out)
-    bits = cv.layer_bits.get(node.name, cv.report.weight_bits)
-    scales = symmetric_scales(weight, bits, axis=0)
+    bits, scales = weight_scales(cv, node, weight, 0, cv.report.weight_bits)
     qmax = (1 << (bits - 1)) - 1
     wq = np.clip(np.rint(weight / scales.reshape(-1, *([1] * (weight.ndim - 1)))), -qmax, qmax).astype(np.int64)
     bias_q = np.rint(bias / (s_x * scales)).astype(np.int64) - x_zp * wq.reshape(channels, -1).sum(axis=1)

@@ -80,6 +80,18 @@ def qlinear(x, w, bias, *, multiplier=(), shift=(), y_zp=0, bits=8):
     return saturate_int8(y + y_zp)
 
 
+def weight_scales(cv, node: Node, weight: np.ndarray, axis: int, default_bits: int) -> tuple[int, np.ndarray]:
+    """(bits, symmetric scales per output channel along `axis`) of a weight: a pre-quantized model's own
+    (its annotation, zero points 0: the integer weights come back exactly), else max |w| / qmax at the bits
+    `--bits` and the sensitivity ranking gave the layer."""
+    given = cv.src.type(node.inputs[1]).quant
+    if given is not None and all(z == 0 for z in given.zero_point):
+        cv.report.prequantized.append(node.name)
+        return given.bits, np.broadcast_to(np.asarray(given.scale, np.float64), (weight.shape[axis],)).copy()
+    bits = cv.layer_bits.get(node.name, default_bits)
+    return bits, symmetric_scales(weight, bits, axis=axis)
+
+
 @quantizes("Linear")
 def _quantize_linear(cv, node: Node) -> None:
     x, out = node.inputs[0], node.outputs[0]
@@ -87,14 +99,7 @@ def _quantize_linear(cv, node: Node) -> None:
     bias = cv.src.const(node.inputs[2]).astype(np.float64) if len(node.inputs) > 2 else np.zeros(weight.shape[1])
     s_x, x_zp = cv.param(x)
     s_y, y_zp = cv.param(out)
-    given = cv.src.type(node.inputs[1]).quant
-    if given is not None and all(z == 0 for z in given.zero_point):
-        bits = given.bits
-        scales = np.broadcast_to(np.asarray(given.scale, np.float64), (weight.shape[1],)).copy()
-        cv.report.prequantized.append(node.name)
-    else:
-        bits = cv.layer_bits.get(node.name, 8)
-        scales = symmetric_scales(weight, bits, axis=1)
+    bits, scales = weight_scales(cv, node, weight, 1, 8)
     qmax = (1 << (bits - 1)) - 1
     wq = np.clip(np.rint(weight / scales), -qmax, qmax).astype(np.int64)
     bias_q = np.rint(bias / (s_x * scales)).astype(np.int64) - x_zp * wq.sum(axis=0)
