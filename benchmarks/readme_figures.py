@@ -15,7 +15,7 @@ the text it returns names those commands, so every number stands beside the comm
     python benchmarks/readme_figures.py --list                 # the figures, their files and kinds
 
 Kinds: `cheap` figures (reference runs and host builds, seconds) are checked by tests/test_figures.py in the
-default test run; `emulated` ones (firmware in the emulator, minutes) by the `slow` job (`pytest -m slow`,
+default test run; `long` ones (reference runs that take minutes) and `emulated` ones (firmware in the emulator, minutes) by the `slow` job (`pytest -m slow`,
 which CI runs); `tflm` ones need the `[tflm]` extra (`pip install -e ".[tflm]"`) and are checked by the slow
 job when it is installed (CI installs it).
 
@@ -47,13 +47,16 @@ from typing import Callable
 
 from mcu_attn.sim.report import estimate
 
+import constant_figures
+from figure_text import prose, span, table
+
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = "examples/digits_vit"
 DIGITS_MODEL = f"{DIGITS}/digits_vit.onnx"
 CALIB = f"{DIGITS}/data/calib.npy"
 TEST_X = f"{DIGITS}/data/test_x.npy"
 TEST_Y = f"{DIGITS}/data/test_y.npy"
-KINDS = ("cheap", "emulated", "tflm")
+KINDS = ("cheap", "long", "emulated", "tflm")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,10 @@ def figure(name: str, document: str, kind: str = "cheap"):
         FIGURES[name] = Figure(name, document, kind, make)
         return make
     return register
+
+
+for _name, (_document, _print) in constant_figures.FIGURES.items():  # tables of constants: docs only
+    FIGURES[_name] = Figure(_name, _document, "cheap", lambda run, _print=_print: _print())
 
 
 class Runs:
@@ -128,31 +135,6 @@ class Runs:
                 raise SystemExit(f"python {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
             self._cache[key] = done.stdout
         return self._cache[key]
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def span(values: list[float], unit: str = "") -> str:
-    """'2.0×' when the values round alike, else '3.2–3.8×'."""
-    low, high = f"{min(values):.1f}", f"{max(values):.1f}"
-    return f"{low}{unit}" if low == high else f"{low}–{high}{unit}"
-
-
-def prose(text: str) -> str:
-    """A paragraph wrapped as the documents are (115 columns), never inside a word or a `code span`."""
-    words, lines, line = re.findall(r"(?:[^\s`]|`[^`]*`)+", text), [], ""
-    for word in words:
-        if line and len(line) + 1 + len(word) > 115:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    return "\n".join(lines + [line]) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- the figures
@@ -355,6 +337,24 @@ def tflite_round_trip(run: Runs) -> str:
                            f"kernels with the file's scales, so outputs differ by a few LSBs ({shares} of the "
                            f"output values). TFLM's arena is bisected to the byte with its x86-64 interpreter "
                            f"(docs/tflite.md says what each side counts)."))
+
+
+@figure("pruning-digits", "docs/pruning.md", kind="long")
+def pruning_digits(run: Runs) -> str:
+    lines = run.script("benchmarks/prune_digits.py").splitlines()
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines if line.startswith("| ") and
+            not line.startswith("| model")]
+    header = next(line for line in lines if line.startswith("| model"))
+    accuracy = [(float(r[1]), float(r[3]), float(r[4])) for r in rows]   # float, pruned, pruned + refit
+    recovered = [100 * (refit - cut) for _, cut, refit in accuracy]
+    below = [100 * (floating - refit) for floating, _, refit in accuracy]
+    return (prose(f"`python benchmarks/prune_digits.py` ({lines[0].strip()}):") + "\n" + header + "\n"
+            + "\n".join(line for line in lines if line.startswith("|---") or line.startswith("| ")
+                         and not line.startswith("| model")) + "\n\n"
+            + prose(f"The refit recovers {span(recovered)} points of what the cut loses, but at half the heads of "
+                    f"these small models (4 heads of 8 dimensions per block) the pruned model stays {span(below)} "
+                    f"points below float: one-shot pruning without retraining does not reach \"within one point\" "
+                    f"here."))
 
 
 # ------------------------------------------------------------------------------------------ regions in files
