@@ -67,7 +67,7 @@ def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray 
         imported = compilation.imported
         check_labels(labels, imported.shape(imported.outputs[0])[-1])
     compilation.run("quantize")
-    outputs = _reference_outputs(compilation.graph, data)
+    outputs = reference_outputs(compilation.graph, data)
     result: dict = {"samples": int(data.shape[0]), "bits": options.bits, **compilation.reports, "outputs": outputs}
     if labels is not None:
         result["accuracy"] = accuracy(outputs, labels)
@@ -77,13 +77,13 @@ def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray 
         if labels is not None:  # what the refit buys, and what pruning costs, at the same bit width
             unreconstructed = compilation.deployed(compilation.unreconstructed)
             result["pruning"]["accuracy"] = {
-                "unpruned": accuracy(_reference_outputs(unpruned.graph, data), labels),
-                "without_reconstruction": accuracy(_reference_outputs(unreconstructed, data), labels),
+                "unpruned": accuracy(reference_outputs(unpruned.graph, data), labels),
+                "without_reconstruction": accuracy(reference_outputs(unreconstructed, data), labels),
                 "with_reconstruction": result["accuracy"]}
     return result
 
 
-def _reference_outputs(graph: Graph, data: np.ndarray) -> np.ndarray:
+def reference_outputs(graph: Graph, data: np.ndarray) -> np.ndarray:
     """The float reference of a float graph, or the dequantized integer reference of a quantized one."""
     from mcu_attn.passes.quantize import run_quantized
 

@@ -33,12 +33,13 @@ import numpy as np
 
 from mcu_attn.codegen.emit import EXECUTABLE, Project
 from mcu_attn.codegen.kernels import variant_for
-from mcu_attn.compiler import Compilation, compile_model, io_bytes, pruning_summary
+from mcu_attn.compiler import Compilation, io_bytes, pruning_summary
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.options import BuildOptions
 from mcu_attn.outputs import MARKER, check_out_dir, file_list
 from mcu_attn.progress import progress
+from mcu_attn.report.html import build_html
 from mcu_attn.sim.elf import HARNESS_SYMBOLS
 from mcu_attn.targets.table import Target, get_target
 
@@ -213,6 +214,22 @@ def _add_layer_symbols(report: dict, directory: Path) -> None:
         layer["code_bytes"] = entry["size"] if entry else None
 
 
+def emulate(directory: Path, compilation: Compilation, sample: np.ndarray, source: str) -> dict:
+    """One inference of the linked firmware in the emulator (mcu_attn/sim): checked against the reference,
+    profiled per layer; report.json "emulated". A firmware the emulator cannot run is reported, not fatal."""
+    from mcu_attn.sim.run import SimOptions, simulate
+
+    try:
+        result = simulate(str(directory), sample, None, SimOptions(), compilation=compilation)
+    except UserError as error:
+        return {"error": str(error)}
+    return {"sample": f"the first {source} sample" if source == "calib" else "a seeded random input",
+            "bit_exact": result["bit_exact"], "instructions": result["instructions"], "cycles": result["cycles"],
+            "time_ms": result["time_ms"], "energy_uj": result["energy_uj"], "note": result["estimate"]["note"],
+            "layers": [{key: row[key] for key in ("name", "symbol", "op", "instructions", "cycles", "energy_uj",
+                                                  "share")} for row in result["layers"]]}
+
+
 def _write_tree(root: Path, files: dict[str, bytes]) -> None:
     for relative, content in files.items():
         path = root / relative
@@ -244,10 +261,11 @@ def _swap_into_place(staging: Path, out_dir: Path) -> None:
 
 def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
           options: BuildOptions = BuildOptions(), on_plan: Callable[[dict], None] | None = None,
-          force: bool = False) -> dict:
+          force: bool = False, compilation: Compilation | None = None) -> dict:
     """Build `onnx_path` for `target` into `out_dir`; returns the report (also written as report.json).
     `on_plan`, when given, receives the plan (attention, memory per layer) before anything is compiled. `force`
-    replaces an existing `out_dir` even when it holds files the last build did not write."""
+    replaces an existing `out_dir` even when it holds files the last build did not write. `compilation`, when
+    the caller has already compiled the model with `options` (sweep), is used as it is."""
     resolved = get_target(target)
     options.check()
     kernels = options.kernels or variant_for(resolved.core)  # recorded only when not the core's own
@@ -255,7 +273,8 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
         raise UserError(f"kernel variant {kernels!r} runs on Cortex-M only; the host builds the ref kernels")
     check_out_dir(Path(out_dir), force, (onnx_path, options.calib))
     out_dir = Path(out_dir).resolve()
-    compilation = compile_model(onnx_path, dataclasses.replace(options, kernels=kernels))
+    compilation = (compilation or Compilation(Path(onnx_path), dataclasses.replace(options, kernels=kernels)))
+    compilation.run("emit")
     graph, project = compilation.graph, compilation.project
     files = dict(project.files)
     sources = _source_files(Path(onnx_path), options)
@@ -297,7 +316,11 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
                              planned)
         if firmware_entries:
             _add_layer_symbols(report, staging)
+            (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")  # what the emulator reads
+            sample, source = _check_inputs(compilation.float_graph, compilation.calib, 1)
+            report["emulated"] = emulate(staging, compilation, sample, source)
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (staging / "report.html").write_text(build_html(report))
         (staging / MARKER).write_text(file_list(staging))
         _swap_into_place(staging, out_dir)
     except BaseException as err:

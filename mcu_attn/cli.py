@@ -233,6 +233,15 @@ def _print_summary(args: argparse.Namespace, report: dict, elapsed: float) -> No
     print(f"  {report['params']:,} params, {report['macs']:,} MACs, {len(report['layers'])} layer functions"
           + (f"; Renode: {', '.join(report['renode'])}" if report["renode"] else "")
           + (f"; QEMU: -M {report['qemu_machine']}" if report["qemu_machine"] else ""))
+    emulated = report.get("emulated") or {}
+    if "error" in emulated:
+        print(f"  emulator: not run ({emulated['error']})")
+    elif emulated:
+        energy = f", ~{emulated['energy_uj']:,.1f} uJ" if emulated["energy_uj"] is not None else ""
+        print(f"  one inference in the emulator ({emulated['sample']}): "
+              f"{'bit-exact' if emulated['bit_exact'] else 'DIFFERS from the reference'}, "
+              f"{emulated['instructions']:,} instructions, ~{emulated['cycles']:,} cycles, "
+              f"~{emulated['time_ms']:.2f} ms{energy} (estimates); {args.output}/report.html")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -273,6 +282,19 @@ def cmd_compare(args: argparse.Namespace) -> None:
         _print_json(result)
     else:
         print(format_table(result))
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from mcu_attn.sweep import SweepOptions, format_table, sweep
+
+    options = SweepOptions(target=args.target, calib=args.calib, data=args.data, labels=args.labels,
+                           grid=tuple(args.grid or ()), goal=args.goal, max_drop=args.max_drop, max_ram=args.max_ram,
+                           max_flash=args.max_flash, jobs=args.jobs)
+    payload = sweep(args.model, args.output, options)
+    if args.json:
+        _print_json(payload)
+    else:
+        print(format_table(payload, args.output))
 
 
 def _build_options(args: argparse.Namespace, **given) -> BuildOptions:
@@ -383,6 +405,27 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--top", type=int, default=10, help="layers listed in the table (default 10)")
     simulate.add_argument("--json", action="store_true")
     simulate.set_defaults(func=cmd_simulate)
+
+    trade = sub.add_parser("sweep", help="the energy/accuracy trade-off: build, measure and emulate a grid of "
+                                         "options, mark the Pareto front, recommend one for a goal")
+    trade.add_argument("model")
+    trade.add_argument("--target", required=True, help="a Cortex-M target (`mcu-attn targets`)")
+    trade.add_argument("--calib", required=True, help=".npy stack of calibration samples")
+    trade.add_argument("--data", required=True, help=".npy stack of samples the accuracy is measured on")
+    trade.add_argument("--labels", required=True, help=".npy integer class per sample")
+    trade.add_argument("-o", "--output", required=True, help="output directory (points are cached there)")
+    trade.add_argument("--grid", action="append", metavar="AXIS=V1,V2,...",
+                       help="replace an axis of the default grid: bits, attention, prune (heads and FFN together), "
+                            "prune-heads, prune-ffn; repeat for several axes")
+    trade.add_argument("--goal", choices=("battery", "latency", "size", "accuracy"),
+                       help="recommend the point with the least energy, cycles or flash, or the most accurate")
+    trade.add_argument("--max-drop", type=float, metavar="FRACTION",
+                       help="with --goal: accuracy the recommendation may lose against the baseline")
+    trade.add_argument("--max-ram", type=int, metavar="BYTES", help="with --goal: RAM limit")
+    trade.add_argument("--max-flash", type=int, metavar="BYTES", help="with --goal: flash limit")
+    trade.add_argument("--jobs", type=int, help="points built at once (default: the cores)")
+    trade.add_argument("--json", action="store_true")
+    trade.set_defaults(func=cmd_sweep)
 
     board = sub.add_parser("flash", help="program a Cortex-M build into a board (pyOCD or OpenOCD), verify, reset; "
                                          "--monitor compares the board's cycles with the estimate")

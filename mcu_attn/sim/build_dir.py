@@ -58,7 +58,8 @@ def _sha256(path: Path) -> str:
 
 
 class BuildDir:
-    def __init__(self, directory: str | Path, model: str | None = None, calib: str | None = None) -> None:
+    def __init__(self, directory: str | Path, model: str | None = None, calib: str | None = None,
+                 compilation=None) -> None:
         self.path = Path(directory)
         if not self.path.is_dir():
             raise UserError(f"{self.path}: no such build directory")
@@ -88,6 +89,8 @@ class BuildDir:
         if not self.elf.is_file():
             raise UserError(f"{self.path}: no firmware ELF {self.elf.name} (the build needs arm-none-eabi-gcc)")
         self._model_override, self._calib_override = model, calib
+        if compilation is not None:  # the caller compiled the build's options already (sweep): no replay
+            self.compilation = compilation
 
     # ---- layers ---------------------------------------------------------------------------------------------
     def layers(self, symbols: dict[str, int]) -> list[LayerRef]:

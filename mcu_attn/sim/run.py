@@ -157,14 +157,16 @@ def unicorn_outputs(build: BuildDir, firmware, samples: np.ndarray, timeout_s: i
 
 
 def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray | None = None,
-             options: SimOptions = SimOptions()) -> dict:
+             options: SimOptions = SimOptions(), compilation=None) -> dict:
+    """`compilation`: the build's own (mcu_attn.compiler), when the caller has it (build, sweep): the reference
+    is then taken from it instead of replaying report.json's options."""
     if options.engine not in ENGINES:
         raise UserError(f"--engine {options.engine}: choose {', '.join(ENGINES)}")
     if options.timeout_s is not None and options.timeout_s < 1:
         raise UserError(f"--timeout {options.timeout_s}: must be at least 1 second")
     if options.limit is not None and options.limit < 1:
         raise UserError(f"--limit {options.limit}: must be at least 1")
-    build = BuildDir(directory, options.model, options.calib)
+    build = BuildDir(directory, options.model, options.calib, compilation)
     overrides = cycle_model.load_overrides(options.cycle_model)
     firmware = load_firmware(build.elf)
     timeout_s = options.timeout_s or inference_timeout(build.report.get("macs") or 0)
