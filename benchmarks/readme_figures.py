@@ -357,6 +357,56 @@ def pruning_digits(run: Runs) -> str:
                     f"here."))
 
 
+def _sweep(run: Runs, model: str, data: str, *grid: str) -> tuple[str, dict]:
+    """The command line and `--json` payload of a sweep on stm32 with --goal battery --max-drop 0.01."""
+    args = ["sweep", model, "--target", "stm32", "--calib", f"{data}/calib.npy", "--data", f"{data}/test_x.npy",
+            "--labels", f"{data}/test_y.npy", "-o", str(Path(run.scratch) / f"sweep-{Path(model).stem}"), *grid,
+            "--goal", "battery", "--max-drop", "0.01"]
+    shown = " ".join(a if not a.startswith(run.scratch) else "DIR" for a in args)
+    return f"mcu-attn {shown}", run.json(*args)
+
+
+def _sweep_table(payload: dict) -> str:
+    from mcu_attn.sweep import format_table
+
+    lines = format_table(payload, "DIR").splitlines()
+    return "```\n" + "\n".join(line for line in lines if not line.startswith("wrote ")) + "\n```\n\n"
+
+
+def _point(payload: dict, bits: int, attention: str, prune: float = 0.0) -> dict:
+    return next(p for p in payload["points"] if p["config"] == {"bits": bits, "attention": attention,
+                                                               "prune_heads": prune, "prune_ffn": prune})
+
+
+@figure("sweep-digits", "docs/sweep.md", kind="emulated")
+def sweep_digits(run: Runs) -> str:
+    command, payload = _sweep(run, DIGITS_MODEL, f"{DIGITS}/data")
+    fp32, int8, int4 = (_point(payload, bits, "dense") for bits in (32, 8, 4))
+    pruned = _point(payload, 8, "dense", 0.5)
+    return (prose(f"`{command}` ({len(payload['points'])} points, 450 test images; energy and cycles are estimates "
+                  f"of one inference):") + "\n" + _sweep_table(payload)
+            + prose(f"Int8 dense is {100 * (int8['accuracy'] - fp32['accuracy']):+.2f} points against fp32 dense at "
+                    f"{fp32['energy_uj'] / int8['energy_uj']:.1f}× less energy; int4 dense needs "
+                    f"{int4['instructions'] / int8['instructions']:.2f}× the instructions of int8 (unpacking the "
+                    f"weights). Pruning half the heads and FFN channels of the int8 build takes "
+                    f"{100 * (1 - pruned['energy_uj'] / int8['energy_uj']):.0f}% off the energy and "
+                    f"{100 * (int8['accuracy'] - pruned['accuracy']):.1f} points off the accuracy."))
+
+
+@figure("sweep-long", "docs/sweep.md", kind="emulated")
+def sweep_long(run: Runs) -> str:
+    command, payload = _sweep(run, "examples/digits_long/digits_long_band.onnx", "examples/digits_long/data",
+                              "--grid", "bits=32,8,4", "--grid", "attention=dense,model", "--grid", "prune=0")
+    fp32 = _point(payload, 32, "dense")
+    near = [p for p in payload["points"] if "error" not in p and p["accuracy"] >= fp32["accuracy"] - 0.01]
+    best = min(near, key=lambda p: p["energy_uj"])
+    return (prose(f"`{command}`:") + "\n" + _sweep_table(payload)
+            + prose(f"Within one point of the fp32 dense build ({fp32['accuracy']:.4f}), the point with the least "
+                    f"estimated energy is {best['describe']}: {best['accuracy']:.4f}, {best['energy_uj']:,.0f} µJ "
+                    f"against {fp32['energy_uj']:,.0f} µJ per inference, "
+                    f"{fp32['energy_uj'] / best['energy_uj']:.1f}× less."))
+
+
 # ------------------------------------------------------------------------------------------ regions in files
 def _markers(name: str) -> tuple[str, str]:
     return f"<!-- figure: {name} -->\n", f"<!-- /figure: {name} -->"
