@@ -129,3 +129,22 @@ def test_every_op_is_one_registered_unit() -> None:
         quantizes("Linear")(lambda cv, node: None)
     with pytest.raises(ValueError, match="unknown kind"):
         op("Nonsense", kind="magic")
+
+
+def test_dropping_a_unit_transpose_keeps_the_dims_a_reshape_copies() -> None:
+    """Reshape's 0 copies its own input's dim: skipping the Transpose before it must not change which dim."""
+    from mcu_attn.passes.cleanup import DropIdentities
+
+    graph = Graph()
+    graph.add_input("o", TensorType("float32", (1, 1, 4, 3)))
+    merged = graph.add_const("merged", np.array([1, 0, 3], np.int64), exact=True)
+    graph.types["ot"] = TensorType("float32", (1, 4, 1, 3))
+    graph.types["om"] = TensorType("float32", (1, 4, 3))
+    graph.append(Node("Transpose", ["o"], ["ot"], {"perm": (0, 2, 1, 3)}, "t"))
+    graph.append(Node("Reshape", ["ot", merged], ["om"], {}, "r"))
+    graph.outputs = ["om"]
+    x = np.arange(12, dtype=np.float32).reshape(1, 1, 4, 3)
+    before = run(graph, {"o": x})["om"]
+    run_pipeline(graph, [DropIdentities()])
+    assert graph.producer("om").inputs[0] == "o"  # the transpose is skipped
+    np.testing.assert_array_equal(run(graph, {"o": x})["om"], before)

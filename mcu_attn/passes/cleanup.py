@@ -25,7 +25,10 @@ class DropIdentities:
             if node.op == "Reshape":
                 source = graph.producer(node.inputs[0])
                 if source is not None and source.op == "Reshape":
-                    node.inputs[0] = source.inputs[0]
+                    # the outer shape may copy (0) or infer (-1) dims of the value it skips: made literal first
+                    literal = graph.add_const("shape", np.array(graph.shape(node.outputs[0]), np.int64))
+                    node.inputs[:2] = [source.inputs[0], literal]
+                    node.attrs["allowzero"] = 1
                     graph.touch()
             no_op = node.op == "Identity" or (
                 node.op == "Reshape" and graph.shape(node.inputs[0]) == graph.shape(node.outputs[0])) or (
