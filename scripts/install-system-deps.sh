@@ -3,13 +3,13 @@
 # environment: Debian and Ubuntu keep `ensurepip` out of python3 and refuse `pip install` into the system Python,
 # PEP 668; pip itself comes into the environment with venv, so python3-pip is not needed), the host C compiler
 # (host builds and kernel tests), the Arm GNU toolchain with newlib (firmware builds), make and CMake (the
-# generated projects), and QEMU (an emulation engine). libc6-dev is named because gcc only recommends it and
-# recommends are not installed: without it the host compiler has no C library headers. Shared by .ci/run and
-# the Dockerfile, so CI exercises every install step of the image except the Renode download, which the
-# Dockerfile does itself.
+# generated projects), QEMU (an emulation engine) and OpenOCD (`mcu-attn flash --probe openocd`). libc6-dev is
+# named because gcc only recommends it and recommends are not installed: without it the host compiler has no C
+# library headers. Shared by .ci/run and the Dockerfile, so CI exercises every install step of the image except
+# the Renode download, which the Dockerfile does itself.
 # Installs only what is missing; needs root (or sudo).
 set -euo pipefail
-packages=(gcc libc6-dev make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
+packages=(gcc libc6-dev make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm openocd)
 missing=()
 # `python3 -m venv` needs ensurepip: Debian/Ubuntu ship it in python3-venv; a Python from elsewhere (pyenv,
 # python.org, the python Docker image) has it already
