@@ -67,8 +67,16 @@ def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray 
         imported = compilation.imported
         check_labels(labels, imported.shape(imported.outputs[0])[-1])
     compilation.run("quantize")
-    outputs = reference_outputs(compilation.graph, data)
+    exits = None
+    if options.early_exit:
+        from mcu_attn.reference.dynamic import run_float_exits
+
+        outputs, exits = run_float_exits(compilation.graph, data)
+    else:
+        outputs = reference_outputs(compilation.graph, data)
     result: dict = {"samples": int(data.shape[0]), "bits": options.bits, **compilation.reports, "outputs": outputs}
+    if exits is not None:
+        result["early_exit"] = {**result.get("early_exit", {}), "exit_fraction_on_data": float(np.mean(exits > 0))}
     if labels is not None:
         result["accuracy"] = accuracy(outputs, labels)
     if options.prunes:

@@ -125,6 +125,8 @@ def make_report(target: Target, model: str, compilation: Compilation, check: dic
         report["attention_choice"] = compilation.reports["attention"]
     if compilation.options.prunes:
         report["pruning"] = pruning_summary(compilation, compilation.without_pruning())
+    if any(key in compilation.reports for key in ("token_prune", "early_exit")):
+        report["dynamic"] = dynamic_entry(compilation, project)
     if not target.is_host:
         report["planned"] = planned
         report["model_sha256"] = digests.get(model)
@@ -136,6 +138,16 @@ def make_report(target: Target, model: str, compilation: Compilation, check: dic
         report.update(firmware or {"flash_bytes": planned["flash_bytes"], "ram_bytes": planned["ram_bytes"],
                                    "compiled": False})
     return report
+
+
+def dynamic_entry(compilation: Compilation, project: Project) -> dict:
+    """report.json "dynamic": what --token-prune and --early-exit chose, and the firmware's exit variable."""
+    from mcu_attn.reference.dynamic import exit_nodes
+
+    entry = {key: compilation.reports[key] for key in ("token_prune", "early_exit") if key in compilation.reports}
+    if exit_nodes(compilation.graph):
+        entry["exit_symbol"] = project.renamer.rename("ma_last_exit")
+    return entry
 
 
 def planned_sizes(graph: Graph, project: Project) -> dict:

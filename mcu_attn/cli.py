@@ -104,7 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     bits = options.bits
     payload = {"model": args.model, "mode": "float" if bits == 32 else f"int{bits}", "bits": bits,
                "samples": result["samples"], "accuracy": result.get("accuracy")}
-    for key in ("pruning", "quantization", "attention"):
+    for key in ("pruning", "quantization", "attention", "token_prune", "early_exit"):
         if key in result:
             payload[key] = result[key]
     if args.outputs:
@@ -119,6 +119,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
             print(_pruning_line(payload["pruning"]))
         if "attention" in payload:
             print("  " + describe_attention(payload["attention"]))
+        for line in describe_dynamic(payload):
+            print("  " + line)
         if "quantization" in payload:
             report = payload["quantization"]
             observers = ", ".join(f"{count} {OBSERVERS.get(name, name)}"
@@ -166,6 +168,30 @@ def _pruning_line(report: dict) -> str:
         parts.append(f"accuracy unpruned {accuracy['unpruned']:.4f}, pruned {accuracy['without_reconstruction']:.4f} "
                      f"without the refit, {accuracy['with_reconstruction']:.4f} with it")
     return "  pruning: " + "; ".join(parts)
+
+
+def describe_dynamic(reports: dict) -> list[str]:
+    """One line each for --token-prune and --early-exit: what was chosen and what it costs on the calibration data."""
+    lines = []
+    prune = reports.get("token_prune")
+    if prune:
+        line = ("token pruning: none within tolerance" if prune["chosen"] is None else
+                f"token pruning: keep {prune['keep']} tokens + the class token after block {prune['block']}, "
+                f"MACs {prune['macs_unpruned']:,} -> {prune['macs']:,}, top-1 changed on {prune['changed']:.3f} of "
+                f"{prune['samples']} calibration samples")
+        lines.append(line + (f" (auto, {len(prune['tried'])} candidates, tolerance {prune['tolerance']:g})"
+                             if "tried" in prune else ""))
+    exit_ = reports.get("early_exit")
+    if exit_:
+        line = ("early exit: none within tolerance" if exit_["chosen"] is None else
+                f"early exit after block {exit_['block']} at confidence {exit_['threshold']:g}: "
+                f"{exit_['exit_fraction']:.3f} of the calibration samples exit, top-1 changed on "
+                f"{exit_['changed']:.3f}, expected MACs {exit_['expected_macs']:,} of {exit_['macs_full']:,}")
+        if "exit_fraction_on_data" in exit_:
+            line += f"; {exit_['exit_fraction_on_data']:.3f} of these samples exit"
+        lines.append(line + (f" (auto, {len(exit_['tried'])} candidates, tolerance {exit_['tolerance']:g})"
+                             if "tried" in exit_ else ""))
+    return lines
 
 
 def _percent(part: int, whole: int) -> str:
@@ -258,7 +284,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise UserError(f"--top {args.top}: give the number of layers to list (0 or more)")
     options = SimOptions(engine=args.engine, limit=args.limit, cycle_model=args.cycle_model, model=args.model,
-                         calib=args.calib, timeout_s=args.timeout)
+                         calib=args.calib, timeout_s=args.timeout, profile_per_class=args.profile_per_class)
     result = simulate(args.dir, data, labels, options)
     if args.json:
         _print_json(result)
@@ -301,7 +327,7 @@ def _build_options(args: argparse.Namespace, **given) -> BuildOptions:
     """The BUILD OPTIONS `eval` and `build` share, as the one options value every command compiles from."""
     return BuildOptions(calib=args.calib, attention=args.attention, tolerance=args.tolerance,
                         auto_metric=args.auto_metric, prune_heads=args.prune_heads, prune_ffn=args.prune_ffn,
-                        **given)
+                        token_prune=args.token_prune, early_exit=args.early_exit, **given)
 
 
 def _prune_options(parser: argparse.ArgumentParser) -> None:
@@ -329,6 +355,14 @@ def _attention_options(parser: argparse.ArgumentParser) -> None:
                         help="--attention auto: how far the outputs on the calibration data may move from dense's, "
                              "as a fraction (default 0.01): for a classifier the share of top-1 predictions that "
                              "change, otherwise the relative error of all outputs (--auto-metric)")
+    parser.add_argument("--token-prune", metavar="auto|K[,after:B]",
+                        help="after block B's attention (default 0) keep the class token and the K tokens it attends "
+                             "to most; auto: the fewest MACs whose top-1 on the calibration data stays within "
+                             "--tolerance (docs/dynamic.md)")
+    parser.add_argument("--early-exit", metavar="auto|THRESHOLD[,after:B]",
+                        help="a classifier head after block B (default 0), fitted on the calibration data; the "
+                             "firmware stops there when its softmax confidence reaches THRESHOLD; auto: the fewest "
+                             "expected MACs within --tolerance (docs/dynamic.md)")
     parser.add_argument("--auto-metric", choices=("top1", "relative-error"),
                         help="--attention auto: compare top-1 classes (at every position of a sequence) or the "
                              "relative error of all outputs (default: top1 for a [1, C] classifier output, "
@@ -402,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--timeout", type=int, metavar="SECONDS",
                           help=f"host seconds one inference may take in Unicorn (default: {INFER_TIMEOUT_S}, more for "
                                f"models with more MACs)")
+    simulate.add_argument("--profile-per-class", type=int, default=1, metavar="N",
+                          help="profile the first N samples of each exit class (an early-exit build: the exit each "
+                               "sample takes; otherwise all samples are one class) for the mean energy per "
+                               "inference (default 1; docs/dynamic.md)")
     simulate.add_argument("--top", type=int, default=10, help="layers listed in the table (default 10)")
     simulate.add_argument("--json", action="store_true")
     simulate.set_defaults(func=cmd_simulate)

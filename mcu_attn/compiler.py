@@ -4,6 +4,8 @@
   prune     --prune-heads / --prune-ffn: heads and FFN channels removed, chosen and refit on --calib
             (passes/prune.py, passes/reconstruct.py); a pre-quantized model is pruned on its float weights
   sparsify  --attention: local windows or dense attention (passes/sparsify.py)
+  dynamic   --token-prune, --early-exit: the work done depends on the input (passes/token_prune.py,
+            passes/early_exit.py; docs/dynamic.md), chosen and fitted on --calib
   quantize  --bits 8/4: the integer-only graph, calibrated on --calib or with a pre-quantized model's own
             scales (passes/quantize.py); --bits 32 keeps the float graph
   lower     every node mapped to its kernel emitter (ir/ops, beside the op): an unsupported op stops here
@@ -28,7 +30,7 @@ from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.options import BuildOptions
 
-STEPS = ("import", "prune", "sparsify", "quantize", "lower", "plan", "emit")
+STEPS = ("import", "prune", "sparsify", "dynamic", "quantize", "lower", "plan", "emit")
 QUERY_TILES = (16, 8, 4, 2, 1)  # tried largest first under --sram-budget (docs/firmware.md, "Memory plan")
 PREQUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QGemm", "MatMulNBits"})
 
@@ -146,6 +148,21 @@ class Compilation:
             self.float_graph, self.calib, AttentionChoice.parse(self.options.attention), tolerance,
             self.options.auto_metric)
 
+    def _dynamic(self) -> None:
+        from mcu_attn.passes.sparsify import DEFAULT_TOLERANCE
+
+        tolerance = DEFAULT_TOLERANCE if self.options.tolerance is None else self.options.tolerance
+        if self.options.token_prune:
+            from mcu_attn.passes.token_prune import PruneChoice, choose
+
+            self.float_graph, self.reports["token_prune"] = choose(
+                self.float_graph, self.calib, PruneChoice.parse(self.options.token_prune), tolerance)
+        if self.options.early_exit:
+            from mcu_attn.passes.early_exit import ExitChoice, choose
+
+            self.float_graph, self.reports["early_exit"] = choose(
+                self.float_graph, self.calib, ExitChoice.parse(self.options.early_exit), tolerance)
+
     def _quantize(self) -> None:
         self.graph = self.deployed(self.float_graph)
         if self.options.bits != 32:
@@ -154,6 +171,9 @@ class Compilation:
     def _lower(self) -> None:
         from mcu_attn.ir.ops.lowering import emitter_of
 
+        if self.options.bits == 32 and (self.options.token_prune or self.options.early_exit):
+            raise UserError("--token-prune and --early-exit build integer firmware (their decisions are integer "
+                            "there, bit-exact with the reference): use --bits 8 or 4; eval --float runs them in float")
         for node in self.graph.nodes:
             emitter_of(node)
 

@@ -25,6 +25,8 @@ class BuildOptions:
     attention: str | None = None    # dense | local:W[,global:G] | auto (passes/sparsify.py); None: as the model has it
     tolerance: float | None = None  # auto: how far outputs may move from dense's on the calibration data
     auto_metric: str | None = None  # auto: "top1" or "relative-error" (None: by the model's output, sparsify.py)
+    token_prune: str | None = None  # auto | K[,after:B]: tokens kept after block B's attention (passes/token_prune.py)
+    early_exit: str | None = None   # auto | THRESHOLD[,after:B]: a confident head after block B stops (early_exit.py)
     sram_budget: int | None = None  # bytes for the planned RAM (arena + input/output buffers): picks the query tile
     query_tile: int | None = None   # query rows per attention kernel tile (None: the default, or --sram-budget's)
     check_samples: int = 16         # build --target host: samples the compiled harness is checked on

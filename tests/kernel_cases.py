@@ -152,9 +152,34 @@ def gen_qrequant(rng):
     return (x,), dict(in_zp=_zp(rng), multiplier=multiplier, shift=shift, out_zp=_zp(rng))
 
 
+def gen_qearly_exit(rng):
+    """Heads of 2 to 40 classes, confident or not (thresholds from 1/classes, always, to 1, almost never), ties."""
+    from mcu_attn.ir.ops.early_exit import exit_bound, gap_table
+
+    count = int(rng.integers(2, 41))
+    full, early = _int8(rng, (1, count)), _int8(rng, (1, count))
+    threshold = float(rng.choice([rng.uniform(0.05, 1.0), 1.0, 1.0 / count]))
+    multiplier, shift = _mixed_mult(rng, (-4, 4), (-34, 7))
+    return (full, early), dict(gap_table=gap_table(2.0 ** rng.uniform(-6, 1)), bound=exit_bound(threshold),
+                               early_zp=_zp(rng), multiplier=multiplier, shift=shift, out_zp=_zp(rng))
+
+
+def gen_qtoken_select(rng):
+    """Any class-token position, K from 0 to seq - 2, narrow value bands (tied scores), wide score scales."""
+    heads, head_dim = int(rng.integers(1, 5)), int(rng.choice([1, 4, 8]))
+    seq, width = int(rng.integers(2, 40)), int(rng.integers(1, 24))
+    keep, cls = int(rng.integers(0, seq - 1)), int(rng.integers(0, seq))
+    x, q, k = _int8(rng, (1, seq, width)), _int8(rng, (1, seq, heads * head_dim)), _int8(rng, (1, seq, heads * head_dim))
+    score_multiplier, score_shift = _mixed_mult(rng, (-14, 2), (-34, 29))
+    return (x, q, k), dict(heads=heads, head_dim=head_dim, keep=keep, cls=cls, q_zp=_zp(rng), k_zp=_zp(rng),
+                           score_multiplier=score_multiplier, score_shift=score_shift, exp_table=standard_exp_table())
+
+
 GENERATORS = {"QLinear": gen_qlinear, "QAttention": gen_qattention, "QLayerNorm": gen_qlayernorm,
-              "QTable": gen_qtable, "QAdd": gen_qadd, "QRequant": gen_qrequant}
-SWEEP = {"QLinear": 600, "QAttention": 600, "QLayerNorm": 600, "QTable": 100, "QAdd": 400, "QRequant": 400}
+              "QTable": gen_qtable, "QAdd": gen_qadd, "QRequant": gen_qrequant, "QEarlyExit": gen_qearly_exit,
+              "QTokenSelect": gen_qtoken_select}
+SWEEP = {"QLinear": 600, "QAttention": 600, "QLayerNorm": 600, "QTable": 100, "QAdd": 400, "QRequant": 400,
+         "QEarlyExit": 300, "QTokenSelect": 200}
 
 
 def sweep(kernels, seed: int, scale: float = 1.0) -> int:

@@ -200,6 +200,40 @@ def _steps(graph: Graph, query_tile: int) -> list[Step]:
     return steps
 
 
+def _guards(graph: Graph) -> dict[int, list[int]]:
+    """Node index -> the guarded nodes (emitter `guard`, lowering.py) whose test runs right after it: after the
+    node that computes the guarded input (-1: the graph input, before the first layer)."""
+    producers = {out: index for index, node in enumerate(graph.nodes) for out in node.outputs}
+    waiting: dict[int, list[int]] = {}
+    for index, node in enumerate(graph.nodes):
+        guard = emitter_of(node).guard
+        if guard is not None:
+            waiting.setdefault(producers.get(node.inputs[guard[0]], -1), []).append(index)
+    return waiting
+
+
+def _emit_guard(ctx: EmitContext, index: int, after: int, width: int, rendered: list[dict], layers: list[dict],
+                functions: set[str]) -> None:
+    """The layer function of node `index`'s guard, run right after node `after`: it returns nonzero when the
+    model's output is written and ma_run is done (early exit)."""
+    node = ctx.graph.nodes[index]
+    position, check = emitter_of(node).guard
+    tested = node.inputs[position]
+    ctx.step = index
+    before = ctx.data_bytes()
+    call = check(ctx, node)
+    functions.add(call.fn)
+    name = f"{node.name or node.outputs[0]}_test"
+    symbol = layer_symbol(index, name, width)
+    number = 1 + sum(1 for layer in rendered if layer["guard"])
+    rendered.append({"symbol": symbol, "guard": number, "calls": [{"fn": call.fn, "args": list(call.args)}],
+                     "comment": comment_text(f"{name}: early exit {number}, tested on {tested}")})
+    layers.append({"name": name, "op": node.op, "symbol": symbol, "macs": 0, "shape": list(ctx.graph.shape(tested)),
+                   "storage": "output", "kind": "exit test", "arena_offset": None, "scratch_offset": None,
+                   "arena_bytes": 0, "scratch_bytes": 0, "live_bytes": ctx.plan.live_bytes(max(after, 0)),
+                   "weights_bytes": ctx.data_bytes() - before})
+
+
 def _check_interface(graph: Graph) -> None:
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise UserError(f"code generation needs one input and one output; the model has {len(graph.inputs)} "
@@ -262,6 +296,9 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = D
     ctx = EmitContext(graph, plan, query_tile)
     rendered_layers, layers, functions = [], [], set()
     width = max(3, len(str(len(graph.nodes) - 1)))
+    guards = _guards(graph)
+    for guarded in guards.get(-1, ()):
+        _emit_guard(ctx, guarded, -1, width, rendered_layers, layers, functions)
     for index, (node, step) in enumerate(zip(graph.nodes, steps)):
         ctx.step = index
         before = ctx.data_bytes()
@@ -275,7 +312,7 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = D
         rendered_layers.append({"symbol": symbol,
                                 "comment": comment_text(f"{node.name or out}: {node.op} -> "
                                                     f"{graph.type(out).describe()}{note}"),
-                                "calls": [{"fn": c.fn, "args": list(c.args)} for c in calls]})
+                                "calls": [{"fn": c.fn, "args": list(c.args)} for c in calls], "guard": 0})
         fresh = location.storage == "arena" and not kind and location.root == out
         layers.append({"name": node.name or out, "op": node.op, "symbol": symbol,
                        "macs": node_macs(graph, node), "shape": list(graph.shape(out)),
@@ -286,10 +323,13 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = D
                        "scratch_bytes": step.scratch,
                        "live_bytes": plan.live_bytes(index),
                        "weights_bytes": ctx.data_bytes() - before})
+        for guarded in guards.get(index, ()):
+            _emit_guard(ctx, guarded, index, width, rendered_layers, layers, functions)
     output = graph.outputs[0]
     if plan.copy_out and rendered_layers:  # the last layer function ends with the copy into the caller's buffer
         rendered_layers[-1]["calls"].append({"fn": "memcpy", "args": ["out", ctx.raw(output), str(sizes[output])]})
 
+    exits = sum(1 for layer in rendered_layers if layer["guard"])
     model = graph.name
     in_ctype, out_ctype = (CTYPES[graph.type(v).dtype] for v in (graph.inputs[0], output))
     weights = [_array_view(a) for a in ctx.weights.values()]
@@ -311,11 +351,11 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = D
         "model.h": env.get_template("model/model.h.j2").render(
             **common, macros=macros, input_ctype=in_ctype, output_ctype=out_ctype,
             input_quantized=in_ctype == "int8_t", output_quantized=out_ctype == "int8_t",
-            input_scale=_exact_scale(graph, graph.inputs[0]), output_scale=_exact_scale(graph, output)),
+            input_scale=_exact_scale(graph, graph.inputs[0]), output_scale=_exact_scale(graph, output), exits=exits),
         "model.c": env.get_template("model/model.c.j2").render(
             **common, arena_bytes=plan.arena_bytes, arena_length=max(8, plan.arena_bytes), tables=tables,
             structs=ctx.structs, checks=ctx.checks, layers=rendered_layers, input_ctype=in_ctype,
-            output_ctype=out_ctype),
+            output_ctype=out_ctype, exits=exits),
         "weights.h": env.get_template("model/weights.h.j2").render(
             **common, weights=weights, weights_bytes=weights_bytes),
         "weights.c": env.get_template("model/weights.c.j2").render(**common, weights=weights),

@@ -45,6 +45,11 @@ LAYERNORM_FIELDS = (("i32", "c"), ("i32", "out_zp"), ("i64", "eps"), ("ptr", "mu
                     ("ptr", "bias"))
 ADD_FIELDS = tuple(("i32", n) for n in ("a_zp", "b_zp", "a_mult", "a_shift", "b_mult", "b_shift", "out_mult",
                                         "out_shift", "out_zp"))
+# ma_kernels_dynamic.h
+EARLY_EXIT_FIELDS = tuple(("i32", n) for n in ("count", "early_zp", "mult", "shift", "out_zp", "bound")) + (
+    ("ptr", "gap_table"),)
+TOKEN_SELECT_FIELDS = tuple(("i32", n) for n in ("seq", "width", "heads", "head_dim", "keep", "cls", "q_zp", "k_zp",
+                                                 "score_mult", "score_shift")) + (("ptr", "exp_table"),)
 
 
 def pack_struct(fields: Sequence[tuple[str, str]], values: dict, pointer_bytes: int) -> bytes:
@@ -363,5 +368,36 @@ class KernelBindings:
         return b.read(y).reshape(x.shape)
 
 
+    def QEarlyExit(self, full, early, *, gap_table, bound, early_zp, multiplier, shift, out_zp):
+        """The kernel writes the output only when the head is confident (it returns 1): `full` otherwise."""
+        b = self.backend
+        params = self._struct(EARLY_EXIT_FIELDS, dict(
+            count=early.size, early_zp=early_zp, mult=multiplier, shift=shift, out_zp=out_zp, bound=bound,
+            gap_table=b.input(np.asarray(gap_table, np.int64).astype(np.uint16))))
+        y = b.output(early.size, np.int8)
+        taken = b.call("ma_early_exit_s8", ("ptr", b.input(_i8(early))), ("ptr", params), ("ptr", y.address))
+        written = b.read(y).reshape(full.shape)
+        untouched = bool((written.view(np.uint8) == GUARD_VALUE).all())
+        assert taken in (0, 1) and (taken or untouched), "ma_early_exit_s8 wrote an output it did not take"
+        return written if taken else np.asarray(full, np.int8)
+
+    def QTokenSelect(self, x, q, k, *, heads, head_dim, keep, cls, q_zp, k_zp, score_multiplier, score_shift,
+                     exp_table):
+        b = self.backend
+        seq, width = x.shape[-2], x.shape[-1]
+        params = self._struct(TOKEN_SELECT_FIELDS, dict(
+            seq=seq, width=width, heads=heads, head_dim=head_dim, keep=keep, cls=cls, q_zp=q_zp, k_zp=k_zp,
+            score_mult=score_multiplier, score_shift=score_shift,
+            exp_table=b.input(np.asarray(exp_table, np.int64).astype(np.uint16))))
+        scratch_bytes = b.call("ma_token_select_s8_scratch", ("ptr", params))
+        assert scratch_bytes == (9 * seq + 7) // 8 * 8
+        scratch, y = b.output(scratch_bytes, np.uint8), b.output((keep + 1) * width, np.int8)
+        b.call("ma_token_select_s8", ("ptr", b.input(_i8(x))), ("ptr", b.input(_i8(q))), ("ptr", b.input(_i8(k))),
+               ("ptr", params), ("ptr", scratch.address), ("ptr", y.address))
+        b.read(scratch)
+        return b.read(y).reshape(*x.shape[:-2], keep + 1, width)
+
+
 S8_FUNCTIONS = ("ma_linear_s8", "ma_linear_s4", "ma_attention_s8", "ma_attention_s8_scratch", "ma_layernorm_s8",
-                "ma_table_s8", "ma_add_s8", "ma_requant_s8")
+                "ma_table_s8", "ma_add_s8", "ma_requant_s8", "ma_early_exit_s8", "ma_token_select_s8",
+                "ma_token_select_s8_scratch")

@@ -34,6 +34,11 @@ def format_table(result: dict, top: int = 10) -> str:
                  f"{result['estimate']['clock_hz'] / 1e6:.0f} MHz"
                  + (f", ~{estimate(result['energy_uj'])} uJ" if result["energy_uj"] is not None else "")
                  + per_mac)
+    mean = result.get("mean")
+    if mean and (len(mean["classes"]) > 1 or len(mean["classes"][0]["profiled_samples"]) > 1):
+        from mcu_attn.sim.dynamic import format_lines
+
+        lines.extend(format_lines(mean))
     breakdown = result["cycle_breakdown"]
     memory = result["memory"]
     lines.append(f"  cycles: core {breakdown['core']:,} + flash wait states {breakdown['flash_data_wait']:,} "

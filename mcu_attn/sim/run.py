@@ -21,6 +21,7 @@ import numpy as np
 from mcu_attn.errors import UserError
 from mcu_attn.progress import progress
 from mcu_attn.sim import cycles as cycle_model
+from mcu_attn.sim import dynamic
 from mcu_attn.sim.build_dir import FLOAT_TOLERANCE, BuildDir
 from mcu_attn.sim.elf import load_firmware
 from mcu_attn.sim.energy import energy_uj, power_mw
@@ -43,6 +44,7 @@ class SimOptions:
     model: str | None = None          # overrides report.json's model path
     calib: str | None = None          # overrides report.json's calib path
     timeout_s: int | None = None      # host seconds one inference may take in Unicorn (None: inference_timeout)
+    profile_per_class: int = 1        # samples profiled per exit class for the mean (sim/dynamic.py)
 
 
 INSTRUCTIONS_PER_MAC_BOUND = 50   # 4x the portable float kernels' ~12.5 instructions per MAC (docs/cycle-model.md)
@@ -156,6 +158,20 @@ def unicorn_outputs(build: BuildDir, firmware, samples: np.ndarray, timeout_s: i
     return _each(runner.infer, [_raw(s) for s in samples], "unicorn")
 
 
+def _mean(build: BuildDir, runs: SampleRuns, samples: list[bytes], done: list[int], layers, overrides: dict,
+          first: dict, exits: np.ndarray | None, options: SimOptions) -> dict:
+    """Instructions, cycles and energy per inference averaged over the samples that ran, by exit class
+    (sim/dynamic.py)."""
+    def measure(position: int) -> dict:
+        profile = runs.runner.profile(samples[done[position]], layers, runs.profile_timeout_s)[1]
+        estimate = estimate_payload(build, profile, overrides)
+        return {key: estimate[key] for key in ("instructions", "cycles", "energy_uj")}
+
+    classes = exits[done] if exits is not None else np.zeros(len(done), np.int64)
+    known = {done.index(runs.profiled): {key: first[key] for key in ("instructions", "cycles", "energy_uj")}}
+    return dynamic.mean_over_classes(classes, known, measure, options.profile_per_class)
+
+
 def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray | None = None,
              options: SimOptions = SimOptions(), compilation=None) -> dict:
     """`compilation`: the build's own (mcu_attn.compiler), when the caller has it (build, sweep): the reference
@@ -197,7 +213,7 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
     if build.input.nbytes != firmware.sizes.get("ma_harness_input", build.input.nbytes):
         raise UserError(f"{build.elf}: ma_harness_input holds {firmware.sizes['ma_harness_input']} bytes, "
                         f"report.json's input needs {build.input.nbytes}")
-    expected = build.reference(prepared)
+    expected, expected_exits = dynamic.reference(build, prepared)
 
     payload: dict = {"engine": options.engine, "target": build.target.name, "core": build.target.core,
                      "bits": build.bits, "samples": int(len(prepared)), "data": source}
@@ -205,7 +221,7 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
         payload["machine"] = engine.machine
     layers = build.layers(firmware.symbols)
     profile_timeout_s = max(timeout_s, inference_timeout(build.report.get("macs") or 0))
-    runs = SampleRuns(firmware, build.target, timeout_s, profile_timeout_s)
+    runs = SampleRuns(firmware, build.target, timeout_s, profile_timeout_s, dynamic.exit_symbol(build))
     raw, profile, extra = runs.run(options.engine, engine, [_raw(s) for s in prepared], layers)
     done = sorted(raw)
     got = np.stack([build.decode(raw[i]) for i in done])
@@ -223,5 +239,9 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
         payload["accuracy"] = payload["reference_accuracy"] = None
     payload.update(estimate_payload(build, profile, overrides))
     payload["functions"] = hot_functions(profile, firmware)
+    samples = [_raw(s) for s in prepared]
+    payload["mean"] = _mean(build, runs, samples, done, layers, overrides, payload, expected_exits, options)
+    if expected_exits is not None and runs.exits:
+        payload["mean"].update(dynamic.compare_exits([runs.exits[i] for i in done], expected_exits[done]))
     payload.update(extra)
     return payload

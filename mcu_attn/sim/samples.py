@@ -22,12 +22,21 @@ from mcu_attn.targets.table import Target
 
 
 class SampleRuns:
-    def __init__(self, firmware: Firmware, target: Target, timeout_s: int, profile_timeout_s: int) -> None:
+    def __init__(self, firmware: Firmware, target: Target, timeout_s: int, profile_timeout_s: int,
+                 exit_symbol: str | None = None) -> None:
         self.firmware, self.target = firmware, target
         self.timeout_s, self.profile_timeout_s = timeout_s, profile_timeout_s
         self.runner = self._fresh()
         self.failures: dict[int, str] = {}
         self.profiled: int | None = None
+        # an early-exit build (docs/dynamic.md): the exit each sample took in Unicorn, read after its run
+        self.exit_address = firmware.address(exit_symbol) if exit_symbol else None
+        self.exits: dict[int, int] = {}
+
+    def _read_exit(self, index: int) -> None:
+        if self.exit_address is not None:
+            raw = bytes(self.runner.uc.mem_read(self.exit_address, 4))
+            self.exits[index] = int.from_bytes(raw, "little", signed=True)
 
     def _fresh(self) -> UnicornRunner:
         return UnicornRunner(self.firmware, self.target, self.timeout_s)
@@ -49,6 +58,8 @@ class SampleRuns:
             try:
                 with progress(f"profiling sample {index} ({engine_name})", total=1) as advance:
                     raw[index], profile, extra = self._profile(engine_name, engine, sample, layers)
+                    if engine_name == "unicorn":
+                        self._read_exit(index)
                     advance()
             except SampleFailure as err:
                 self._failed(index, err)
@@ -63,6 +74,8 @@ class SampleRuns:
             for index in rest:
                 try:
                     raw[index] = (self.runner if engine_name == "unicorn" else engine).infer(samples[index])
+                    if engine_name == "unicorn":
+                        self._read_exit(index)
                     advance()
                 except SampleFailure as err:
                     self._failed(index, err)

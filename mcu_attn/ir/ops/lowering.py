@@ -9,7 +9,10 @@ consts in model.c. Besides `emit` an entry may declare
 - `inplace`: input positions the output may overwrite: the kernel reads every input element before it writes
   the output element at the same place (elementwise kernels; float attention for q);
 - `scratch(graph, node, query_tile)`: kernel scratch bytes, planned in the arena like a tensor (attention
-  kernels take `query_tile` query rows at a time; their scratch grows with it, their results do not).
+  kernels take `query_tile` query rows at a time; their scratch grows with it, their results do not);
+- `guard`: (input position, `check(ctx, node) -> Call`): a test that runs as soon as that input is computed,
+  in a layer function of its own; when the call returns nonzero it has written the model's output and `ma_run`
+  returns at once (early exit: the rest of the model does not run for this input).
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ class Emitter:
     view: Callable[[Graph, Node], int | None] | None = None
     inplace: tuple[int, ...] = ()
     scratch: Callable[[Graph, Node, int], int] | None = None
+    guard: tuple[int, Callable[[Any, Node], Call]] | None = None
 
 
-def emits(*ops: str, view=None, inplace: tuple[int, ...] = (), scratch=None):
+def emits(*ops: str, view=None, inplace: tuple[int, ...] = (), scratch=None, guard=None):
     """Register `fn(ctx, node) -> list[Call]` as the emitter of the (already registered) ops `ops`."""
 
     def register(fn):
-        attach_emitter(ops, Emitter(fn, view, inplace, scratch))
+        attach_emitter(ops, Emitter(fn, view, inplace, scratch, guard))
         return fn
 
     return register

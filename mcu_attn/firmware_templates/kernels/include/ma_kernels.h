@@ -10,6 +10,7 @@
 
 #include "ma_kernels_s8.h"
 #include "ma_kernels_f32.h"
+#include "ma_kernels_dynamic.h"
 
 #ifdef __cplusplus
 extern "C" {
