@@ -57,7 +57,8 @@ def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray 
              options: BuildOptions = BuildOptions(), calib: np.ndarray | None = None) -> dict:
     """Compile with `options` up to the reference (mcu_attn.compiler) and run it on every sample of a stack: the
     float reference for bits 32, the integer reference for 8/4 (calibrated on `calib`, an array, or on the file
-    options.calib names); accuracy when labels are given, and what the compile steps reported."""
+    options.calib names); with --streaming, each sample streamed through ma_step's reference from a reset state;
+    accuracy when labels are given, and what the compile steps reported."""
     from mcu_attn.compiler import Compilation, pruning_summary
     from mcu_attn.data import accuracy, check_labels, check_stack
 
@@ -66,9 +67,13 @@ def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray 
     if labels is not None:
         imported = compilation.imported
         check_labels(labels, imported.shape(imported.outputs[0])[-1])
-    compilation.run("quantize")
+    compilation.run("stream")
     exits = None
-    if options.early_exit:
+    if options.streaming is not None:
+        from mcu_attn.reference.stream import stream_float_windows
+
+        outputs = stream_float_windows(compilation, data)
+    elif options.early_exit:
         from mcu_attn.reference.dynamic import run_float_exits
 
         outputs, exits = run_float_exits(compilation.graph, data)

@@ -106,9 +106,9 @@ def make_report(target: Target, model: str, compilation: Compilation, check: dic
         "params": count_params(float_graph),
         "macs": int(sum(layer["macs"] for layer in project.layers)),
         "flash_bytes": planned["flash_bytes"],
-        "ram_bytes": project.plan.arena_bytes,
+        "ram_bytes": project.arena_bytes,
         "weights_bytes": project.weights_bytes,
-        "arena_bytes": project.plan.arena_bytes,
+        "arena_bytes": project.arena_bytes,
         "elf": EXECUTABLE if target.is_host else None,
         "input": _io(graph, graph.inputs[0]),
         "output": _io(graph, graph.outputs[0]),
@@ -127,6 +127,11 @@ def make_report(target: Target, model: str, compilation: Compilation, check: dic
         report["pruning"] = pruning_summary(compilation, compilation.without_pruning())
     if any(key in compilation.reports for key in ("token_prune", "early_exit")):
         report["dynamic"] = dynamic_entry(compilation, project)
+    if project.stream is not None:
+        report["stream"] = {**compilation.reports["streaming"], "delta": project.stream["delta"],
+                            "input_count": project.stream["input_count"],
+                            "arena_bytes": project.stream["arena_bytes"], "layers": project.stream["layers"],
+                            "symbols": {name: project.renamer.rename(name) for name in STREAM_API}}
     if not target.is_host:
         report["planned"] = planned
         report["model_sha256"] = digests.get(model)
@@ -151,10 +156,12 @@ def dynamic_entry(compilation: Compilation, project: Project) -> dict:
 
 
 def planned_sizes(graph: Graph, project: Project) -> dict:
-    """What the memory plan alone says, before compiling: constant data for flash, arena + I/O for SRAM."""
-    io = io_bytes(graph)
+    """What the memory plan alone says, before compiling: constant data for flash, arena + I/O (+ a stream's
+    state) for SRAM."""
+    io, state = io_bytes(graph), project.stream["state_bytes"] if project.stream else 0
     return {"flash_bytes": project.weights_bytes + project.params_bytes,
-            "ram_bytes": project.plan.arena_bytes + io, "arena_bytes": project.plan.arena_bytes, "io_bytes": io}
+            "ram_bytes": project.arena_bytes + io + state, "arena_bytes": project.arena_bytes, "io_bytes": io,
+            "state_bytes": state}
 
 
 def check_fits(target: Target, planned: dict) -> None:
@@ -163,7 +170,8 @@ def check_fits(target: Target, planned: dict) -> None:
                              ("SRAM", planned["ram_bytes"], target.sram_bytes)):
         if need > have:
             detail = ("weights and operator parameters" if what == "flash"
-                      else f"arena {planned['arena_bytes']:,} B + input/output {planned['io_bytes']:,} B")
+                      else f"arena {planned['arena_bytes']:,} B + input/output {planned['io_bytes']:,} B"
+                      + (f" + stream state {planned['state_bytes']:,} B" if planned["state_bytes"] else ""))
             raise UserError(f"the model does not fit {target.name}: {what} overflows by {need - have:,} bytes "
                             f"({detail} = {need:,} B; the target has {have:,} B)")
 
@@ -177,6 +185,7 @@ def _overflow_error(target: Target, error) -> UserError:
 
 # report.json "symbols": what the emulators look up (sim/elf.py), and the entry points around them
 MODEL_API = ("ma_run", "ma_init")
+STREAM_API = ("ma_step", "ma_stream_reset")
 STARTUP_SYMBOLS = ("Reset_Handler", "main")
 
 
@@ -219,8 +228,9 @@ def _add_layer_symbols(report: dict, directory: Path) -> None:
     """Address and code size of each layer function in the ELF (report.json layers[i])."""
     from mcu_attn.codegen import elfinfo
 
-    found = elfinfo.symbols(directory / report["elf"], [layer["symbol"] for layer in report["layers"]])
-    for layer in report["layers"]:
+    layers = report["layers"] + (report["stream"]["layers"] if "stream" in report else [])
+    found = elfinfo.symbols(directory / report["elf"], [layer["symbol"] for layer in layers])
+    for layer in layers:
         entry = found.get(layer["symbol"])
         layer["address"] = entry["address"] if entry else None
         layer["code_bytes"] = entry["size"] if entry else None
@@ -307,7 +317,9 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
 
         on_plan({"target": resolved.name, "bits": options.bits, "attention": attention_blocks(compilation.float_graph),
                  "attention_choice": compilation.reports.get("attention"), "layers": project.layers,
-                 "arena_bytes": project.plan.arena_bytes, "query_tile": project.query_tile,
+                 "dynamic": {key: value for key, value in compilation.reports.items()
+                             if key in ("token_prune", "early_exit", "streaming")},
+                 "arena_bytes": project.arena_bytes, "query_tile": project.query_tile,
                  "sram_budget": options.sram_budget, "pruning": compilation.reports.get("pruning")})
 
     created: list[Path] = []
@@ -322,8 +334,8 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
             samples, source = _check_inputs(compilation.float_graph, compilation.calib, options.check_samples)
             check = {"source": source, **host_check(staging, graph, samples)}
         elif not missing:
-            firmware_entries = compile_firmware(staging, resolved, graph.name,
-                                                tuple(map(project.renamer.rename, MODEL_API)))
+            api = MODEL_API + (STREAM_API if project.stream is not None else ())
+            firmware_entries = compile_firmware(staging, resolved, graph.name, tuple(map(project.renamer.rename, api)))
         report = make_report(resolved, source_model(Path(onnx_path)), compilation, check, firmware_entries, sources,
                              planned)
         if firmware_entries:

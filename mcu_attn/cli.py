@@ -104,7 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     bits = options.bits
     payload = {"model": args.model, "mode": "float" if bits == 32 else f"int{bits}", "bits": bits,
                "samples": result["samples"], "accuracy": result.get("accuracy")}
-    for key in ("pruning", "quantization", "attention", "token_prune", "early_exit"):
+    for key in ("pruning", "quantization", "attention", "token_prune", "early_exit", "streaming"):
         if key in result:
             payload[key] = result[key]
     if args.outputs:
@@ -191,6 +191,18 @@ def describe_dynamic(reports: dict) -> list[str]:
             line += f"; {exit_['exit_fraction_on_data']:.3f} of these samples exit"
         lines.append(line + (f" (auto, {len(exit_['tried'])} candidates, tolerance {exit_['tolerance']:g})"
                              if "tried" in exit_ else ""))
+    stream = reports.get("streaming")
+    if stream:
+        line = (f"streaming: ma_step with an event threshold of {stream['delta']} input steps "
+                f"({stream['delta'] * stream['input_scale']:.4g} in input units); the newest output depends on "
+                f"{stream['receptive_field']} positions, the window has {stream['window']}: a stream "
+                + ("equals re-running the window" if stream["exact_over_a_stream"]
+                   else "sees further back than the window"))
+        if "skipped" in stream:
+            line += (f"; {stream['skipped']:.3f} of the calibration steps skipped, top-1 changed on "
+                     f"{stream['changed']:.3f} (auto, {len(stream['tried'])} candidates, tolerance "
+                     f"{stream['tolerance']:g})")
+        lines.append(line)
     return lines
 
 
@@ -216,6 +228,8 @@ def _print_plan(plan: dict) -> None:
     print("  " + describe_attention(plan["attention_choice"], plan["attention"]))
     if plan["pruning"]:
         print(_pruning_line(plan["pruning"]))
+    for line in describe_dynamic(plan["dynamic"]):
+        print("  " + line)
     _print_layer_memory(plan)
     sys.stdout.flush()
 
@@ -327,7 +341,8 @@ def _build_options(args: argparse.Namespace, **given) -> BuildOptions:
     """The BUILD OPTIONS `eval` and `build` share, as the one options value every command compiles from."""
     return BuildOptions(calib=args.calib, attention=args.attention, tolerance=args.tolerance,
                         auto_metric=args.auto_metric, prune_heads=args.prune_heads, prune_ffn=args.prune_ffn,
-                        token_prune=args.token_prune, early_exit=args.early_exit, **given)
+                        token_prune=args.token_prune, early_exit=args.early_exit,
+                        streaming=args.streaming, **given)
 
 
 def _prune_options(parser: argparse.ArgumentParser) -> None:
@@ -363,6 +378,11 @@ def _attention_options(parser: argparse.ArgumentParser) -> None:
                         help="a classifier head after block B (default 0), fitted on the calibration data; the "
                              "firmware stops there when its softmax confidence reaches THRESHOLD; auto: the fewest "
                              "expected MACs within --tolerance (docs/dynamic.md)")
+    parser.add_argument("--streaming", nargs="?", const="auto", metavar="auto|DELTA",
+                        help="causal models with local attention: ma_step() computes only the newest position, "
+                             "each attention's past keys and values in a ring buffer, and skips a step whose input "
+                             "changed by less than DELTA (input units; 0 never skips; auto, the default: the largest "
+                             "within --tolerance on the calibration data; docs/dynamic.md)")
     parser.add_argument("--auto-metric", choices=("top1", "relative-error"),
                         help="--attention auto: compare top-1 classes (at every position of a sequence) or the "
                              "relative error of all outputs (default: top1 for a [1, C] classifier output, "
@@ -437,9 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"host seconds one inference may take in Unicorn (default: {INFER_TIMEOUT_S}, more for "
                                f"models with more MACs)")
     simulate.add_argument("--profile-per-class", type=int, default=1, metavar="N",
-                          help="profile the first N samples of each exit class (an early-exit build: the exit each "
-                               "sample takes; otherwise all samples are one class) for the mean energy per "
-                               "inference (default 1; docs/dynamic.md)")
+                          help="profile the first N samples of each class for the mean energy per inference or per "
+                               "step (an early-exit build: the exit each sample takes; a stream: skipped, filling and "
+                               "full steps; otherwise all samples are one class; default 1; docs/dynamic.md)")
     simulate.add_argument("--top", type=int, default=10, help="layers listed in the table (default 10)")
     simulate.add_argument("--json", action="store_true")
     simulate.set_defaults(func=cmd_simulate)

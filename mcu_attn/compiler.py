@@ -8,6 +8,8 @@
             passes/early_exit.py; docs/dynamic.md), chosen and fitted on --calib
   quantize  --bits 8/4: the integer-only graph, calibrated on --calib or with a pre-quantized model's own
             scales (passes/quantize.py); --bits 32 keeps the float graph
+  stream    --streaming: the one-position step graph of a causal model and its event threshold
+            (passes/streaming.py)
   lower     every node mapped to its kernel emitter (ir/ops, beside the op): an unsupported op stops here
   plan      the attention query tile (--sram-budget) and the static arena (codegen/memory.py)
   emit      the C project (codegen/emit.py)
@@ -30,7 +32,7 @@ from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.options import BuildOptions
 
-STEPS = ("import", "prune", "sparsify", "dynamic", "quantize", "lower", "plan", "emit")
+STEPS = ("import", "prune", "sparsify", "dynamic", "quantize", "stream", "lower", "plan", "emit")
 QUERY_TILES = (16, 8, 4, 2, 1)  # tried largest first under --sram-budget (docs/firmware.md, "Memory plan")
 PREQUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QGemm", "MatMulNBits"})
 
@@ -77,6 +79,8 @@ class Compilation:
     graph: Graph | None = None           # what code is generated from: quantized, or float for --bits 32
     reports: dict = field(default_factory=dict)  # what the steps report: "pruning", "attention", "quantization"
     query_tile: int | None = None
+    step: Graph | None = None            # after `stream` (--streaming): the graph ma_step runs
+    delta: int = 0                       # after `stream`: the event threshold in input steps (0: never skip)
     project: object | None = None        # codegen.emit.Project after `emit`
 
     def run(self, until: str = "emit") -> "Compilation":
@@ -168,13 +172,27 @@ class Compilation:
         if self.options.bits != 32:
             self.reports["quantization"] = self.graph.meta["quantization"].as_dict()
 
+    def _stream(self) -> None:
+        if self.options.streaming is None:
+            return
+        if self.options.bits == 32:
+            raise UserError("--streaming builds integer firmware (its ring buffers and event test are integer, "
+                            "bit-exact with the reference): use --bits 8 or 4")
+        from mcu_attn.passes.sparsify import DEFAULT_TOLERANCE
+        from mcu_attn.passes.streaming import StreamChoice, choose, step_graph
+
+        tolerance = DEFAULT_TOLERANCE if self.options.tolerance is None else self.options.tolerance
+        self.step = step_graph(self.graph)
+        self.delta, self.reports["streaming"] = choose(self.graph, self.step, self.calib,
+                                                       StreamChoice.parse(self.options.streaming), tolerance)
+
     def _lower(self) -> None:
         from mcu_attn.ir.ops.lowering import emitter_of
 
         if self.options.bits == 32 and (self.options.token_prune or self.options.early_exit):
             raise UserError("--token-prune and --early-exit build integer firmware (their decisions are integer "
                             "there, bit-exact with the reference): use --bits 8 or 4; eval --float runs them in float")
-        for node in self.graph.nodes:
+        for node in self.graph.nodes + (self.step.nodes if self.step is not None else ()):
             emitter_of(node)
 
     def _plan(self) -> None:
@@ -183,7 +201,8 @@ class Compilation:
     def _emit(self) -> None:
         from mcu_attn.codegen.emit import generate
 
-        self.project = generate(self.graph, self.query_tile, self.options.prefix, self.options.kernels or "ref")
+        self.project = generate(self.graph, self.query_tile, self.options.prefix, self.options.kernels or "ref",
+                                (self.step, self.delta) if self.step is not None else None)
 
 
 def planned_flash(project) -> int:

@@ -27,6 +27,7 @@ class BuildOptions:
     auto_metric: str | None = None  # auto: "top1" or "relative-error" (None: by the model's output, sparsify.py)
     token_prune: str | None = None  # auto | K[,after:B]: tokens kept after block B's attention (passes/token_prune.py)
     early_exit: str | None = None   # auto | THRESHOLD[,after:B]: a confident head after block B stops (early_exit.py)
+    streaming: str | None = None    # auto | DELTA: ma_step() for causal models, event threshold (passes/streaming.py)
     sram_budget: int | None = None  # bytes for the planned RAM (arena + input/output buffers): picks the query tile
     query_tile: int | None = None   # query rows per attention kernel tile (None: the default, or --sram-budget's)
     check_samples: int = 16         # build --target host: samples the compiled harness is checked on
@@ -49,6 +50,14 @@ class BuildOptions:
         if self.query_tile is not None and self.query_tile < 1:
             raise UserError(f"query tile {self.query_tile}: at least one query row per tile")
         from mcu_attn.codegen.prefix import check as check_prefix
+        from mcu_attn.passes.early_exit import ExitChoice
+        from mcu_attn.passes.streaming import StreamChoice
+        from mcu_attn.passes.token_prune import PruneChoice
+
+        for value, choice in ((self.token_prune, PruneChoice), (self.early_exit, ExitChoice),
+                              (self.streaming, StreamChoice)):
+            if value is not None:
+                choice.parse(value)
 
         check_prefix(self.prefix)
         if self.kernels is not None:

@@ -175,11 +175,22 @@ def gen_qtoken_select(rng):
                            score_multiplier=score_multiplier, score_shift=score_shift, exp_table=standard_exp_table())
 
 
+def gen_qattention_step(rng):
+    """Rings of 1 to 12 slots, empty to full, with QAttention's parameter ranges."""
+    inputs, attrs = gen_qattention(rng, seq=1, causal=1, global_tokens=0)
+    q, k, v = inputs[:3]
+    window, width = int(rng.integers(1, 13)), q.shape[-1]
+    attrs = {key: value for key, value in attrs.items() if key not in ("causal", "global_tokens")}
+    attrs["window"] = window
+    keys, values = _int8(rng, (window - 1, width)), _int8(rng, (window - 1, width))
+    return (q, k, v, keys, values, np.array(int(rng.integers(0, window)), np.int64)), attrs
+
+
 GENERATORS = {"QLinear": gen_qlinear, "QAttention": gen_qattention, "QLayerNorm": gen_qlayernorm,
               "QTable": gen_qtable, "QAdd": gen_qadd, "QRequant": gen_qrequant, "QEarlyExit": gen_qearly_exit,
-              "QTokenSelect": gen_qtoken_select}
+              "QTokenSelect": gen_qtoken_select, "QAttentionStep": gen_qattention_step}
 SWEEP = {"QLinear": 600, "QAttention": 600, "QLayerNorm": 600, "QTable": 100, "QAdd": 400, "QRequant": 400,
-         "QEarlyExit": 300, "QTokenSelect": 200}
+         "QEarlyExit": 300, "QTokenSelect": 200, "QAttentionStep": 300}
 
 
 def sweep(kernels, seed: int, scale: float = 1.0) -> int:

@@ -66,6 +66,8 @@ class Project:
     query_tile: int = 1                                 # query rows per attention kernel tile
     renamer: Renamer = field(default_factory=lambda: Renamer(DEFAULT_PREFIX, {}))   # --prefix (harness files too)
     kernel_variant: str = "ref"                         # codegen.kernels.VARIANTS: the kernel sources used
+    stream: dict | None = None                          # --streaming: ma_step's layers, event threshold, its arena
+    arena_bytes: int = 0                                # the arena: ma_run's plan, or ma_step's where larger
 
 
 class EmitContext:
@@ -79,7 +81,9 @@ class EmitContext:
         self.weights: dict[tuple[str, str], ConstArray] = {}
         self.tables: dict[tuple[str, tuple], ConstArray] = {}
         self.structs: list[dict] = []
+        self.struct_names: dict[tuple, str] = {}   # struct content -> its name (identical structs are shared)
         self.checks: list[dict] = []
+        self.states: list[dict] = []   # static state buffers (streaming attention's rings), zeroed by ma_stream_reset
         self.struct_bytes = 0
         self.step = -1  # the node being emitted (its scratch)
 
@@ -144,11 +148,27 @@ class EmitContext:
         return self.tables[key].name
 
     def struct(self, ctype: str, node: Node, fields: list[tuple[str, object]]) -> str:
-        name = self.names.get("ma_p_", node.name or node.outputs[0])
-        self.structs.append({"ctype": ctype, "name": name,
-                             "fields": [{"name": key, "value": self.literal(value)} for key, value in fields]})
+        """A static const parameter struct in model.c; an identical one is shared (ma_step's layers and ma_run's
+        use the same parameters where they can), a node asking again with other values gets a name of its own."""
+        rendered = [{"name": key, "value": self.literal(value)} for key, value in fields]
+        content = (ctype, tuple((f["name"], f["value"]) for f in rendered))
+        if content in self.struct_names:
+            return self.struct_names[content]
+        hint = node.name or node.outputs[0]
+        name = self.names.get("ma_p_", hint)
+        if name in self.struct_names.values():
+            name = self.names.get("ma_p_", f"{hint} {len(self.structs)}")
+        self.struct_names[content] = name
+        self.structs.append({"ctype": ctype, "name": name, "fields": rendered})
         # size on a 32-bit target: 4-byte ints, floats and pointers, 8-byte int64 fields
         self.struct_bytes += sum(8 if isinstance(v, tuple) and v[0] == "int64_t" else 4 for _, v in fields)
+        return name
+
+    def state(self, hint: str, nbytes: int) -> str:
+        """A static, 8-byte aligned state buffer of `nbytes` in RAM that persists between calls (not in the
+        arena); zeroed by ma_init and ma_stream_reset."""
+        name = self.names.get("ma_s_", hint)
+        self.states.append({"name": name, "bytes": int(nbytes)})
         return name
 
     def data_bytes(self) -> int:
@@ -171,10 +191,11 @@ class EmitContext:
         return c_int(int(value), ctype or "int32_t")
 
 
-def layer_symbol(index: int, name: str, width: int = 3) -> str:
-    """`ma_layer_NNN_<name>`: the function holding one node's kernel calls (docs/firmware.md)."""
+def layer_symbol(index: int, name: str, width: int = 3, kind: str = "layer") -> str:
+    """`ma_layer_NNN_<name>` (`ma_step_NNN_<name>` for ma_step's): the function holding one node's kernel calls
+    (docs/firmware.md)."""
     stem = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")[:48] or "node"
-    return f"ma_layer_{index:0{width}d}_{stem}"
+    return f"ma_{kind}_{index:0{width}d}_{stem}"
 
 
 def comment_text(text: str) -> str:
@@ -287,13 +308,11 @@ def memory_plan(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE) -> tuple[lis
     return steps, sizes, plan_memory(steps, sizes, graph.inputs, graph.outputs, graph.constants)
 
 
-def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = DEFAULT_PREFIX,
-             variant: str = "ref") -> Project:
-    """The C project for `graph`: model.h/.c, weights.h/.c, kernels/, main.c and a Makefile. Attention kernels
-    take `query_tile` query rows at a time (see `memory_plan`); the model's symbols start with `prefix`
-    (codegen/prefix.py); `variant` picks the kernel sources (`codegen.kernels.VARIANTS`)."""
-    steps, sizes, plan = memory_plan(graph, query_tile)
-    ctx = EmitContext(graph, plan, query_tile)
+def _emit_layers(ctx: EmitContext, graph: Graph, steps: list[Step], sizes: dict[str, int], plan: MemoryPlan,
+                 kind: str = "layer") -> tuple[list[dict], list[dict], set[str]]:
+    """One layer function per node of `graph` (plus the guards' functions): what the template renders, what
+    report.json says about each, and the kernels they call. `kind` names them: ma_<kind>_NNN_<node>."""
+    ctx.graph, ctx.plan = graph, plan
     rendered_layers, layers, functions = [], [], set()
     width = max(3, len(str(len(graph.nodes) - 1)))
     guards = _guards(graph)
@@ -305,18 +324,18 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = D
         calls = [] if step.view_of is not None else emitter_of(node).emit(ctx, node)
         out = node.outputs[0]
         location = plan.values[out]
-        kind = "view" if step.view_of is not None else ("in place" if index in plan.inplace_steps else "")
+        how = "view" if step.view_of is not None else ("in place" if index in plan.inplace_steps else "")
         functions.update(call.fn for call in calls)
-        note = f", {kind}" if kind else ""
-        symbol = layer_symbol(index, node.name or out, width)
+        note = f", {how}" if how else ""
+        symbol = layer_symbol(index, node.name or out, width, kind)
         rendered_layers.append({"symbol": symbol,
                                 "comment": comment_text(f"{node.name or out}: {node.op} -> "
-                                                    f"{graph.type(out).describe()}{note}"),
+                                                        f"{graph.type(out).describe()}{note}"),
                                 "calls": [{"fn": c.fn, "args": list(c.args)} for c in calls], "guard": 0})
-        fresh = location.storage == "arena" and not kind and location.root == out
+        fresh = location.storage == "arena" and not how and location.root == out
         layers.append({"name": node.name or out, "op": node.op, "symbol": symbol,
                        "macs": node_macs(graph, node), "shape": list(graph.shape(out)),
-                       "storage": location.storage, "kind": kind or "kernel",
+                       "storage": location.storage, "kind": how or "kernel",
                        "arena_offset": location.offset if location.storage == "arena" else None,
                        "scratch_offset": plan.scratch.get(index),
                        "arena_bytes": (sizes[out] if fresh else 0) + step.scratch,
@@ -328,16 +347,49 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = D
     output = graph.outputs[0]
     if plan.copy_out and rendered_layers:  # the last layer function ends with the copy into the caller's buffer
         rendered_layers[-1]["calls"].append({"fn": "memcpy", "args": ["out", ctx.raw(output), str(sizes[output])]})
+    return rendered_layers, layers, functions
+
+
+def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = DEFAULT_PREFIX,
+             variant: str = "ref", stream: tuple[Graph, int] | None = None) -> Project:
+    """The C project for `graph`: model.h/.c, weights.h/.c, kernels/, main.c and a Makefile. Attention kernels
+    take `query_tile` query rows at a time (see `memory_plan`); the model's symbols start with `prefix`
+    (codegen/prefix.py); `variant` picks the kernel sources (`codegen.kernels.VARIANTS`). `stream`: the step
+    graph of a causal model and its event threshold (passes/streaming.py): model.c then also has ma_step(),
+    whose layers share the weights and the arena (their plan starts at offset 0 too) and keep their state in
+    static buffers of their own."""
+    from mcu_attn.passes.streaming import receptive_field
+
+    steps, sizes, plan = memory_plan(graph, query_tile)
+    ctx = EmitContext(graph, plan, query_tile)
+    rendered_layers, layers, functions = _emit_layers(ctx, graph, steps, sizes, plan)
+    arena_bytes, step_info = plan.arena_bytes, None
+    if stream is not None:
+        step_graph, delta = stream
+        step_steps, step_sizes, step_plan = memory_plan(step_graph, query_tile)
+        step_rendered, step_layers, step_functions = _emit_layers(ctx, step_graph, step_steps, step_sizes, step_plan,
+                                                                  "step")
+        functions |= step_functions | {"ma_event_s8"}
+        arena_bytes = max(arena_bytes, step_plan.arena_bytes)
+        inputs = step_graph.type(step_graph.inputs[0]).size
+        step_info = {"layers": step_rendered, "report": step_layers, "delta": delta, "settle": receptive_field(step_graph),
+                     "arena_bytes": step_plan.arena_bytes, "input_count": inputs,
+                     # the rings, the event test's anchor and counters, the last output (model.c.j2)
+                     "state_bytes": sum(state["bytes"] for state in ctx.states) + inputs + 8 + sizes[graph.outputs[0]]}
+        ctx.graph, ctx.plan = graph, plan
 
     exits = sum(1 for layer in rendered_layers if layer["guard"])
     model = graph.name
+    output = graph.outputs[0]
     in_ctype, out_ctype = (CTYPES[graph.type(v).dtype] for v in (graph.inputs[0], output))
     weights = [_array_view(a) for a in ctx.weights.values()]
     tables = [_array_view(a) for a in ctx.tables.values()]
     weights_bytes = sum(a.nbytes for a in ctx.weights.values())
     params_bytes = sum(a.nbytes for a in ctx.tables.values()) + ctx.struct_bytes
     macros = (_io_macros(graph, "INPUT", graph.inputs[0]) + _io_macros(graph, "OUTPUT", output)
-              + [{"name": "MA_ARENA_BYTES", "value": str(plan.arena_bytes)}])
+              + [{"name": "MA_ARENA_BYTES", "value": str(arena_bytes)}])
+    if step_info:
+        macros.append({"name": "MA_STEP_INPUT_COUNT", "value": str(step_info["input_count"])})
 
     kernel_functions = sorted(f for f in functions if f.startswith("ma_"))
     kernel_paths = kernel_files(kernel_functions, variant)
@@ -346,16 +398,15 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = D
     headers = ["model.h", "weights.h"] + sorted(r for r in kernel_rel.values() if r.endswith(".h"))
 
     env = environment()
-    common = {"model": comment_text(model), "executable": EXECUTABLE}
+    common = {"model": comment_text(model), "executable": EXECUTABLE, "exits": exits, "stream": step_info,
+              "input_ctype": in_ctype, "output_ctype": out_ctype}
     texts = {
         "model.h": env.get_template("model/model.h.j2").render(
-            **common, macros=macros, input_ctype=in_ctype, output_ctype=out_ctype,
-            input_quantized=in_ctype == "int8_t", output_quantized=out_ctype == "int8_t",
-            input_scale=_exact_scale(graph, graph.inputs[0]), output_scale=_exact_scale(graph, output), exits=exits),
+            **common, macros=macros, input_quantized=in_ctype == "int8_t", output_quantized=out_ctype == "int8_t",
+            input_scale=_exact_scale(graph, graph.inputs[0]), output_scale=_exact_scale(graph, output)),
         "model.c": env.get_template("model/model.c.j2").render(
-            **common, arena_bytes=plan.arena_bytes, arena_length=max(8, plan.arena_bytes), tables=tables,
-            structs=ctx.structs, checks=ctx.checks, layers=rendered_layers, input_ctype=in_ctype,
-            output_ctype=out_ctype, exits=exits),
+            **common, arena_bytes=arena_bytes, arena_length=max(8, arena_bytes), tables=tables,
+            structs=ctx.structs, checks=ctx.checks, layers=rendered_layers, states=ctx.states),
         "weights.h": env.get_template("model/weights.h.j2").render(
             **common, weights=weights, weights_bytes=weights_bytes),
         "weights.c": env.get_template("model/weights.c.j2").render(**common, weights=weights),
@@ -365,8 +416,10 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = D
     files = {name: text.encode() for name, text in texts.items()}
     files.update({rel: path.read_bytes() for path, rel in kernel_rel.items()})
     renamer = Renamer(prefix, {name: data for name, data in files.items() if name not in HARNESS_FILES})
-    for layer in layers:
+    for layer in layers + (step_info["report"] if step_info else []):
         layer["symbol"] = renamer.rename(layer["symbol"])
     return Project({name: renamer.file(name, data) for name, data in sorted(files.items())}, plan, layers,
                    weights_bytes, params_bytes, [renamer.rename(f) for f in kernel_functions], sources, headers,
-                   query_tile, renamer, variant)
+                   query_tile, renamer, variant,
+                   {**step_info, "layers": step_info["report"]} if step_info else None,
+                   arena_bytes)

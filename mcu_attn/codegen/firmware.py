@@ -59,7 +59,7 @@ def board_files(project: Project, target: Target, model: str) -> dict[str, bytes
         "board.h": env.get_template("cortexm/board.h.j2").render(
             **common, has_fpu=int(target.fpu is not None), has_dwt=int(target.has_dwt),
             has_cache=int(target.core == "cortex-m7"), macros=list(board.macros), wait_limit=WAIT_LIMIT),
-        "main.c": env.get_template("cortexm/main.c.j2").render(**common),
+        "main.c": env.get_template("cortexm/main.c.j2").render(**common, stream=project.stream is not None),
         "startup.c": env.get_template("cortexm/startup.c.j2").render(**common, **_bringup(target)),
         "Makefile": env.get_template("cortexm/Makefile.j2").render(
             **common, arch_flags=arch_flags(target), sources=sources, headers=headers),

@@ -143,15 +143,17 @@ class BuildDir:
         if not isinstance(record, dict):
             raise UserError(f"{self.path}: report.json records no build options (made by an older mcu-attn); "
                             f"build it again")
+        from mcu_attn.sim.dynamic import replayed
+
         path = self._file("calib", self._calib_override, "calibration file") if record.get("calib") else None
-        return BuildOptions.from_record(record, str(path) if path else None)
+        return replayed(BuildOptions.from_record(record, str(path) if path else None), self.report)
 
     @cached_property
     def compilation(self):
         """The build's compile steps replayed from its options, up to the reference (mcu_attn.compiler)."""
         from mcu_attn.compiler import compile_model
 
-        return compile_model(self.model_path, self.options, until="quantize")
+        return compile_model(self.model_path, self.options, until="stream")
 
     @property
     def calib(self) -> np.ndarray | None:

@@ -28,6 +28,20 @@ from mcu_attn.progress import progress
 FULL = "whole model"
 
 
+def replayed(options, report: dict):
+    """The build options with each `auto` of --token-prune, --early-exit and --streaming replaced by what the
+    build chose (report.json): the same graphs, without searching again."""
+    from dataclasses import replace
+
+    chosen = {"token_prune": (report.get("dynamic") or {}).get("token_prune"),
+              "early_exit": (report.get("dynamic") or {}).get("early_exit"), "streaming": report.get("stream")}
+    changes = {key: entry["chosen"] for key, entry in chosen.items()
+               if getattr(options, key) == "auto" and entry is not None and entry.get("chosen") is not None}
+    changes.update({key: None for key in ("token_prune", "early_exit") if getattr(options, key) == "auto"
+                    and chosen[key] is not None and chosen[key].get("chosen") is None})
+    return replace(options, **changes)
+
+
 def exit_symbol(build) -> str | None:
     """The (prefixed) name of the firmware's exit variable, None for a build without an early exit."""
     return (build.report.get("dynamic") or {}).get("exit_symbol")
@@ -56,7 +70,8 @@ def mean_over_classes(classes: np.ndarray, profiled: dict[int, dict], measure: C
         raise UserError(f"--profile-per-class {per_class}: profile at least one sample per class")
     chosen = {int(c): [int(i) for i in np.flatnonzero(classes == c)[:per_class]] for c in np.unique(classes)}
     missing = [i for members in chosen.values() for i in members if i not in profiled]
-    with progress("profiling one sample per exit class", total=len(missing), unit="samples") as advance:
+    with progress(f"profiling {per_class} sample{'s' if per_class > 1 else ''} per class", total=len(missing),
+                  unit="samples") as advance:
         for index in missing:
             profiled[index] = measure(index)
             advance()

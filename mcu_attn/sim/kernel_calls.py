@@ -99,6 +99,12 @@ class HostBackend:
         buffer = np.full(count * dtype.itemsize + GUARD_BYTES, GUARD_VALUE, np.uint8)
         return Output(self._hold(buffer), count, dtype)
 
+    def inout(self, data: np.ndarray) -> Output:
+        """A buffer the kernel reads and writes (a state), holding `data`, with guard bytes after it."""
+        raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        return Output(self._hold(np.concatenate([raw, np.full(GUARD_BYTES, GUARD_VALUE, np.uint8)])), raw.size,
+                      np.dtype(np.uint8))
+
     def read(self, out: Output) -> np.ndarray:
         size = out.count * out.dtype.itemsize
         raw = (ctypes.c_uint8 * (size + GUARD_BYTES)).from_address(out.address)
@@ -216,6 +222,13 @@ class EmulatorBackend:
         address = self._alloc(size + GUARD_BYTES)
         self.uc.mem_write(address, bytes([GUARD_VALUE]) * (size + GUARD_BYTES))
         return Output(address, count, dtype)
+
+    def inout(self, data: np.ndarray) -> Output:
+        """A buffer the kernel reads and writes (a state), holding `data`, with guard bytes after it."""
+        raw = np.ascontiguousarray(data).tobytes()
+        out = self.output(len(raw), np.uint8)
+        self.uc.mem_write(out.address, raw)
+        return out
 
     def read(self, out: Output) -> np.ndarray:
         size = out.count * out.dtype.itemsize
@@ -398,6 +411,34 @@ class KernelBindings:
         return b.read(y).reshape(*x.shape[:-2], keep + 1, width)
 
 
+    def QAttentionStep(self, q, k, v, keys, values, filled, *, heads, head_dim, window, q_zp, k_zp, v_zp, out_zp,
+                       score_multiplier, score_shift, exp_table, out_multiplier, out_shift):
+        """The reference's state (the last `filled` of window - 1 rows) as the kernel's ring: those rows in slots
+        0.., the next slot after them; after the call the ring must hold them and the new k and v."""
+        b = self.backend
+        width, count = heads * head_dim, int(filled)
+        kept_k, kept_v = np.asarray(keys)[window - 1 - count:], np.asarray(values)[window - 1 - count:]
+        ring = np.zeros(8 + 2 * window * width, np.uint8)
+        ring[:8] = np.array([count % window, count], np.int32).view(np.uint8)
+        slots = ring[8:].view(np.int8).reshape(2, window, width)
+        slots[0, :count], slots[1, :count] = kept_k, kept_v
+        table = b.input(np.asarray(exp_table, np.int64).astype(np.uint16))
+        params = self._struct(ATTENTION_FIELDS, dict(
+            seq=window, heads=heads, head_dim=head_dim, window=window, causal=1, global_tokens=0, q_zp=q_zp,
+            k_zp=k_zp, v_zp=v_zp, out_zp=out_zp, score_mult=score_multiplier, score_shift=score_shift,
+            out_mult=out_multiplier, out_shift=out_shift, query_tile=1, exp_table=table, mask=0))
+        assert b.call("ma_attention_step_s8_scratch", ("ptr", params)) == 8 * head_dim
+        state, scratch, y = b.inout(ring), b.output(8 * head_dim, np.uint8), b.output(width, np.int8)
+        b.call("ma_attention_step_s8", ("ptr", b.input(_i8(q))), ("ptr", b.input(_i8(k))), ("ptr", b.input(_i8(v))),
+               ("ptr", params), ("ptr", state.address), ("ptr", scratch.address), ("ptr", y.address))
+        after = b.read(state)
+        b.read(scratch)
+        slots[0, count % window], slots[1, count % window] = np.reshape(k, width), np.reshape(v, width)
+        ring[:8] = np.array([(count + 1) % window, min(count + 1, window)], np.int32).view(np.uint8)
+        assert np.array_equal(after, ring), "ma_attention_step_s8 left another ring than one step further"
+        return b.read(y).reshape(np.shape(q))
+
+
 S8_FUNCTIONS = ("ma_linear_s8", "ma_linear_s4", "ma_attention_s8", "ma_attention_s8_scratch", "ma_layernorm_s8",
                 "ma_table_s8", "ma_add_s8", "ma_requant_s8", "ma_early_exit_s8", "ma_token_select_s8",
-                "ma_token_select_s8_scratch")
+                "ma_token_select_s8_scratch", "ma_attention_step_s8", "ma_attention_step_s8_scratch", "ma_event_s8")

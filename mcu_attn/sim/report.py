@@ -13,6 +13,12 @@ def estimate(value: float | None, digits: int = 2) -> str:
 
 def format_table(result: dict, top: int = 10) -> str:
     lines = []
+    if result.get("mode") == "stream":
+        from mcu_attn.sim.stream import format_lines
+
+        lines.append(f"{result['target']} ({result['core']}), --bits {result['bits']}, engine {result['engine']}")
+        return "\n".join(lines + format_lines(result) + ["", "note: cycles and energy are estimates "
+                                                              "(docs/cycle-model.md)"])
     lines.append(f"{result['target']} ({result['core']}), --bits {result['bits']}, engine {result['engine']}"
                  + (f" ({result['machine']})" if result.get("machine") else ""))
     exact = result["mismatched_samples"] == 0  # over the samples that completed (bit_exact also needs all of them)

@@ -21,7 +21,7 @@ import numpy as np
 from mcu_attn.errors import UserError
 from mcu_attn.progress import progress
 from mcu_attn.sim import cycles as cycle_model
-from mcu_attn.sim import dynamic
+from mcu_attn.sim import dynamic, stream
 from mcu_attn.sim.build_dir import FLOAT_TOLERANCE, BuildDir
 from mcu_attn.sim.elf import load_firmware
 from mcu_attn.sim.energy import energy_uj, power_mw
@@ -172,6 +172,31 @@ def _mean(build: BuildDir, runs: SampleRuns, samples: list[bytes], done: list[in
     return dynamic.mean_over_classes(classes, known, measure, options.profile_per_class)
 
 
+def _simulate_stream(build: BuildDir, firmware, data: np.ndarray, labels: np.ndarray | None, overrides: dict,
+                     options: SimOptions) -> dict:
+    """A --streaming build on a stream of positions (sim/stream.py)."""
+    if options.engine != "unicorn":
+        raise UserError(f"--engine {options.engine}: a stream of positions runs in unicorn (the default)")
+    if labels is not None and len(labels) != len(data):
+        raise UserError(f"--labels: {len(labels)} labels for {len(data)} positions")
+    if labels is not None:
+        from mcu_attn.data import check_labels
+
+        check_labels(labels, build.output.shape[-1])
+    if options.limit:
+        data, labels = data[:options.limit], labels[:options.limit] if labels is not None else None
+    if len(data) < build.input.shape[1]:
+        raise UserError(f"--data: a stream of {len(data)} positions is shorter than the model's window "
+                        f"({build.input.shape[1]}), which it is compared with")
+    runner = UnicornRunner(firmware, build.target, options.timeout_s or inference_timeout(build.report.get("macs") or 0))
+    payload = {"engine": "unicorn", "target": build.target.name, "core": build.target.core, "bits": build.bits,
+               "samples": int(len(data)), "data": "--data (a stream of positions)"}
+    payload.update(stream.simulate_stream(build, runner, data, labels, overrides,
+                                          lambda profile: estimate_payload(build, profile, overrides),
+                                          options.profile_per_class))
+    return payload
+
+
 def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray | None = None,
              options: SimOptions = SimOptions(), compilation=None) -> dict:
     """`compilation`: the build's own (mcu_attn.compiler), when the caller has it (build, sweep): the reference
@@ -195,6 +220,8 @@ def simulate(directory: str, data: np.ndarray | None = None, labels: np.ndarray 
         from mcu_attn.sim.renode import RenodeRunner
 
         engine = RenodeRunner(build, firmware)
+    if data is not None and stream.is_stream_data(build, data):
+        return _simulate_stream(build, firmware, data, labels, overrides, options)
     source = "--data"
     if data is None:
         if labels is not None:

@@ -135,22 +135,31 @@ class UnicornRunner:
     def infer(self, sample: bytes, timeout_s: int | None = None) -> bytes:
         """Run `ma_harness_infer` once on the raw input bytes (within `timeout_s`, default the runner's); the raw
         output bytes. A fault or a timeout is a SampleFailure."""
+        return self.call("ma_harness_infer", "ma_harness_input", sample, timeout_s)
+
+    def call(self, function: str, buffer: str | None = None, data: bytes = b"", timeout_s: int | None = None) -> bytes:
+        """Write `data` into the harness buffer `buffer`, run the harness entry `function` (void(void)) once to
+        its return (within `timeout_s`, default the runner's); the raw bytes of `ma_harness_output` after it."""
         from unicorn.arm_const import UC_ARM_REG_LR, UC_ARM_REG_SP
 
         fw = self.firmware
-        if len(sample) != fw.sizes.get("ma_harness_input", len(sample)):
-            raise UserError(f"input of {len(sample)} bytes, the firmware's ma_harness_input holds "
-                            f"{fw.sizes['ma_harness_input']}")
-        self.uc.mem_write(fw.address("ma_harness_input"), sample)
+        if buffer is not None:
+            if len(data) != fw.sizes.get(buffer, len(data)):
+                raise UserError(f"input of {len(data)} bytes, the firmware's {buffer} holds {fw.sizes[buffer]}")
+            self.uc.mem_write(fw.address(buffer), data)
         halt = fw.address("ma_harness_halt")
         self.uc.reg_write(UC_ARM_REG_SP, self.idle_sp)
         self.uc.reg_write(UC_ARM_REG_LR, halt | 1)
-        self._run(fw.address("ma_harness_infer"), halt, timeout_s or self.timeout_s, "ma_harness_infer")
+        self._run(fw.address(function), halt, timeout_s or self.timeout_s, function)
         return bytes(self.uc.mem_read(fw.address("ma_harness_output"), fw.sizes["ma_harness_output"]))
 
     def profile(self, sample: bytes, layers: list[LayerRef], timeout_s: int | None = None) -> tuple[bytes, Profile]:
         """Run one sample with the block and flash-read hooks on (for this run only); its output and its profile.
         The hooks are the native recorder's C callbacks where it is built (sim/native.py), else Python ones."""
+        return self.profile_run(lambda: self.infer(sample, timeout_s), layers)
+
+    def profile_run(self, run, layers: list[LayerRef]) -> tuple[bytes, Profile]:
+        """`profile` of any harness call: `run()` makes it and returns the output bytes."""
         from mcu_attn.sim import native
 
         self.uc.ctl_flush_tb()  # blocks translated before (start-up, earlier samples) would not call the hooks
@@ -158,10 +167,10 @@ class UnicornRunner:
             if native.available():
                 entries = np.array([layer.address for layer in layers], np.uint32)
                 with native.Tracer(self.uc, self._flash_range(), entries) as tracer:
-                    output = self.infer(sample, timeout_s)
+                    output = run()
                 trace = tracer.trace()
             else:
-                output, trace = self._python_hooks(sample, layers, timeout_s)
+                output, trace = self._python_hooks(run, layers)
         finally:
             self.uc.ctl_flush_tb()  # later runs without the hooks' calls
         cache = BlockCache(lambda address, count: bytes(self.uc.mem_read(address, count)))
@@ -171,7 +180,7 @@ class UnicornRunner:
     def _flash_range(self) -> tuple[int, int]:
         return self.target.flash_base, self.target.flash_base + self.target.flash_bytes - 1
 
-    def _python_hooks(self, sample: bytes, layers: list[LayerRef], timeout_s: int | None) -> tuple[bytes, Trace]:
+    def _python_hooks(self, run, layers: list[LayerRef]) -> tuple[bytes, Trace]:
         """The native recorder's Trace, from a Python callback per block (where no C compiler is)."""
         from unicorn import UC_HOOK_BLOCK, UC_HOOK_MEM_READ
 
@@ -192,7 +201,7 @@ class UnicornRunner:
         hooks = [self.uc.hook_add(UC_HOOK_BLOCK, on_block),
                  self.uc.hook_add(UC_HOOK_MEM_READ, on_flash_read, begin=low, end=high)]
         try:
-            output = self.infer(sample, timeout_s)
+            output = run()
         finally:
             for hook in hooks:
                 self.uc.hook_del(hook)

@@ -77,7 +77,26 @@ static inline void finish_row(const int64_t *acc, uint32_t sum, const ma_attenti
     for (d = 0; d < p->head_dim; ++d) out[d] = row_output(acc[d] - (int64_t)p->v_zp * sum, r, p);
 }
 
-static void ma_attention_s8_online(const int8_t *q, const int8_t *k, const int8_t *v,
+/* Fold one key into a row's running state: its logit s and value row vj update the maximum so far (top), the
+ * sum of exp-table entries and the head_dim accumulators of e v (rescaled when the maximum rises). */
+static inline void ma_online_fold(int32_t s, const int8_t *vj, int32_t dim, const uint16_t *table,
+                                  const exp_index_params *gaps, int32_t *top, uint32_t *sum, int64_t *acc) {
+    int32_t e, d;
+    if (s > *top) { /* a new maximum: rescale what the row holds by exp(old - new) */
+        const int32_t f = table[exp_index((uint32_t)s - (uint32_t)*top, gaps)];
+        *sum = (uint32_t)ma_rshift_round64((int64_t)*sum * f, 15);
+        for (d = 0; d < dim; ++d) acc[d] = ma_rshift_round64(acc[d] * f, 15);
+        *top = s;
+        e = table[0];
+    } else {
+        e = table[exp_index((uint32_t)*top - (uint32_t)s, gaps)];
+        if (e == 0) return; /* adds nothing: the reference adds 0 */
+    }
+    *sum += (uint32_t)e;
+    for (d = 0; d < dim; ++d) acc[d] += (int64_t)e * vj[d];
+}
+
+static inline void ma_attention_s8_online(const int8_t *q, const int8_t *k, const int8_t *v,
                                    const ma_attention_s8_params *p, int64_t *scratch, int8_t *out) {
     const int32_t seq = p->seq, dim = p->head_dim, stride = p->heads * p->head_dim;
     const int32_t tile = p->query_tile > 0 ? p->query_tile : 1;
@@ -106,22 +125,10 @@ static void ma_attention_s8_online(const int8_t *q, const int8_t *k, const int8_
                 for (r = 0; r < rows; ++r) {
                     const int32_t i = i0 + r;
                     const int8_t *qi = q + (int64_t)i * stride + (int64_t)h * dim;
-                    int64_t *a = acc + r * dim;
-                    int32_t s = 0, e;
+                    int32_t s = 0;
                     if (!ma_key_visible(&keys[r], j) || (mask && !mask[(int64_t)i * seq + j])) continue;
                     for (d = 0; d < dim; ++d) s += ((int32_t)qi[d] - q_zp) * ((int32_t)kj[d] - k_zp);
-                    if (s > top[r]) { /* a new maximum: rescale what the row holds by exp(old - new) */
-                        const int32_t f = table[exp_index((uint32_t)s - (uint32_t)top[r], &gaps)];
-                        sum[r] = (uint32_t)ma_rshift_round64((int64_t)sum[r] * f, 15);
-                        for (d = 0; d < dim; ++d) a[d] = ma_rshift_round64(a[d] * f, 15);
-                        top[r] = s;
-                        e = table[0];
-                    } else {
-                        e = table[exp_index((uint32_t)top[r] - (uint32_t)s, &gaps)];
-                        if (e == 0) continue; /* adds nothing: the reference adds 0 */
-                    }
-                    sum[r] += (uint32_t)e;
-                    for (d = 0; d < dim; ++d) a[d] += (int64_t)e * vj[d];
+                    ma_online_fold(s, vj, dim, table, &gaps, &top[r], &sum[r], acc + r * dim);
                 }
             }
             for (r = 0; r < rows; ++r) {
