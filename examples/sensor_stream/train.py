@@ -24,7 +24,7 @@ Writes sensor_stream.onnx, data/{calib,test_x,test_y,stream_x,stream_y}.npy and 
 
 import math
 import os
-import random
+import sys
 import time
 
 import numpy as np
@@ -32,7 +32,9 @@ import torch
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SEED = 0
+sys.path.insert(0, os.path.join(HERE, "..", "digits_vit"))
+from train import SEED, ort_logits, seed_everything, torch_logits, train_model  # noqa: E402
+
 RATE = 50                      # samples per second
 FRAME = 8                      # samples per token
 AXES = 3
@@ -45,14 +47,6 @@ CLASSES = ("idle", "walking", "running", "cycling", "jumping")
 EPOCHS = 12
 TRAIN_FRAMES, TEST_FRAMES = 60_000, 2_000
 CALIB, TEST_WINDOWS = 128, 200
-
-
-def seed_everything(seed=SEED):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
 
 
 def _rotation(rng, degrees):
@@ -158,40 +152,6 @@ class StreamClassifier(nn.Module):
         return self.head(self.norm(self.blocks(self.embed(x)))[:, -1])
 
 
-def train(model, x, y, epochs=EPOCHS, lr=3e-3, batch=64):
-    seed_everything()
-    gen = torch.Generator().manual_seed(SEED)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    steps = epochs * ((len(xt) + batch - 1) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt), generator=gen)
-        for i in range(0, len(xt), batch):
-            idx = perm[i:i + batch]
-            loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    model.eval()
-    return model
-
-
-@torch.no_grad()
-def torch_logits(model, x):
-    return model(torch.from_numpy(x)).numpy()
-
-
-def ort_logits(path, x):
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
-
-
 def main():
     started = time.time()
     seed_everything()
@@ -209,7 +169,7 @@ def main():
     np.save(os.path.join(data, "stream_x.npy"), test_x)
     np.save(os.path.join(data, "stream_y.npy"), test_y)
 
-    model = train(StreamClassifier(), x_tr, y_tr)
+    model = train_model(StreamClassifier(), x_tr, y_tr, epochs=EPOCHS)
     params = sum(p.numel() for p in model.parameters())
     acc_torch = float((torch_logits(model, x_te).argmax(-1) == y_te).mean())
     path = os.path.join(HERE, "sensor_stream.onnx")
@@ -219,6 +179,7 @@ def main():
     acc_ort = float((logits.argmax(-1) == y_te).mean())
     diff = float(np.abs(logits - torch_logits(model, x_te)).max())
     elapsed = time.time() - started
+    minutes = max(1, round(elapsed / 60))
     print(f"params={params} test accuracy torch={acc_torch:.4f} onnxruntime={acc_ort:.4f} "
           f"max|logit diff|={diff:.2e} in {elapsed:.0f} s")
     with open(os.path.join(HERE, "README.md"), "w") as f:
@@ -243,7 +204,7 @@ orientation and noise (`train.py`). The model classifies the last frame of a win
 Measured test accuracy ({TEST_WINDOWS} windows) with the command below: torch {acc_torch:.4f}, onnxruntime
 {acc_ort:.4f} (max |logit difference| {diff:.1e}).
 
-Regenerate (seeded and deterministic; about {max(1, round(elapsed / 60))} minutes on one CPU core):
+Regenerate (seeded and deterministic; about {minutes} minute{'s' if minutes > 1 else ''} on one CPU core):
 
     python examples/sensor_stream/train.py
 """)

@@ -17,6 +17,8 @@ import numpy as np
 
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
+from mcu_attn.ir.ops import infer_types
+from mcu_attn.ir.types import TensorType
 
 
 def attention_nodes(graph: Graph) -> list[Node]:
@@ -78,3 +80,18 @@ def position(graph: Graph, node: Node) -> int:
         if candidate is node:
             return index
     raise KeyError(node.name)
+
+
+def retype(graph: Graph, nodes: list[Node], flag: str, depends_on: str) -> None:
+    """Infer the output types of `nodes` again after a rewrite changed a sequence length, keeping the
+    quantization parameters a value already has; a node that cannot follow is a one-line error for `flag`."""
+    for node in nodes:
+        try:
+            types = infer_types(graph, node)
+        except (ValueError, IndexError) as err:
+            raise UserError(f"{flag}: node '{node.name}' ({node.op}) depends on {depends_on} "
+                            f"({str(err).splitlines()[0]})") from None
+        for name, ttype in zip(node.outputs, types):
+            if name:
+                known = graph.types.get(name)
+                graph.types[name] = TensorType(ttype.dtype, ttype.shape, known.quant if known else None)

@@ -32,10 +32,10 @@ import numpy as np
 from mcu_attn.data import top1
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
-from mcu_attn.ir.ops import infer_types
 from mcu_attn.ir.ops.attention_step import STEP_ATTRS
 from mcu_attn.ir.types import TensorType
 from mcu_attn.ir.verify import verify
+from mcu_attn.passes.blocks import retype
 from mcu_attn.progress import progress
 
 PER_POSITION = ("QLinear", "QLayerNorm", "QAdd", "QTable", "QRequant")
@@ -98,15 +98,7 @@ def step_graph(graph: Graph) -> Graph:
                             f"the newest position")
         nodes.append(node)
     step.set_nodes(nodes)
-    for node in step.nodes:
-        try:
-            types = infer_types(step, node)
-        except (ValueError, IndexError) as err:
-            raise UserError(f"--streaming: node '{node.name}' ({node.op}) depends on the window's length "
-                            f"({str(err).splitlines()[0]})") from None
-        for name, ttype in zip(node.outputs, types):
-            if name:
-                step.types[name] = TensorType(ttype.dtype, ttype.shape, step.type(name).quant)
+    retype(step, step.nodes, "--streaming", "the window's length")
     step.prune_unused()
     verify(step)
     return step

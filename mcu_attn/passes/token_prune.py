@@ -26,9 +26,9 @@ import numpy as np
 from mcu_attn.data import top1
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
-from mcu_attn.ir.ops import infer_types, node_macs
+from mcu_attn.ir.ops import node_macs
 from mcu_attn.ir.verify import verify
-from mcu_attn.passes.blocks import attention_nodes, attention_residual, class_token, position
+from mcu_attn.passes.blocks import attention_nodes, attention_residual, class_token, position, retype
 from mcu_attn.progress import progress
 from mcu_attn.reference.interpreter import run
 
@@ -86,15 +86,7 @@ def prune_tokens(graph: Graph, block: int, keep: int) -> Graph:
         graph.set_inputs(reader, [kept if v == stream else v for v in reader.inputs])
     graph.insert_after(residual, [select])
     graph.set_inputs(gather, [gather.inputs[0], graph.add_const(f"{gather.name}_class_token", np.array(0, np.int64))])
-    for node in graph.nodes[position(graph, select):]:
-        try:
-            types = infer_types(graph, node)
-        except (ValueError, IndexError) as err:
-            raise UserError(f"--token-prune: node '{node.name}' ({node.op}) after the cut depends on the sequence "
-                            f"length ({str(err).splitlines()[0]})") from None
-        for name, ttype in zip(node.outputs, types):
-            if name:
-                graph.types[name] = ttype
+    retype(graph, graph.nodes[position(graph, select):], "--token-prune", "the sequence length after the cut")
     graph.prune_unused()
     verify(graph)
     return graph
