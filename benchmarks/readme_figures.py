@@ -407,6 +407,28 @@ def sweep_long(run: Runs) -> str:
                     f"{fp32['energy_uj'] / best['energy_uj']:.1f}× less."))
 
 
+def _dynamic(run: Runs, model: str, *extra: str) -> str:
+    """benchmarks/dynamic.py's table for one example model, with the command that prints it."""
+    command = ("benchmarks/dynamic.py", "--model", model, *extra)
+    return f"`python {' '.join(command)}`:\n\n" + run.script(*command)
+
+
+@figure("dynamic-digits", "docs/dynamic.md", kind="emulated")
+def dynamic_digits(run: Runs) -> str:
+    return _dynamic(run, "digits_vit")
+
+
+@figure("dynamic-long", "docs/dynamic.md", kind="emulated")
+def dynamic_long(run: Runs) -> str:
+    # 90 of the 450 test images: each simulated inference of the 257-token model is ~100x the digits ViT's
+    return _dynamic(run, "digits_long", "--limit", "90")
+
+
+@figure("dynamic-stream", "docs/dynamic.md", kind="emulated")
+def dynamic_stream(run: Runs) -> str:
+    return _dynamic(run, "sensor_stream")
+
+
 # ------------------------------------------------------------------------------------------ regions in files
 def _markers(name: str) -> tuple[str, str]:
     return f"<!-- figure: {name} -->\n", f"<!-- /figure: {name} -->"
