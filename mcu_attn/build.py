@@ -246,7 +246,9 @@ def emulate(directory: Path, compilation: Compilation, sample: np.ndarray, sourc
     except UserError as error:
         return {"error": str(error)}
     return {"sample": f"the first {source} sample" if source == "calib" else "a seeded random input",
-            "bit_exact": result["bit_exact"], "instructions": result["instructions"], "cycles": result["cycles"],
+            "bit_exact": result["bit_exact"],
+            **{key: result[key] for key in ("within_tolerance", "max_abs_error") if key in result},  # float builds
+            "instructions": result["instructions"], "cycles": result["cycles"],
             "time_ms": result["time_ms"], "energy_uj": result["energy_uj"], "note": result["estimate"]["note"],
             "layers": [{key: row[key] for key in ("name", "symbol", "op", "instructions", "cycles", "energy_uj",
                                                   "share")} for row in result["layers"]]}

@@ -198,7 +198,8 @@ def run_point(model: str, sweep: SweepOptions, options: BuildOptions, directory:
         if "error" in emulated:
             raise UserError(emulated["error"])
         result.update({key: emulated[key] for key in ("energy_uj", "cycles", "instructions", "time_ms",
-                                                      "bit_exact")})
+                                                      "bit_exact", "within_tolerance", "max_abs_error")
+                       if key in emulated})
         result.update(flash_bytes=report["flash_bytes"], ram_bytes=report["ram_bytes"], params=report["params"],
                       macs=report["macs"], build="build")
         if "attention_choice" in report:
@@ -354,7 +355,8 @@ def sweep(model: str, out_dir: str | os.PathLike, options: SweepOptions) -> dict
                "computed": len(missing), "cached": len(keyed) - len(missing),
                "estimate_note": "energy_uj and cycles are estimates of one emulated inference (docs/cycle-model.md); "
                                 "accuracy is the reference's on --data; bit_exact: the firmware's output matches "
-                                "the reference on the profiled sample"}
+                                "the reference on the profiled sample bit for bit (float builds, whose C kernels "
+                                "round differently from numpy, also have within_tolerance and max_abs_error)"}
     base = baseline(ordered)
     payload["baseline"] = base["key"] if base else None
     if options.goal:
