@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcu_attn.ir.ops.add import add_params
 from mcu_attn.reference.qmath import quantize_multiplier
 from mcu_attn.sim.cycles import core_cycles, core_timing
 from mcu_attn.sim.kernel_calls import S8_FUNCTIONS, EmulatorBackend, KernelBindings, build_kernel_elf
@@ -75,12 +76,8 @@ def _layernorm(rng, rows: int, c: int):
 
 def _add(rng, rows: int, c: int):
     s_a, s_b, s_y = 0.05, 0.03, 0.07
-    twice = 2 * max(s_a, s_b)
-    (am, ash), (bm, bsh) = quantize_multiplier(s_a / twice), quantize_multiplier(s_b / twice)
-    om, osh = quantize_multiplier(twice / (2 ** 20 * s_y))
     a, b = (rng.integers(-128, 128, (1, rows, c)).astype(np.int8) for _ in range(2))
-    return (a, b), dict(a_zp=3, b_zp=-4, a_multiplier=am, a_shift=ash, b_multiplier=bm, b_shift=bsh, out_multiplier=om,
-                        out_shift=osh, out_zp=1)
+    return (a, b), dict(a_zp=3, b_zp=-4, **add_params(s_a / s_y, s_b / s_y), out_zp=1)
 
 
 def kernel_cases(quick: bool) -> list[tuple]:

@@ -16,7 +16,8 @@ import numpy as np
 
 from mcu_attn.ir.ops.attention import attention_allowed
 from mcu_attn.ir.ops.registry import spec
-from mcu_attn.reference.qmath import quantize_multiplier
+from mcu_attn.ir.ops.add import add_params
+from mcu_attn.reference.qmath import quantize_multiplier, sum_requant_params
 
 
 def check_case(kernels, name: str, inputs: tuple, attrs: dict) -> None:
@@ -79,6 +80,24 @@ def gen_qlinear(rng, rows=None, k=None, n=None, bits=None):
     return (x, w, _bias(rng, n, 16, 24)), dict(multiplier=multiplier, shift=shift, y_zp=_zp(rng), bits=bits)
 
 
+def gen_qlinear_table(rng, rows=None, k=None, n=None, bits=None):
+    inputs, attrs = gen_qlinear(rng, rows, k, n, bits)
+    return inputs, {**attrs, "table": tuple(int(t) for t in rng.integers(-128, 128, 256))}
+
+
+def gen_qlinear_add(rng, rows=None, k=None, n=None, bits=None):
+    """Accumulator scales from 2^-30 (the residual dominates) to 2^-1 in output units, residual scales 2^-6..2^4."""
+    (x, w, bias), attrs = gen_qlinear(rng, rows, k, n, bits)
+    n = w.shape[1]
+    low, high = (-30, -1) if rng.random() < 0.25 else (-14, -5)
+    reals = [float(2.0 ** rng.uniform(low, high)) for _ in range(n)]
+    shift, ((_, multipliers), (r_k, (r_m,))) = sum_requant_params([(reals, 31),
+                                                                  ([float(2.0 ** rng.uniform(-6, 4))], 8)])
+    r = _int8(rng, x.shape[:-1] + (n,))
+    return (x, w, bias, r), dict(multiplier=tuple(multipliers), right_shift=shift, r_multiplier=r_m,
+                                 r_left_shift=r_k, r_zp=_zp(rng), y_zp=_zp(rng), bits=attrs["bits"])
+
+
 def standard_exp_table(delta: float = 1 / 16) -> tuple[int, ...]:
     return tuple(int(round(2 ** 15 * math.exp(-delta * t))) for t in range(256))
 
@@ -138,12 +157,10 @@ def gen_qadd(rng, seq=None, c=None, b_form=None):
     b_shape = [(c,), (1, seq, c), (1, 1, c)][int(rng.integers(0, 3)) if b_form is None else b_form]
     a, b = _int8(rng, (1, seq, c)), _int8(rng, b_shape)
     s_a, s_b = 2.0 ** rng.uniform(-10, 0, 2)
+    if rng.random() < 0.1:  # one operand far below the other: its multiplier loses bits, its term stays exact
+        s_b = s_a * 2.0 ** -rng.uniform(20, 40)
     s_y = max(s_a, s_b) * 2.0 ** rng.uniform(-2, 4)  # from saturating most sums to using a sixteenth of the range
-    twice = 2 * max(s_a, s_b)
-    (am, ash), (bm, bsh) = quantize_multiplier(s_a / twice), quantize_multiplier(s_b / twice)
-    om, osh = quantize_multiplier(twice / (2 ** 20 * s_y))
-    return (a, b), dict(a_zp=_zp(rng), b_zp=_zp(rng), a_multiplier=am, a_shift=ash, b_multiplier=bm, b_shift=bsh,
-                        out_multiplier=om, out_shift=osh, out_zp=_zp(rng))
+    return (a, b), dict(a_zp=_zp(rng), b_zp=_zp(rng), **add_params(s_a / s_y, s_b / s_y), out_zp=_zp(rng))
 
 
 def gen_qrequant(rng):
@@ -186,11 +203,12 @@ def gen_qattention_step(rng):
     return (q, k, v, keys, values, np.array(int(rng.integers(0, window)), np.int64)), attrs
 
 
-GENERATORS = {"QLinear": gen_qlinear, "QAttention": gen_qattention, "QLayerNorm": gen_qlayernorm,
-              "QTable": gen_qtable, "QAdd": gen_qadd, "QRequant": gen_qrequant, "QEarlyExit": gen_qearly_exit,
-              "QTokenSelect": gen_qtoken_select, "QAttentionStep": gen_qattention_step}
-SWEEP = {"QLinear": 600, "QAttention": 600, "QLayerNorm": 600, "QTable": 100, "QAdd": 400, "QRequant": 400,
-         "QEarlyExit": 300, "QTokenSelect": 200, "QAttentionStep": 300}
+GENERATORS = {"QLinear": gen_qlinear, "QLinearTable": gen_qlinear_table, "QLinearAdd": gen_qlinear_add,
+              "QAttention": gen_qattention, "QLayerNorm": gen_qlayernorm, "QTable": gen_qtable, "QAdd": gen_qadd,
+              "QRequant": gen_qrequant, "QEarlyExit": gen_qearly_exit, "QTokenSelect": gen_qtoken_select,
+              "QAttentionStep": gen_qattention_step}
+SWEEP = {"QLinear": 600, "QLinearTable": 200, "QLinearAdd": 600, "QAttention": 600, "QLayerNorm": 600,
+         "QTable": 100, "QAdd": 400, "QRequant": 400, "QEarlyExit": 300, "QTokenSelect": 200, "QAttentionStep": 300}
 
 
 def sweep(kernels, seed: int, scale: float = 1.0) -> int:

@@ -231,6 +231,8 @@ def test_sanitizers(tmp_path, float_build, digits_test):
 
 
 def test_qlayernorm_qtable_qadd_qrequant(tmp_path):
+    from mcu_attn.ir.ops.add import add_params as add_params_of
+
     channels = 12
     b = Builder((1, 6, channels), seed=5)
     pairs = [b.multiplier(0.01, 0.2) for _ in range(channels)]
@@ -238,9 +240,7 @@ def test_qlayernorm_qtable_qadd_qrequant(tmp_path):
     norm = b.node("QLayerNorm", ["x", bias], multiplier=tuple(m for m, _ in pairs),
                   shift=tuple(s for _, s in pairs), eps=7, out_zp=2)
     table = b.node("QTable", [norm], table=tuple(int(v) for v in b.rng.integers(-128, 128, 256)))
-    add_params = dict(a_zp=2, b_zp=-5, a_multiplier=b.multiplier(0.3, 0.5)[0], a_shift=0,
-                      b_multiplier=b.multiplier(0.3, 0.5)[0], b_shift=0, out_multiplier=b.multiplier()[0],
-                      out_shift=-19, out_zp=1)
+    add_params = dict(a_zp=2, b_zp=-5, **add_params_of(*b.rng.uniform(0.3, 1.5, 2)), out_zp=1)
     row = b.const(b.rng.integers(-128, 128, channels).astype(np.int8))
     added = b.node("QAdd", [table, row], **add_params)              # b repeats over the leading axes
     summed = b.node("QAdd", [added, "x"], **add_params)              # same shapes, both at run time

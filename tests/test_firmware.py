@@ -116,7 +116,8 @@ def test_one_function_per_layer(builds):
         value, size, kind, _ = symbols[layer["symbol"]]
         assert kind == "STT_FUNC" and size > 0 and layer["address"] == value & ~1 and layer["code_bytes"] == size
         addresses.add(value)
-    assert len(addresses) == len(report["layers"]) == 31  # none merged, views included
+    # none merged, views included: 31 graph nodes, less the two GELU tables and four residual adds fused into linears
+    assert len(addresses) == len(report["layers"]) == 25
     kernels = [layer for layer in report["layers"] if layer["kind"] == "kernel"]
     assert sum(layer["weights_bytes"] for layer in report["layers"]) == report["planned"]["flash_bytes"]
     assert all(layer["arena_bytes"] > 0 for layer in kernels if layer["storage"] == "arena")

@@ -32,12 +32,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernel_cases import (GENERATORS, SWEEP, check_case, gen_qadd, gen_qattention, gen_qlayernorm, gen_qlinear,
-                          standard_exp_table, sweep)
+                          gen_qlinear_add, standard_exp_table, sweep)
 from mcu_attn.codegen.cformat import pack_int4
 from mcu_attn.codegen.host_cc import compile_shared
 from mcu_attn.ir.ops.attention import attention, attention_allowed
 from mcu_attn.ir.ops.registry import spec
-from mcu_attn.reference.qmath import choose_qparams, quantize, quantize_multiplier, symmetric_scales
+from mcu_attn.ir.ops.add import add_params
+from mcu_attn.reference.qmath import (choose_qparams, quantize, quantize_multiplier, sum_requant_params,
+                                      symmetric_scales)
 from mcu_attn.sim.kernel_calls import S8_FUNCTIONS, EmulatorBackend, HostBackend, KernelBindings, build_kernel_elf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +104,12 @@ def test_qlinear_hypothesis(kernels: KernelBindings, seed: int, rows: int, k: in
 
 
 @HYPOTHESIS
+@given(seed=SEEDS, rows=st.integers(1, 5), k=st.integers(1, 80), n=st.integers(1, 10), bits=st.sampled_from([8, 4]))
+def test_qlinear_add_hypothesis(kernels: KernelBindings, seed: int, rows: int, k: int, n: int, bits: int) -> None:
+    check_case(kernels, "QLinearAdd", *gen_qlinear_add(np.random.default_rng(seed), rows, k, n, bits))
+
+
+@HYPOTHESIS
 @given(seed=SEEDS, seq=st.integers(1, 40), heads=st.integers(1, 4), head_dim=st.integers(1, 12),
        window=st.one_of(st.sampled_from([0, 1, 2, 3, 5, 7, 64]), st.integers(0, 45)), causal=st.integers(0, 1),
        global_tokens=st.one_of(st.just(0), st.integers(0, 42)))
@@ -121,6 +129,17 @@ def test_qlayernorm_hypothesis(kernels: KernelBindings, seed: int, rows: int, c:
 @given(seed=SEEDS, seq=st.integers(1, 16), c=st.integers(1, 33), b_form=st.integers(0, 2))
 def test_qadd_hypothesis(kernels: KernelBindings, seed: int, seq: int, c: int, b_form: int) -> None:
     check_case(kernels, "QAdd", *gen_qadd(np.random.default_rng(seed), seq, c, b_form))
+
+
+def test_linear_add_in_place(kernels: KernelBindings) -> None:
+    """y written over the residual (the memory planner's in-place choice): each output reads its residual element
+    before it writes, so the bits are those of separate buffers."""
+    rng = np.random.default_rng(3)
+    for rows, k, n, bits in [(5, 37, 6, 8), (4, 16, 7, 4), (17, 32, 32, 8), (1, 9, 3, 8)]:
+        inputs, attrs = gen_qlinear_add(rng, rows, k, n, bits)
+        kernels.backend.reset()
+        got = kernels.QLinearAdd(*inputs, **attrs, in_place=True)
+        np.testing.assert_array_equal(got, spec("QLinearAdd").reference(*inputs, **attrs))
 
 
 def test_attention_key_sets(kernels: KernelBindings) -> None:
@@ -302,9 +321,9 @@ def test_qlayernorm_matches_float() -> None:
 
 
 def test_qadd_matches_float() -> None:
-    """|int - round(float)| <= 1 LSB: a' and b' carry 20 extra fraction bits (their rounding costs
-    2 twice / (2^20 s_y) < 0.01 LSB) and the high multiply rounds by at most 2^-(right+1) before the final
-    rounding, so the error e before the two final roundings is far below 1 and floor(1 + |e|) = 1."""
+    """|int - round(float)| <= 1 LSB: one rounding of the exact sum, off only by the multipliers' error, at most
+    |a - a_zp| 2^(a_k - s - 1) + |b - b_zp| 2^(b_k - s - 1) <= 2 * 255 2^-21 LSB here (s - k >= 20 for both,
+    asserted), far below 1, so floor(1 + |e|) = 1; and the sum itself is exact (no intermediate int8)."""
     rng = np.random.default_rng(14)
     for _ in range(FLOAT_CASES):
         seq, c = int(rng.integers(1, 20)), int(rng.integers(1, 40))
@@ -312,11 +331,34 @@ def test_qadd_matches_float() -> None:
             _qtensor(rng.normal(rng.normal(), rng.uniform(0.1, 4), (1, seq, c))) for _ in range(2))
         y = a_hat + b_hat
         s_y, y_zp = choose_qparams(float(y.min()), float(y.max()))
-        twice = 2 * max(s_a, s_b)
-        (am, ash), (bm, bsh) = quantize_multiplier(s_a / twice), quantize_multiplier(s_b / twice)
-        om, osh = quantize_multiplier(twice / (2 ** 20 * s_y))
-        got = spec("QAdd").reference(aq, bq, a_zp=a_zp, b_zp=b_zp, a_multiplier=am, a_shift=ash, b_multiplier=bm,
-                                     b_shift=bsh, out_multiplier=om, out_shift=osh, out_zp=y_zp)
+        params = add_params(s_a / s_y, s_b / s_y)
+        assert params["right_shift"] - max(params["a_left_shift"], params["b_left_shift"]) >= 20
+        got = spec("QAdd").reference(aq, bq, a_zp=a_zp, b_zp=b_zp, **params, out_zp=y_zp)
+        assert np.max(np.abs(got.astype(np.int64) - quantize(y, s_y, y_zp))) <= 1
+
+
+def test_qlinear_add_matches_float() -> None:
+    """|int - round(float)| <= 1 LSB against x_hat @ w_hat + b + r_hat, quantized once: before its one rounding the
+    integer value is off by the bias rounding (0.5 s_x s_w / s_y) and the multipliers' error (|acc| 2^-(s+1) +
+    255 2^(r_k - s - 1)), which stay below 1 while s_x s_w / s_y < 1.5 (asserted), so floor(1 + |e|) = 1."""
+    from mcu_attn.ir.ops.linear_epilogue import qlinear_add
+
+    rng = np.random.default_rng(15)
+    for case in range(FLOAT_CASES):
+        rows, k, n, bits = int(rng.integers(1, 5)), int(rng.integers(2, 96)), int(rng.integers(1, 16)), [8, 4][case % 2]
+        xq, s_x, x_zp, x_hat = _qtensor(rng.normal(rng.normal(), rng.uniform(0.2, 3), (rows, k)))
+        rq, s_r, r_zp, r_hat = _qtensor(rng.normal(rng.normal(), rng.uniform(0.2, 3), (rows, n)))
+        w = rng.normal(0, 1 / math.sqrt(k), (k, n))
+        s_w = symmetric_scales(w, bits, axis=1)
+        wq = quantize(w, s_w, 0, bits).astype(np.int8)
+        b = rng.normal(0, 0.2, n)
+        y = x_hat @ (wq * s_w) + b + r_hat
+        s_y, y_zp = choose_qparams(float(y.min()), float(y.max()))
+        assert np.all(s_x * s_w / s_y < 1.5)
+        bias = np.round(b / (s_x * s_w)).astype(np.int64) - x_zp * wq.astype(np.int64).sum(axis=0)
+        shift, ((_, mults), (r_k, (r_m,))) = sum_requant_params([(list(s_x * s_w / s_y), 31), ([s_r / s_y], 8)])
+        got = qlinear_add(xq, wq, bias.astype(np.int32), rq, multiplier=tuple(mults), right_shift=shift,
+                          r_multiplier=r_m, r_left_shift=r_k, r_zp=r_zp, y_zp=y_zp, bits=bits)
         assert np.max(np.abs(got.astype(np.int64) - quantize(y, s_y, y_zp))) <= 1
 
 

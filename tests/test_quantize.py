@@ -45,8 +45,8 @@ def test_quantized_graph_is_integer_only(calib) -> None:
     quantized = quantize_graph(import_model(DIGITS / "digits_vit.onnx"), calib, 8)
     verify(quantized)
     ops = {n.op for n in quantized.nodes}
-    assert ops <= {"QLinear", "QAttention", "QLayerNorm", "QTable", "QAdd", "QRequant", "Reshape", "Concat",
-                   "Gather"}, ops
+    assert ops <= {"QLinear", "QLinearTable", "QLinearAdd", "QAttention", "QLayerNorm", "QTable", "QAdd",
+                   "QRequant", "Reshape", "Concat", "Gather"}, ops
     for value, ttype in quantized.types.items():
         assert ttype.dtype in ("int8", "int4", "int32", "int64"), (value, ttype)
         if ttype.dtype == "int8" and value not in quantized.constants:
@@ -56,7 +56,7 @@ def test_quantized_graph_is_integer_only(calib) -> None:
 def test_int4_weights_and_sensitivity_report(calib) -> None:
     quantized = quantize_graph(import_model(DIGITS / "digits_vit.onnx"), calib, 4)
     report = quantized.meta["quantization"].as_dict()
-    linears = [n for n in quantized.nodes if n.op == "QLinear"]
+    linears = [n for n in quantized.nodes if n.op in ("QLinear", "QLinearTable", "QLinearAdd")]
     assert len(report["int4_sensitivity"]) == len(linears) == 14
     for node in linears:
         bits = report["layer_bits"][node.name]

@@ -35,14 +35,14 @@ def test_the_keras_vit_fuses_like_its_onnx_export(path) -> None:
 
 
 def test_the_files_int8_weights_biases_and_scales_are_kept_without_calibration() -> None:
-    """Quantized with no calibration data at all: every QLinear holds one FULLY_CONNECTED's int8 weights and
-    int32 bias exactly (its bias shifted by the input zero point folded in), and every activation scale,
+    """Quantized with no calibration data at all: every QLinear (fused or not) holds one FULLY_CONNECTED's int8
+    weights and int32 bias exactly (its bias shifted by the input zero point folded in), and every activation scale,
     input and output included, is the file's."""
     quantized = quantize_graph(import_model(TFLM_INT8), None)
     model = read_tflite(TFLM_INT8)
     fully_connected = [op for op in model.operators if op.name == "FULLY_CONNECTED"]
     remaining = list(fully_connected)
-    for node in [n for n in quantized.nodes if n.op == "QLinear"]:
+    for node in [n for n in quantized.nodes if n.op in ("QLinear", "QLinearTable", "QLinearAdd")]:
         weight = quantized.const(node.inputs[1])
         match = [op for op in remaining if np.array_equal(model.tensors[op.inputs[1]].data.T, weight)]
         assert len(match) >= 1, node.name

@@ -7,6 +7,7 @@ from mcu_attn.frontend.pointwise_patterns import FuseGelu, FuseLayerNorm, FuseSi
 from mcu_attn.frontend.rotary_pattern import FuseRotary
 from mcu_attn.passes.names import ReadableNames
 from mcu_attn.passes.cleanup import CanonicalLinear, DeadCode, DropIdentities, LinearOverLeadingDims
+from mcu_attn.passes.fuse import FuseLinearResidual, FuseLinearTable
 from mcu_attn.passes.patchify import MergeLayoutChains, PatchifyConv
 from mcu_attn.passes.prequant import AbsorbActivationQDQ, AbsorbPrequantized, KeepAnnotatedScales
 from mcu_attn.passes.token_ids import EmbeddingLookup
@@ -40,4 +41,12 @@ def prequantized_pipeline() -> list:
         KeepAnnotatedScales(),  # a TFLite model's activation scales, annotated on its values, are kept too
         CanonicalLinear(),     # absorbs the bias Adds the lowered matmuls leave behind
         DeadCode(),            # scale and zero-point constants nobody reads any more
+    ]
+
+
+def integer_pipeline() -> list:
+    """Run on the integer graph the quantizer made (its reference is what `eval` measures and firmware runs)."""
+    return [
+        FuseLinearTable(),     # GELU's table read in the producing linear's epilogue, not in a pass of its own
+        FuseLinearResidual(),  # a residual add in the producing linear's epilogue, with one requantization
     ]

@@ -10,7 +10,8 @@
    QAttention (exp table, one reciprocal per row), Add → QAdd, any single-input pointwise op (Gelu, Relu, Tanh,
    Sigmoid, Erf, ...) → QTable built by running the op's own float reference on the 256 possible inputs,
    Concat → Concat with its inputs requantized to its parameters. A rule gets this module's converter (`cv`:
-   the source graph, the graph being built, each tensor's parameters, `emit`) and the node.
+   the source graph, the graph being built, each tensor's parameters, `emit`) and the node. The integer pipeline
+   (passes/pipeline.py) then fuses what a linear's epilogue can do: a following table or residual add.
 4. Pre-quantized models (prequant.py) keep their own scales: weights annotated with symmetric QuantParams
    keep scales and bits, and activations the model quantized keep its (scale, zero point).
 5. With 4-bit weights, per-layer sensitivity is measured on the calibration data (logit error of putting
@@ -32,7 +33,7 @@ from mcu_attn.ir.ops.attention import SCORE_STEP
 from mcu_attn.ir.types import QuantParams, TensorType
 from mcu_attn.passes.calibrate import Range, choose_range, collect
 from mcu_attn.passes.manager import run_pipeline
-from mcu_attn.passes.pipeline import prequantized_pipeline
+from mcu_attn.passes.pipeline import integer_pipeline, prequantized_pipeline
 from mcu_attn.progress import progress
 from mcu_attn.reference.interpreter import run, run_stack
 from mcu_attn.reference.qmath import choose_qparams, dequantize, quantize
@@ -189,6 +190,7 @@ def quantize_graph(graph: Graph, calib: np.ndarray | None, bits: int = 8) -> Gra
     elif bits == 4:  # no data to rank sensitivity on: every weight the model does not quantize itself at 4 bits
         layer_bits = {n.name: 4 for n in graph.nodes if n.op == "Linear"}
     quantized = _convert(graph, ranges, layer_bits, bits, calib is not None)
+    run_pipeline(quantized, integer_pipeline())
     report = quantized.meta["quantization"]
     report.sensitivity, report.kept_8bit = sensitivity, kept
     return quantized

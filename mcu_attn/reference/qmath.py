@@ -8,6 +8,10 @@ Conventions (DESIGN.md section 3; the same as TFLite Micro / gemmlowp):
   RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc << max(shift, 0), M), max(-shift, 0)):
   a doubling high multiply rounded to nearest, then a rounding right shift with ties away from zero.
 - `rshift_round(x, n)` = (x + 2^(n-1)) >> n on int64 (ties toward +inf); used where the C code does the same.
+- One requantization of a sum (`sum_requant_params`, `requantize_sum`): several integer terms, each with its own
+  real scale, go to the output scale in one step: y = (sum_i (v_i << k_i) M_i + 2^(s-1)) >> s, all on int64 with
+  a single floor shift (ties toward +inf). It replaces TFLite's three gemmlowp requantizations of an add and the
+  intermediate int8 of a linear followed by an add (docs/integer-kernels.md, "One requantization of a sum").
 Everything here is vectorised numpy on int64, written so that C on int32/int64 gives identical bits.
 """
 
@@ -70,6 +74,62 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np
     if np.any((shifted > INT32_MAX) | (shifted < INT32_MIN)):
         raise OverflowError("requantize input exceeds int32 after the left shift")
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+
+
+# One requantization of a sum: every product |v << k| |M| stays below 2^SUM_PRODUCT_BITS, so two of them, the
+# rounding constant and a folded zero point (|zp| 2^s with s <= SUM_SHIFT_MAX) never leave int64.
+SUM_PRODUCT_BITS = 61
+SUM_SHIFT_MAX = 53
+SUM_SHIFT_PREFERRED = 32  # the ARM kernels take the result from the high word of one SMLAL when s >= 32
+
+
+def sum_requant_params(terms: list[tuple[list[float], int]]) -> tuple[int, list[tuple[int, list[int]]]]:
+    """The right shift s and, per term, (left shift k, multipliers M) of `requantize_sum`.
+
+    `terms` lists (reals, value_bits): the real scales of one integer term (one per output channel, or one) and a
+    bound |v| < 2^value_bits on its values. A term may be shifted left by k <= max(0, 30 - value_bits) (v << k
+    stays inside int32) and its multipliers have at most mbits = min(31, SUM_PRODUCT_BITS - value_bits - k) bits,
+    so |(v << k) M| < 2^SUM_PRODUCT_BITS. A real r = f 2^e (|f| in [0.5, 1)) has full precision, M ~ 2^mbits,
+    when s - k = mbits - e. Every term's largest real bounds s from above (k cannot exceed its limit) and asks
+    for at least mbits - e from below; s is the smallest value >= 32 that satisfies all of them (the ARM kernels'
+    fast form), within [1, SUM_SHIFT_MAX], and a term whose full precision does not fit keeps fewer bits."""
+    limits = []
+    for reals, value_bits in terms:
+        peak = max((abs(r) for r in reals), default=0.0)
+        kmax = max(0, 30 - value_bits)
+        mbits = min(31, SUM_PRODUCT_BITS - value_bits - kmax)
+        e = math.frexp(peak)[1] if peak > 0 else -10 ** 6
+        limits.append((value_bits, kmax, mbits, e))
+    lower = max(mbits - e for _, _, mbits, e in limits)
+    upper = min(SUM_SHIFT_MAX, min(mbits - e + kmax for _, kmax, mbits, e in limits))
+    if upper < 1:
+        raise ValueError("a real multiplier of at least 2^30 cannot be requantized")
+    shift = max(1, min(upper, max(lower, SUM_SHIFT_PREFERRED)))
+    while True:
+        chosen = []
+        for (reals, _), (value_bits, kmax, _, e) in zip(terms, limits):
+            k = min(kmax, max(0, shift + e - min(31, SUM_PRODUCT_BITS - value_bits)))
+            mbits = min(31, SUM_PRODUCT_BITS - value_bits - k)
+            multipliers = [int(round(math.ldexp(r, shift - k))) for r in reals]
+            if any(abs(m) >= 2 ** mbits for m in multipliers):  # rounded up to 2^mbits: one bit less
+                break
+            chosen.append((k, multipliers))
+        else:
+            return shift, chosen
+        shift -= 1
+
+
+def requantize_sum(terms: list[tuple[np.ndarray, int, np.ndarray]], shift: int) -> np.ndarray:
+    """(sum_i (v_i << k_i) M_i + 2^(shift-1)) >> shift for terms (v_i, k_i, M_i), exactly, on int64 (every product
+    below 2^SUM_PRODUCT_BITS by `sum_requant_params`); M_i broadcasts (per-channel multipliers)."""
+    total = np.int64(1) << np.int64(shift - 1)
+    for values, left, multiplier in terms:
+        shifted = np.asarray(values, np.int64) << np.int64(left)
+        product = shifted * np.asarray(multiplier, np.int64)
+        if np.any((shifted < INT32_MIN) | (shifted > INT32_MAX)) or np.any(np.abs(product) >= 2 ** SUM_PRODUCT_BITS):
+            raise OverflowError("a term of a requantized sum exceeds its bound")
+        total = total + product
+    return total >> np.int64(shift)
 
 
 def rshift_round(x: np.ndarray, bits: int) -> np.ndarray:

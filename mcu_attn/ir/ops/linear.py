@@ -68,16 +68,21 @@ def linear(x, weight, bias=None):
 @op("QLinear", kind="integer", const_inputs=(1, 2), macs=linear_macs, onnx=())
 def qlinear(x, w, bias, *, multiplier=(), shift=(), y_zp=0, bits=8):
     """y = sat8(requant(bias + x @ w, multiplier[n], shift[n]) + y_zp); w [K, N] int8 (int4 values if bits=4)."""
+    n = w.shape[1]
+    y = requantize(linear_accumulators(x, w, bias, bits), channel_values(multiplier, n, "multiplier"),
+                   channel_values(shift, n, "shift"))
+    return saturate_int8(y + y_zp)
+
+
+def linear_accumulators(x, w, bias, bits: int) -> np.ndarray:
+    """acc[..., n] = bias[n] + sum_k x[..., k] w[k, n] on int64, after checking the weights' bit width."""
     if bits not in (4, 8):
         raise ValueError(f"QLinear bits must be 4 or 8, not {bits}")
     w64 = as_int64(w)
     low, high = (-8, 7) if bits == 4 else (-128, 127)
     if w64.size and (w64.min() < low or w64.max() > high):
         raise ValueError(f"QLinear weights exceed the int{bits} range")
-    n = w64.shape[1]
-    acc = np.matmul(as_int64(x), w64) + channel_values(bias, n, "bias")
-    y = requantize(acc, channel_values(multiplier, n, "multiplier"), channel_values(shift, n, "shift"))
-    return saturate_int8(y + y_zp)
+    return np.matmul(as_int64(x), w64) + channel_values(bias, w64.shape[1], "bias")
 
 
 def weight_scales(cv, node: Node, weight: np.ndarray, axis: int, default_bits: int) -> tuple[int, np.ndarray]:
@@ -128,8 +133,9 @@ def _emit_linear_f32(ctx, node: Node) -> list[Call]:
                                    w, bias, ctx.ptr(node.outputs[0], write=True)))]
 
 
-@emits("QLinear")
-def _emit_qlinear(ctx, node: Node) -> list[Call]:
+def linear_call(ctx, node: Node, name: str) -> tuple[str, list[str]]:
+    """The kernel `ma_<name>_s8` or `_s4` (by the node's weight bits) and its leading arguments, shared by QLinear
+    and the fused linears: x, rows, k, n, the packed weights [n][k], bias and the per-channel multipliers."""
     graph = ctx.graph
     require(node, graph, "int8")
     weight = graph.const(node.inputs[1])
@@ -140,8 +146,13 @@ def _emit_qlinear(ctx, node: Node) -> list[Call]:
     else:
         w = ctx.weight(node.inputs[1], "nk", lambda: np.ascontiguousarray(weight.T.astype(np.int8)), "int8_t")
     mult = ctx.table(f"{node.name}_mult", per_channel(node.attr("multiplier"), n), "int32_t")
-    shift = ctx.table(f"{node.name}_shift", per_channel(node.attr("shift"), n), "int32_t")
-    return [Call("ma_linear_s4" if bits == 4 else "ma_linear_s8",
-                 (ctx.ptr(node.inputs[0]), str(rows(graph.shape(node.inputs[0]))), str(k), str(n), w,
-                  ctx.ptr(node.inputs[2]), mult, shift, str(int(node.attr("y_zp", 0))),
-                  ctx.ptr(node.outputs[0], write=True)))]
+    return (f"ma_{name}_s4" if bits == 4 else f"ma_{name}_s8",
+            [ctx.ptr(node.inputs[0]), str(rows(graph.shape(node.inputs[0]))), str(k), str(n), w,
+             ctx.ptr(node.inputs[2]), mult])
+
+
+@emits("QLinear")
+def _emit_qlinear(ctx, node: Node) -> list[Call]:
+    fn, args = linear_call(ctx, node, "linear")
+    shift = ctx.table(f"{node.name}_shift", per_channel(node.attr("shift"), int(args[3])), "int32_t")
+    return [Call(fn, (*args, shift, str(int(node.attr("y_zp", 0))), ctx.ptr(node.outputs[0], write=True)))]

@@ -75,13 +75,7 @@ void ma_attn_keys8(int32_t *acc);
 void ma_attn_keys16(int32_t *acc);
 
 #define MA_KEYS_ENTRY(name)                                                                                    \
-    "  .section .text." #name ",\"ax\",%progbits\n"                                                          \
-    "  .syntax unified\n"                                                                                    \
-    "  .thumb\n"                                                                                             \
-    "  .p2align 2\n"                                                                                         \
-    "  .thumb_func\n"                                                                                        \
-    "  .type " #name ", %function\n"                                                                         \
-    #name ":\n"                                                                                              \
+    MA_ASM_FUNCTION_BEGIN(name)                                                                              \
     "  push {r4-r11, lr}\n"                                                                                  \
     "  ldr r1, [r0, #72]\n"                                                                                  \
     "  ldr r2, [r0, #76]\n"                                                                                  \
@@ -178,8 +172,7 @@ void ma_attn_keys16(int32_t *acc);
     PV                                                                                                        \
     PV                                                                                                        \
     "  b 7b\n"                                                                                                \
-    "  .size " #name ", . - " #name "\n"                                                                      \
-    "  .text\n"
+    MA_ASM_FUNCTION_END(name)
 
 /* acc = (acc f + 2^14) >> 15 (the reference's ma_rshift_round64) for the four accumulators r10, r11, r12, lr of
  * one word, f in r9, moved by LDM/STM (FORM ia at r0, db below it) or LDRD/STRD at a negative offset */

@@ -1,154 +1,26 @@
-/* QLinear with the DSP extension: the same results as ref/linear_s8.c (docs/integer-kernels.md), faster.
+/* QLinear, QLinearTable and QLinearAdd with the DSP extension: the same results as ref/linear_s8.c
+ * (docs/integer-kernels.md), faster.
  *
  * Register tiling: two input rows x two output channels at a time. One word load brings four int8 values;
  * SXTB16 sign-extends bytes 0 and 2 into two halfwords and SXTB16 ROR #8 bytes 1 and 3, so SMLAD on the extended
  * words of x and w adds x0 w0 + x2 w2 and x1 w1 + x3 w3: 16 multiply-accumulates from four loads, eight extends
- * and eight SMLADs, with no reordering of x or w (both are extended the same way). The dot-product loops are
- * functions of their own so that their pointers, accumulators and temporaries fill the core's registers without
- * spilling. The channel pair is the outer loop, so a pair's weights stay in the flash cache while the row pairs
- * stream past them. The dot product stays in int32 (|x w| <= 2^14 per term, k < 2^17); QADD adds the bias with
- * the int32 saturation ma_requantize applies, and one SMLAL requantizes (ma_dsp.h) when every channel allows it.
+ * and eight SMLADs, with no reordering of x or w (both are extended the same way). The int8 tiles and their
+ * epilogues are assembly (ma_linear_tile8.h); the channel pair is the outer loop, so a pair's weights stay in the
+ * flash cache while the row pairs stream past them. The dot product stays in int32 (|x w| <= 2^14 per term,
+ * k < 2^17); QADD adds the bias with the int32 saturation of the reference.
+ *
+ * Epilogues: QLinear's requantization is one SMLAL (ma_dsp.h) when every channel allows it; QLinearTable looks the
+ * result up in its table; QLinearAdd's requantized sum is two SMLALs into a 64-bit constant that holds the rounding
+ * and both zero points, and the high word shifted right when the sum's shift is at least 32.
  *
  * int4 weights: eight of them are one word, byte b = k(2b) | k(2b+1) << 4. Masking keeps one nibble at the top of
  * each byte, where it reads as a signed byte of value 16 k, so SXTB16 gives (16 k0, 16 k4) and (16 k2, 16 k6) from
  * the low nibbles and (16 k1, 16 k5), (16 k3, 16 k7) from the high ones; x is paired to match with PKHBT/PKHTB.
  * The accumulator holds 16 dot exactly (|16 x w| <= 2^14) and an arithmetic shift by 4 removes the factor. */
 #include "ma_dsp.h"
+#include "ma_linear_tile8.h"
 
-/* ---- int8 weights ---------------------------------------------------------------------------------------- */
-
-/* A 2 x 2 tile: rows x0 and x0 + k against channels w0 and w0 + k, requantized and stored. In assembly so that
- * the loop keeps its two pointers, k, the end, four accumulators and six temporaries in the fourteen allocatable
- * registers (compiled C spills one of them every step) and takes eight k per iteration. A step of four k: w1,
- * w0 and x1 loaded back to back (the loads pipeline), w extended to even/odd halfword pairs once, then each x
- * row extended and multiplied into its two accumulators. k & 4 takes one more step, k & 3 the scalar tail.
- * The accumulators start at the channel's bias (the caller checked that bias + dot cannot leave int32, so this is
- * the reference's saturating sum), and the epilogue is ma_dsp_requant_fast: t = K_pos + acc M - s 2^31 with
- * s = [acc and M differ in sign], y = sat8((high word of t >> (right - 1)) + zp). One call runs every row pair
- * of a channel pair (tp->pairs of them from tp->x, tp->y), so the per-tile work is a few loads and stores.
- * AAPCS: r0 = tp. */
-typedef struct {
-    int64_t k_pos;           /*  0: K for channel 0 */
-    int32_t bias, mult, high_shift, pad; /* 8, 12, 16 */
-    int64_t k_pos1;          /* 24: channel 1 */
-    int32_t bias1, mult1, high_shift1, pad1; /* 32, 36, 40 */
-    int32_t zp, n;           /* 48, 52: output zero point, y row stride */
-    const int8_t *x;         /* 56: the next row pair */
-    const int8_t *w;         /* 60: channel 0's weights (channel 1's follow, k bytes on) */
-    int8_t *y;               /* 64: row 0, channel 0 of the next row pair */
-    int32_t k, pairs;        /* 68, 72 */
-} tile_params;
-
-void ma_tile8_rows(tile_params *tp);
-__asm__(
-    "  .section .text.ma_tile8_rows,\"ax\",%progbits\n"
-    "  .syntax unified\n"
-    "  .thumb\n"
-    "  .p2align 2\n"
-    "  .thumb_func\n"
-    "  .type ma_tile8_rows, %function\n"
-    "ma_tile8_rows:\n"
-    "  push {r4-r11, lr}\n"
-    "  push {r0}\n"                 /* tp */
-    "0:\n"
-    "  ldr r3, [sp]\n"
-    "  ldr r0, [r3, #56]\n"         /* x, row 0 */
-    "  ldr r1, [r3, #60]\n"         /* w, channel 0 */
-    "  ldr r2, [r3, #68]\n"         /* k */
-    "  ldr r4, [r3, #8]\n"          /* a00 = a10 = bias0, a01 = a11 = bias1 */
-    "  ldr r5, [r3, #32]\n"
-    "  mov r6, r4\n"
-    "  mov r7, r5\n"
-    "  bic r3, r2, #7\n"
-    "  add r3, r0, r3\n"            /* end of the 8-k steps in x0 */
-    "  cmp r0, r3\n"
-    "  beq 2f\n"
-    "1:\n"
-#define MA_DOT8_STEP                                                                                               \
-    "  ldr r8, [r1, r2]\n"          /* w1 */                                                                   \
-    "  ldr r9, [r1], #4\n"          /* w0 */                                                                   \
-    "  ldr r12, [r0, r2]\n"         /* x1 */                                                                   \
-    "  sxtb16 r10, r8\n"            /* w1 k0 k2 */                                                             \
-    "  sxtb16 r8, r8, ror #8\n"     /* w1 k1 k3 */                                                             \
-    "  sxtb16 r11, r9\n"            /* w0 k0 k2 */                                                             \
-    "  sxtb16 r9, r9, ror #8\n"     /* w0 k1 k3 */                                                             \
-    "  sxtb16 lr, r12\n"                                                                                       \
-    "  smlad r6, lr, r11, r6\n"                                                                                \
-    "  smlad r7, lr, r10, r7\n"                                                                                \
-    "  sxtb16 lr, r12, ror #8\n"                                                                               \
-    "  smlad r6, lr, r9, r6\n"                                                                                 \
-    "  smlad r7, lr, r8, r7\n"                                                                                 \
-    "  ldr r12, [r0], #4\n"         /* x0 */                                                                   \
-    "  sxtb16 lr, r12\n"                                                                                       \
-    "  smlad r4, lr, r11, r4\n"                                                                                \
-    "  smlad r5, lr, r10, r5\n"                                                                                \
-    "  sxtb16 lr, r12, ror #8\n"                                                                               \
-    "  smlad r4, lr, r9, r4\n"                                                                                 \
-    "  smlad r5, lr, r8, r5\n"
-    MA_DOT8_STEP
-    MA_DOT8_STEP
-    "  cmp r0, r3\n"
-    "  bne 1b\n"
-    "2:\n"
-    "  tst r2, #4\n"
-    "  beq 3f\n"
-    MA_DOT8_STEP
-    "3:\n"
-    "  ands r3, r2, #3\n"
-    "  beq 5f\n"
-    "4:\n"
-    "  ldrsb r8, [r0, r2]\n"        /* x1 */
-    "  ldrsb r9, [r1, r2]\n"        /* w1 */
-    "  ldrsb r10, [r0], #1\n"       /* x0 */
-    "  ldrsb r11, [r1], #1\n"       /* w0 */
-    "  mla r4, r10, r11, r4\n"
-    "  mla r5, r10, r9, r5\n"
-    "  mla r6, r8, r11, r6\n"
-    "  mla r7, r8, r9, r7\n"
-    "  subs r3, r3, #1\n"
-    "  bne 4b\n"
-    "5:\n"
-    "  ldr r3, [sp]\n"              /* tp */
-    "  ldr r2, [r3, #64]\n"         /* y, row 0 */
-    "  ldr r1, [r3, #52]\n"
-    "  add r1, r1, r2\n"            /* y, row 1 */
-    "  ldr r0, [r3, #48]\n"         /* zp */
-#define MA_OUT8(ACC, KOFF, STORE)                                                                                \
-    "  eor r10, " ACC ", r9\n"                                                                                 \
-    "  lsr r10, r10, #31\n"                                                                                    \
-    "  ldrd r11, lr, [r3, #" KOFF "]\n"                                                                       \
-    "  smlal r11, lr, " ACC ", r9\n"                                                                           \
-    "  subs r11, r11, r10, lsl #31\n"                                                                          \
-    "  sbc lr, lr, #0\n"                                                                                       \
-    "  asr lr, lr, r12\n"                                                                                      \
-    "  qadd lr, lr, r0\n"                                                                                      \
-    "  ssat lr, #8, lr\n"                                                                                      \
-    "  " STORE "\n"
-    "  ldr r9, [r3, #12]\n"
-    "  ldr r12, [r3, #16]\n"
-    MA_OUT8("r4", "0", "strb lr, [r2]")
-    MA_OUT8("r6", "0", "strb lr, [r1]")
-    "  ldr r9, [r3, #36]\n"
-    "  ldr r12, [r3, #40]\n"
-    MA_OUT8("r5", "24", "strb lr, [r2, #1]")
-    MA_OUT8("r7", "24", "strb lr, [r1, #1]")
-    "  ldr r9, [r3, #68]\n"         /* next row pair: x += 2 k, y += 2 n */
-    "  ldr r8, [r3, #56]\n"
-    "  add r8, r8, r9, lsl #1\n"
-    "  str r8, [r3, #56]\n"
-    "  ldr r9, [r3, #52]\n"
-    "  add r8, r2, r9, lsl #1\n"
-    "  str r8, [r3, #64]\n"
-    "  ldr r8, [r3, #72]\n"
-    "  subs r8, r8, #1\n"
-    "  str r8, [r3, #72]\n"
-    "  bne 0b\n"
-    "  add sp, sp, #4\n"
-    "  pop {r4-r11, pc}\n"
-    "  .size ma_tile8_rows, . - ma_tile8_rows\n"
-    "  .text\n");
-#undef MA_DOT8_STEP
-#undef MA_OUT8
+/* ---- int8 weights: the rows the 2 x 2 tiles leave ----------------------------------------------------------- */
 
 /* Row x0 against channels w0 and w0 + k. */
 __attribute__((noinline)) static void dot8_1x2(const int8_t *x0, const int8_t *w0, int32_t k, int32_t *out) {
@@ -271,73 +143,115 @@ __attribute__((noinline)) static int32_t dot4_1x1(const int8_t *x0, const uint8_
     return (a >> 4) + tail4(x0, w0, k8, k);
 }
 
-/* ---- both: tiles, then the requantizing epilogue ----------------------------------------------------------- */
+/* ---- epilogues ---------------------------------------------------------------------------------------------- */
 
-/* y = sat8(requant(bias + dot) + zp); `fast` is a constant at every call, so each body is specialised. */
-static inline int8_t finish(int32_t dot, int32_t bias, const ma_requant_params *p, int32_t zp, int fast) {
-    const int32_t acc = __qadd(bias, dot);
-    return ma_dsp_sat8(fast ? ma_dsp_requant_fast(acc, p) : ma_dsp_requant_slow(acc, p->mult, p->shift), zp);
+enum { PLAIN, TABLE, ADD };
+
+/* What an epilogue needs besides the accumulator: the layer's parameters, prepared once per call. */
+typedef struct {
+    const int32_t *bias, *mult, *shift;
+    int32_t zp;
+    int8_t *y;
+    const int8_t *table;                /* table + 128 */
+    const int8_t *r;                    /* residual [rows][n] */
+    const ma_linear_add_params *add;
+    int64_t sum_constant;               /* C of ma_linear_tile8.h: rounding and both zero points */
+    int fast;                           /* PLAIN/TABLE: every channel one SMLAL; ADD: right_shift >= 32 */
+    int tiles;                          /* int8, fast, and bias + dot cannot leave int32: the assembly tiles */
+} epilogue;
+
+/* The output of row `row`, channel o from its dot product; `mode` and `fast` are constants at every call. */
+static inline int8_t finish(int32_t dot, int32_t row, int32_t o, int32_t n, const epilogue *e,
+                            const ma_requant_params *p, int mode) {
+    const int32_t acc = __qadd(e->bias[o], dot);
+    if (mode == ADD) {
+        const ma_linear_add_params *a = e->add;
+        const int32_t r = e->r[row * n + o];
+        if (e->fast) {
+            const int64_t t = e->sum_constant + (int64_t)acc * e->mult[o] +
+                              (int64_t)(int32_t)((uint32_t)r << a->r_left_shift) * a->r_mult;
+            return (int8_t)__ssat((int32_t)(t >> 32) >> (a->right_shift - 32), 8);
+        }
+        return ma_sat8(ma_requantize_sum2(acc, 0, e->mult[o], r - a->r_zp, a->r_left_shift, a->r_mult,
+                                          a->right_shift) + a->y_zp);
+    } else {
+        const int8_t y = ma_dsp_sat8(e->fast ? ma_dsp_requant_fast(acc, p) : ma_dsp_requant_slow(acc, p->mult, p->shift),
+                                     e->zp);
+        return mode == TABLE ? e->table[y] : y;
+    }
 }
 
-/* The whole layer for int8 (bits 8) or packed int4 (bits 4) weights; `bits` and `fast` are constants. */
+/* ---- both: tiles, then the epilogue --------------------------------------------------------------------------- */
+
+/* The whole layer for int8 (bits 8) or packed int4 (bits 4) weights; `bits` and `mode` are constants. */
 __attribute__((always_inline)) static inline void linear(const int8_t *x, int32_t rows, int32_t k, int32_t n,
-                                                        const void *weights, const int32_t *bias,
-                                                        const int32_t *mult, const int32_t *shift, int32_t y_zp,
-                                                        int8_t *y, int bits, int fast) {
+                                                        const void *weights, const epilogue *e, int bits,
+                                                        int mode) {
     const int32_t row_bytes = bits == 4 ? (k + 1) / 2 : k;
     const uint8_t *w = (const uint8_t *)weights;
     int32_t o = 0, r, acc[4];
     for (; o + 2 <= n; o += 2) {
         const uint8_t *w0 = w + o * row_bytes;
-        const ma_requant_params p0 = ma_requant_prepare(mult[o], shift[o]);
-        const ma_requant_params p1 = ma_requant_prepare(mult[o + 1], shift[o + 1]);
-        const int32_t b0 = bias[o], b1 = bias[o + 1];
-        int8_t *y0 = y + o;
-        if (bits == 8 && fast) { /* the assembly tile: dot products from the bias, requantized */
-            tile_params tp;
+        const ma_requant_params p0 = ma_requant_prepare(e->mult[o], mode == ADD ? -1 : e->shift[o]);
+        const ma_requant_params p1 = ma_requant_prepare(e->mult[o + 1], mode == ADD ? -1 : e->shift[o + 1]);
+        r = 0;
+        if (bits == 8 && e->tiles && rows >= 2) { /* the assembly tiles: dot products from the bias, the epilogue */
+            ma_tile_params tp;
             tp.k_pos = p0.k_pos;
-            tp.bias = b0;
+            tp.bias = e->bias[o];
             tp.mult = p0.mult;
             tp.high_shift = p0.high_shift;
             tp.k_pos1 = p1.k_pos;
-            tp.bias1 = b1;
+            tp.bias1 = e->bias[o + 1];
             tp.mult1 = p1.mult;
             tp.high_shift1 = p1.high_shift;
-            tp.zp = y_zp;
+            tp.zp = e->zp;
             tp.n = n;
             tp.x = x;
             tp.w = (const int8_t *)w0;
-            tp.y = y0;
+            tp.y = e->y + o;
             tp.k = k;
             tp.pairs = rows / 2;
-            if (tp.pairs > 0) ma_tile8_rows(&tp);
-            r = rows & ~1;
-            y0 += r * n;
-        } else {
-            for (r = 0; bits == 4 && r + 2 <= rows; r += 2, y0 += 2 * n) {
-                dot4_2x2(x + r * k, w0, k, acc);
-                y0[0] = finish(acc[0], b0, &p0, y_zp, fast);
-                y0[n] = finish(acc[2], b0, &p0, y_zp, fast);
-                y0[1] = finish(acc[1], b1, &p1, y_zp, fast);
-                y0[n + 1] = finish(acc[3], b1, &p1, y_zp, fast);
+            tp.table = e->table;
+            tp.r = mode == ADD ? e->r + o : NULL;
+            if (mode == ADD) {
+                tp.r_mult = e->add->r_mult;
+                tp.r_left_shift = e->add->r_left_shift;
+                tp.sum_high_shift = e->add->right_shift - 32;
+                tp.sum_constant = e->sum_constant;
+                ma_tile8_rows_add(&tp);
+            } else if (mode == TABLE) {
+                ma_tile8_rows_table(&tp);
+            } else {
+                ma_tile8_rows(&tp);
             }
+            r = rows & ~1;
         }
-        for (; r < rows; ++r, y0 += n) { /* the last odd row, or every row of the int8 slow path */
+        for (; bits == 4 && r + 2 <= rows; r += 2) {
+            int8_t *y0 = e->y + r * n + o;
+            dot4_2x2(x + r * k, w0, k, acc);
+            y0[0] = finish(acc[0], r, o, n, e, &p0, mode);
+            y0[n] = finish(acc[2], r + 1, o, n, e, &p0, mode);
+            y0[1] = finish(acc[1], r, o + 1, n, e, &p1, mode);
+            y0[n + 1] = finish(acc[3], r + 1, o + 1, n, e, &p1, mode);
+        }
+        for (; r < rows; ++r) { /* the last odd row, or every row without the tiles */
+            int8_t *y0 = e->y + r * n + o;
             if (bits == 4) {
                 dot4_1x2(x + r * k, w0, k, acc);
             } else {
                 dot8_1x2(x + r * k, (const int8_t *)w0, k, acc);
             }
-            y0[0] = finish(acc[0], b0, &p0, y_zp, fast);
-            y0[1] = finish(acc[1], b1, &p1, y_zp, fast);
+            y0[0] = finish(acc[0], r, o, n, e, &p0, mode);
+            y0[1] = finish(acc[1], r, o + 1, n, e, &p1, mode);
         }
     }
     if (o < n) {
         const uint8_t *w0 = w + o * row_bytes;
-        const ma_requant_params p0 = ma_requant_prepare(mult[o], shift[o]);
+        const ma_requant_params p0 = ma_requant_prepare(e->mult[o], mode == ADD ? -1 : e->shift[o]);
         for (r = 0; r < rows; ++r) {
             const int32_t dot = bits == 4 ? dot4_1x1(x + r * k, w0, k) : dot8_1x1(x + r * k, (const int8_t *)w0, k);
-            y[r * n + o] = finish(dot, bias[o], &p0, y_zp, fast);
+            e->y[r * n + o] = finish(dot, r, o, n, e, &p0, mode);
         }
     }
 }
@@ -352,7 +266,7 @@ static int all_fast(const int32_t *mult, const int32_t *shift, int32_t n) {
 }
 
 /* Whether bias + dot stays inside int32 for every channel (|x w| <= 2^14 per term): then the assembly tile may
- * start its accumulators at the bias without the saturation ma_requantize would apply. */
+ * start its accumulators at the bias without the saturation the reference applies. */
 static int bias_fits(const int32_t *bias, int32_t n, int32_t k) {
     const int32_t room = INT32_MAX - k * (1 << 14); /* k < 2^17 */
     int32_t o;
@@ -362,20 +276,73 @@ static int bias_fits(const int32_t *bias, int32_t n, int32_t k) {
     return 1;
 }
 
+static epilogue requant_epilogue(const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t n,
+                                 int32_t k, int32_t y_zp, const int8_t *table, int8_t *y) {
+    epilogue e;
+    memset(&e, 0, sizeof e);
+    e.bias = bias;
+    e.mult = mult;
+    e.shift = shift;
+    e.zp = y_zp;
+    e.table = table ? table + 128 : NULL;
+    e.y = y;
+    e.fast = all_fast(mult, shift, n);
+    e.tiles = e.fast && bias_fits(bias, n, k);
+    return e;
+}
+
+/* C = 2^(s-1) - r_zp 2^r_k r_M + y_zp 2^s: the rounding and both zero points in the 64-bit start of the sum. */
+static epilogue add_epilogue(const int32_t *bias, const int32_t *mult, const ma_linear_add_params *p, int32_t n,
+                             int32_t k, const int8_t *r, int8_t *y) {
+    epilogue e;
+    memset(&e, 0, sizeof e);
+    e.bias = bias;
+    e.mult = mult;
+    e.add = p;
+    e.r = r;
+    e.y = y;
+    e.fast = p->right_shift >= 32;
+    e.sum_constant = ((int64_t)1 << (p->right_shift - 1)) -
+                     (int64_t)p->r_zp * ((int64_t)1 << p->r_left_shift) * p->r_mult +
+                     (e.fast ? (int64_t)p->y_zp * ((int64_t)1 << p->right_shift) : 0);
+    e.tiles = e.fast && bias_fits(bias, n, k);
+    return e;
+}
+
 void ma_linear_s8(const int8_t *x, int32_t rows, int32_t k, int32_t n, const int8_t *w,
                   const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t y_zp, int8_t *y) {
-    if (all_fast(mult, shift, n) && bias_fits(bias, n, k)) {
-        linear(x, rows, k, n, w, bias, mult, shift, y_zp, y, 8, 1);
-    } else {
-        linear(x, rows, k, n, w, bias, mult, shift, y_zp, y, 8, 0);
-    }
+    const epilogue e = requant_epilogue(bias, mult, shift, n, k, y_zp, NULL, y);
+    linear(x, rows, k, n, w, &e, 8, PLAIN);
 }
 
 void ma_linear_s4(const int8_t *x, int32_t rows, int32_t k, int32_t n, const uint8_t *w,
                   const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t y_zp, int8_t *y) {
-    if (all_fast(mult, shift, n)) {
-        linear(x, rows, k, n, w, bias, mult, shift, y_zp, y, 4, 1);
-    } else {
-        linear(x, rows, k, n, w, bias, mult, shift, y_zp, y, 4, 0);
-    }
+    const epilogue e = requant_epilogue(bias, mult, shift, n, k, y_zp, NULL, y);
+    linear(x, rows, k, n, w, &e, 4, PLAIN);
+}
+
+void ma_linear_table_s8(const int8_t *x, int32_t rows, int32_t k, int32_t n, const int8_t *w,
+                        const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t y_zp,
+                        const int8_t *table, int8_t *y) {
+    const epilogue e = requant_epilogue(bias, mult, shift, n, k, y_zp, table, y);
+    linear(x, rows, k, n, w, &e, 8, TABLE);
+}
+
+void ma_linear_table_s4(const int8_t *x, int32_t rows, int32_t k, int32_t n, const uint8_t *w,
+                        const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t y_zp,
+                        const int8_t *table, int8_t *y) {
+    const epilogue e = requant_epilogue(bias, mult, shift, n, k, y_zp, table, y);
+    linear(x, rows, k, n, w, &e, 4, TABLE);
+}
+
+void ma_linear_add_s8(const int8_t *x, int32_t rows, int32_t k, int32_t n, const int8_t *w, const int32_t *bias,
+                      const int32_t *mult, const ma_linear_add_params *p, const int8_t *r, int8_t *y) {
+    const epilogue e = add_epilogue(bias, mult, p, n, k, r, y);
+    linear(x, rows, k, n, w, &e, 8, ADD);
+}
+
+void ma_linear_add_s4(const int8_t *x, int32_t rows, int32_t k, int32_t n, const uint8_t *w, const int32_t *bias,
+                      const int32_t *mult, const ma_linear_add_params *p, const int8_t *r, int8_t *y) {
+    const epilogue e = add_epilogue(bias, mult, p, n, k, r, y);
+    linear(x, rows, k, n, w, &e, 4, ADD);
 }

@@ -1,9 +1,8 @@
 /* QTable, QAdd, QRequant with the DSP extension: the same results as ref/pointwise_s8.c, faster.
  *
- * The table lookup takes four inputs per word load and stores four outputs per word. The add and the requant
- * keep TFLite's arithmetic exactly (every requantization is ma_requantize's), but each is one SMLAL when its
- * parameters allow (ma_dsp.h) instead of the reference's 64-bit rounding steps; `fast` is decided once per call,
- * and the loops are specialised for it. */
+ * The table lookup takes four inputs per word load and stores four outputs per word. The add's one requantization
+ * is two SMLALs from a constant that holds its rounding and zero points; the requant is one SMLAL when its
+ * parameters allow (ma_dsp.h) instead of the reference's 64-bit rounding steps. */
 #include "ma_dsp.h"
 
 void ma_table_s8(const int8_t *x, int32_t count, const int8_t *table, int8_t *y) {
@@ -19,38 +18,31 @@ void ma_table_s8(const int8_t *x, int32_t count, const int8_t *table, int8_t *y)
     for (; i < count; ++i) y[i] = lut[x[i]];
 }
 
-__attribute__((always_inline)) static inline void add(const int8_t *a, const int8_t *b, int32_t count,
-                                                      int32_t b_count, const ma_add_s8_params *p, int8_t *y,
-                                                      int fast) {
-    const ma_requant_params pa = ma_requant_prepare_small(p->a_mult, p->a_shift);
-    const ma_requant_params pb = ma_requant_prepare_small(p->b_mult, p->b_shift);
-    const ma_requant_params po = ma_requant_prepare_small(p->out_mult, p->out_shift);
-    const ma_requant_params ga = ma_requant_prepare(p->a_mult, p->a_shift);
-    const ma_requant_params gb = ma_requant_prepare(p->b_mult, p->b_shift);
-    const ma_requant_params go = ma_requant_prepare(p->out_mult, p->out_shift);
-    const int32_t a_zp = p->a_zp, b_zp = p->b_zp, out_zp = p->out_zp;
-    int32_t i, j = 0;
-    for (i = 0; i < count; ++i) {
-        const int32_t xa = (a[i] - a_zp) * (1 << 20), xb = (b[j] - b_zp) * (1 << 20); /* |.| < 2^28 */
-        int32_t sum;
-        if (fast) { /* multipliers of at most 1 keep a' and b' below 2^28 and their sum below 2^29 */
-            sum = ma_dsp_requant_small(2 * xa, &pa) + ma_dsp_requant_small(2 * xb, &pb);
-            y[i] = ma_dsp_sat8(ma_dsp_requant_small(2 * sum, &po), out_zp);
-        } else {
-            sum = __qadd(ma_dsp_requant(xa, &ga), ma_dsp_requant(xb, &gb));
-            y[i] = ma_dsp_sat8(ma_dsp_requant(sum, &go), out_zp);
-        }
-        if (++j == b_count) j = 0;
-    }
-}
-
+/* C + (a << a_k) a_M + (b << b_k) b_M with C = 2^(s-1) - a_zp 2^a_k a_M - b_zp 2^b_k b_M + out_zp 2^s (two SMLALs),
+ * then the high word shifted right by s - 32 and saturated; s >= 32 (the quantizer's usual choice), else the
+ * reference arithmetic. */
 void ma_add_s8(const int8_t *a, const int8_t *b, int32_t count, int32_t b_count, const ma_add_s8_params *p,
                int8_t *y) {
-    if (ma_requant_fast_small(p->a_mult, p->a_shift) && ma_requant_fast_small(p->b_mult, p->b_shift) &&
-        ma_requant_fast_small(p->out_mult, p->out_shift)) {
-        add(a, b, count, b_count, p, y, 1);
+    const int32_t ak = p->a_left_shift, bk = p->b_left_shift, am = p->a_mult, bm = p->b_mult;
+    int32_t i, j = 0;
+    if (p->right_shift >= 32) {
+        const int64_t constant = ((int64_t)1 << (p->right_shift - 1)) -
+                                 (int64_t)p->a_zp * ((int64_t)1 << ak) * am -
+                                 (int64_t)p->b_zp * ((int64_t)1 << bk) * bm +
+                                 (int64_t)p->out_zp * ((int64_t)1 << p->right_shift);
+        const int32_t high_shift = p->right_shift - 32;
+        for (i = 0; i < count; ++i) {
+            const int64_t t = constant + (int64_t)(int32_t)((uint32_t)a[i] << ak) * am +
+                              (int64_t)(int32_t)((uint32_t)b[j] << bk) * bm;
+            y[i] = (int8_t)__ssat((int32_t)(t >> 32) >> high_shift, 8);
+            if (++j == b_count) j = 0;
+        }
     } else {
-        add(a, b, count, b_count, p, y, 0);
+        for (i = 0; i < count; ++i) {
+            y[i] = ma_sat8(ma_requantize_sum2(a[i] - p->a_zp, ak, am, b[j] - p->b_zp, bk, bm, p->right_shift) +
+                           p->out_zp);
+            if (++j == b_count) j = 0;
+        }
     }
 }
 

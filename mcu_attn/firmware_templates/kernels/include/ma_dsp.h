@@ -33,6 +33,18 @@
 
 #include "ma_kernels_s8.h"
 
+/* The text around an assembly function defined in a top-level __asm__ block: its own section (so
+ * --gc-sections keeps only what is called), Thumb-2, a word-aligned entry, and its size for the profilers. */
+#define MA_ASM_FUNCTION_BEGIN(name)                                                                            \
+    "  .section .text." #name ",\"ax\",%progbits\n"                                                          \
+    "  .syntax unified\n"                                                                                    \
+    "  .thumb\n"                                                                                             \
+    "  .p2align 2\n"                                                                                         \
+    "  .thumb_func\n"                                                                                        \
+    "  .type " #name ", %function\n"                                                                         \
+    #name ":\n"
+#define MA_ASM_FUNCTION_END(name) "  .size " #name ", . - " #name "\n  .text\n"
+
 /* Four bytes from any address as one word (the Cortex-M4/M7 LDR handles unaligned addresses). */
 static inline int32_t ma_word(const void *p) {
     int32_t v;

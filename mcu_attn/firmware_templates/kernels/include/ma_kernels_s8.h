@@ -58,6 +58,15 @@ static inline int32_t ma_requantize(int64_t acc, int32_t mult, int32_t shift) {
     return (int32_t)(ma_asr64(high, right) + (remainder > threshold ? 1 : 0));
 }
 
+/* qmath.requantize_sum of two terms: floor(((v0 << k0) m0 + (v1 << k1) m1 + 2^(s-1)) / 2^s) on int64. The
+ * quantizer keeps v << k inside int32 and every product below 2^61 (qmath.sum_requant_params), so nothing
+ * overflows; the shifts are multiplications here, which is defined for negative values too. */
+static inline int64_t ma_requantize_sum2(int32_t v0, int32_t k0, int32_t m0, int32_t v1, int32_t k1, int32_t m1,
+                                         int32_t s) {
+    const int64_t t0 = (int64_t)v0 * ((int64_t)1 << k0) * m0, t1 = (int64_t)v1 * ((int64_t)1 << k1) * m1;
+    return ma_asr64(t0 + t1 + ((int64_t)1 << (s - 1)), s);
+}
+
 /* floor(sqrt(x)), bit by bit (QLayerNorm's square root), as the body of a function of x in the unsigned type T
  * whose highest power of 4 is TOP: a 32-bit core runs the 32-bit form fast whenever the radicand fits. */
 #define MA_ISQRT_BODY(T, TOP)                                                                                     \
@@ -87,6 +96,25 @@ void ma_linear_s8(const int8_t *x, int32_t rows, int32_t k, int32_t n, const int
 /* The same with int4 weights packed along k, two per byte, low nibble = even k: w is [n][(k + 1) / 2]. */
 void ma_linear_s4(const int8_t *x, int32_t rows, int32_t k, int32_t n, const uint8_t *w,
                   const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t y_zp, int8_t *y);
+
+/* QLinearTable: ma_linear_s8's y looked up in table[256] (y = table[y + 128]); _s4 with packed int4 weights. */
+void ma_linear_table_s8(const int8_t *x, int32_t rows, int32_t k, int32_t n, const int8_t *w,
+                        const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t y_zp,
+                        const int8_t *table, int8_t *y);
+void ma_linear_table_s4(const int8_t *x, int32_t rows, int32_t k, int32_t n, const uint8_t *w,
+                        const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t y_zp,
+                        const int8_t *table, int8_t *y);
+
+typedef struct {
+    int32_t right_shift, r_mult, r_left_shift, r_zp, y_zp;
+} ma_linear_add_params;
+
+/* QLinearAdd: acc = bias[n] + x . w as ma_linear_s8's (saturated to int32), then with the residual r [rows][n]
+ * y = sat8(ma_requantize_sum2(acc, 0, mult[n], r - r_zp, r_left_shift, r_mult, right_shift) + y_zp). y may be r. */
+void ma_linear_add_s8(const int8_t *x, int32_t rows, int32_t k, int32_t n, const int8_t *w, const int32_t *bias,
+                      const int32_t *mult, const ma_linear_add_params *p, const int8_t *r, int8_t *y);
+void ma_linear_add_s4(const int8_t *x, int32_t rows, int32_t k, int32_t n, const uint8_t *w, const int32_t *bias,
+                      const int32_t *mult, const ma_linear_add_params *p, const int8_t *r, int8_t *y);
 
 typedef struct {
     int32_t seq, heads, head_dim, window, causal, global_tokens;
@@ -128,10 +156,11 @@ void ma_rmsnorm_s8(const int8_t *x, int32_t rows, const ma_rmsnorm_s8_params *p,
 void ma_table_s8(const int8_t *x, int32_t count, const int8_t *table, int8_t *y);
 
 typedef struct {
-    int32_t a_zp, b_zp, a_mult, a_shift, b_mult, b_shift, out_mult, out_shift, out_zp;
+    int32_t a_zp, b_zp, a_mult, a_left_shift, b_mult, b_left_shift, right_shift, out_zp;
 } ma_add_s8_params;
 
-/* y[i] = TFLite add of a[i] and b[i % b_count]; b_count divides count. */
+/* y[i] = sat8(ma_requantize_sum2(a[i] - a_zp, a_left_shift, a_mult, b[j] - b_zp, b_left_shift, b_mult,
+ * right_shift) + out_zp) with j = i % b_count; b_count divides count. */
 void ma_add_s8(const int8_t *a, const int8_t *b, int32_t count, int32_t b_count, const ma_add_s8_params *p,
                int8_t *y);
 

@@ -6,15 +6,13 @@ void ma_table_s8(const int8_t *x, int32_t count, const int8_t *table, int8_t *y)
     for (i = 0; i < count; ++i) y[i] = table[(int32_t)x[i] + 128];
 }
 
-/* TFLite's add: both inputs move to a common scale 2^20 times finer than twice the larger input scale, are
- * added exactly, and the sum is requantized to the output. */
+/* Both operands go to the output scale in one requantization of their sum (qmath.requantize_sum). */
 void ma_add_s8(const int8_t *a, const int8_t *b, int32_t count, int32_t b_count, const ma_add_s8_params *p,
                int8_t *y) {
     int32_t i, j = 0;
     for (i = 0; i < count; ++i) {
-        const int32_t a1 = ma_requantize(((int64_t)a[i] - p->a_zp) * ((int64_t)1 << 20), p->a_mult, p->a_shift);
-        const int32_t b1 = ma_requantize(((int64_t)b[j] - p->b_zp) * ((int64_t)1 << 20), p->b_mult, p->b_shift);
-        y[i] = ma_sat8((int64_t)ma_requantize((int64_t)a1 + b1, p->out_mult, p->out_shift) + p->out_zp);
+        y[i] = ma_sat8(ma_requantize_sum2(a[i] - p->a_zp, p->a_left_shift, p->a_mult, b[j] - p->b_zp,
+                                          p->b_left_shift, p->b_mult, p->right_shift) + p->out_zp);
         if (++j == b_count) j = 0;
     }
 }
