@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mcu_attn.ir.ops.add import add_params
+from mcu_attn.ir.ops.layernorm import layernorm_params
 from mcu_attn.reference.qmath import quantize_multiplier
 from mcu_attn.sim.cycles import core_cycles, core_timing
 from mcu_attn.sim.kernel_calls import S8_FUNCTIONS, EmulatorBackend, KernelBindings, build_kernel_elf
@@ -68,10 +69,9 @@ def _attention(rng, seq: int, head_dim: int):
 
 
 def _layernorm(rng, rows: int, c: int):
-    pairs = [quantize_multiplier(g / (0.05 * 2 ** 15)) for g in rng.uniform(0.5, 1.5, c)]
-    return ((rng.integers(-128, 128, (1, rows, c)).astype(np.int8), rng.integers(-20, 20, c).astype(np.int32)),
-            dict(multiplier=tuple(m for m, _ in pairs), shift=tuple(s for _, s in pairs),
-                 eps=int(round(c * c * 1e-5 / 0.05 ** 2)), out_zp=4))
+    attrs, bias = layernorm_params(rng.uniform(0.5, 1.5, c) / 0.05, rng.integers(-20, 20, c), 4)
+    return ((rng.integers(-128, 128, (1, rows, c)).astype(np.int8), np.asarray(bias, np.int64)),
+            dict(attrs, eps=int(round(c * c * 1e-5 / 0.05 ** 2))))
 
 
 def _add(rng, rows: int, c: int):

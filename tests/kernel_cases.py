@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from mcu_attn.ir.ops.attention import attention_allowed
+from mcu_attn.ir.ops.layernorm import layernorm_params
 from mcu_attn.ir.ops.registry import spec
 from mcu_attn.ir.ops.add import add_params
 from mcu_attn.reference.qmath import quantize_multiplier, sum_requant_params
@@ -143,8 +144,12 @@ def gen_qlayernorm(rng, rows=None, c=None):
     if rng.random() < 0.1:
         x[..., :] = x[..., :1]  # constant rows: zero variance, sigma from eps (or the floor of 1)
     eps = int(rng.choice([0, int(2 ** rng.uniform(0, 30)), int(round(c * c * 1e-5 / 0.05 ** 2))]))
-    multiplier, shift = _per_channel(rng, c, (-16, -7), (-34, 0), negative=0.2)  # gamma can be negative
-    return (x, _bias(rng, c, 7, 24)), dict(multiplier=multiplier, shift=shift, eps=eps, out_zp=_zp(rng))
+    # gamma / s_y: 2^3..2^7 output steps per standard deviation, a quarter from 2^-20 to 2^12; gamma can be negative
+    low, high = (-20, 12) if rng.random() < 0.25 else (3, 7)
+    gamma = 2.0 ** rng.uniform(low, high, c) * np.where(rng.random(c) < 0.2, -1, 1)
+    beta = rng.normal(0, 2 ** rng.uniform(0, 7), c)
+    attrs, bias = layernorm_params(gamma, beta, _zp(rng))
+    return (x, np.asarray(bias, np.int64)), dict(attrs, eps=eps)
 
 
 def gen_qtable(rng):

@@ -232,13 +232,12 @@ def test_sanitizers(tmp_path, float_build, digits_test):
 
 def test_qlayernorm_qtable_qadd_qrequant(tmp_path):
     from mcu_attn.ir.ops.add import add_params as add_params_of
+    from mcu_attn.ir.ops.layernorm import layernorm_params
 
     channels = 12
     b = Builder((1, 6, channels), seed=5)
-    pairs = [b.multiplier(0.01, 0.2) for _ in range(channels)]
-    bias = b.const(b.rng.integers(-40, 40, channels).astype(np.int32))
-    norm = b.node("QLayerNorm", ["x", bias], multiplier=tuple(m for m, _ in pairs),
-                  shift=tuple(s for _, s in pairs), eps=7, out_zp=2)
+    attrs, bias = layernorm_params(b.rng.uniform(10, 40, channels), b.rng.integers(-40, 40, channels), 2)
+    norm = b.node("QLayerNorm", ["x", b.const(np.asarray(bias, np.int64))], **attrs, eps=7)
     table = b.node("QTable", [norm], table=tuple(int(v) for v in b.rng.integers(-128, 128, 256)))
     add_params = dict(a_zp=2, b_zp=-5, **add_params_of(*b.rng.uniform(0.3, 1.5, 2)), out_zp=1)
     row = b.const(b.rng.integers(-128, 128, channels).astype(np.int8))

@@ -41,7 +41,7 @@ ATTENTION_FIELDS = tuple(("i32", n) for n in ("seq", "heads", "head_dim", "windo
                                               "q_zp", "k_zp", "v_zp", "out_zp", "score_mult", "score_shift",
                                               "out_mult", "out_shift", "query_tile")) + (("ptr", "exp_table"),
                                                                                          ("ptr", "mask"))
-LAYERNORM_FIELDS = (("i32", "c"), ("i32", "out_zp"), ("i64", "eps"), ("ptr", "mult"), ("ptr", "shift"),
+LAYERNORM_FIELDS = (("i32", "c"), ("i32", "recip_shift"), ("i32", "right_shift"), ("i64", "eps"), ("ptr", "mult"),
                     ("ptr", "bias"))
 ADD_FIELDS = tuple(("i32", n) for n in ("a_zp", "b_zp", "a_mult", "a_left_shift", "b_mult", "b_left_shift",
                                         "right_shift", "out_zp"))
@@ -380,11 +380,12 @@ class KernelBindings:
         assert all(np.array_equal(r, results[0]) for r in results), "the query tile changed the result"
         return results[0]
 
-    def QLayerNorm(self, x, bias, *, multiplier, shift, eps, out_zp):
+    def QLayerNorm(self, x, bias, *, multiplier, recip_shift, right_shift, eps):
         b = self.backend
         c = x.shape[-1]
-        params = self._struct(LAYERNORM_FIELDS, dict(c=c, out_zp=out_zp, eps=eps, mult=b.input(_i32(multiplier)),
-                                                     shift=b.input(_i32(shift)), bias=b.input(_i32(bias))))
+        params = self._struct(LAYERNORM_FIELDS, dict(c=c, recip_shift=recip_shift, right_shift=right_shift, eps=eps,
+                                                     mult=b.input(_i32(multiplier)),
+                                                     bias=b.input(np.ascontiguousarray(np.asarray(bias, np.int64)))))
         y = b.output(x.size, np.int8)
         b.call("ma_layernorm_s8", ("ptr", b.input(_i8(x))), ("i32", x.size // c), ("ptr", params),
                ("ptr", y.address))

@@ -135,9 +135,10 @@ void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma
 int32_t ma_attention_s8_scratch(const ma_attention_s8_params *p);
 
 typedef struct {
-    int32_t c, out_zp;
+    int32_t c, recip_shift, right_shift;
     int64_t eps;
-    const int32_t *mult, *shift, *bias; /* [c] each */
+    const int32_t *mult; /* [c] */
+    const int64_t *bias; /* [c] */
 } ma_layernorm_s8_params;
 
 /* Integer LayerNorm of `rows` rows of p->c values (x and y: [rows][c]). */
