@@ -32,7 +32,7 @@ import numpy as np
 
 from mcu_attn.ir.ops.add import add_params
 from mcu_attn.ir.ops.layernorm import layernorm_params
-from mcu_attn.reference.qmath import quantize_multiplier
+from mcu_attn.reference.qmath import quantize_multiplier, sum_requant_params
 from mcu_attn.sim.cycles import core_cycles, core_timing
 from mcu_attn.sim.kernel_calls import S8_FUNCTIONS, EmulatorBackend, KernelBindings, build_kernel_elf
 
@@ -56,6 +56,20 @@ def _linear(rng, rows: int, k: int, n: int, bits: int):
     pairs = [quantize_multiplier(0.7 / (k * (8 if bits == 4 else 64))) for _ in range(n)]
     attrs = dict(multiplier=tuple(m for m, _ in pairs), shift=tuple(s for _, s in pairs), y_zp=-5, bits=bits)
     return (x, w, rng.integers(-5000, 5000, n).astype(np.int32)), attrs
+
+
+def _linear_add(rng, rows: int, k: int, n: int):
+    """The residual fusion's epilogue: the linear's accumulator scale and the residual's, in output units."""
+    (x, w, bias), attrs = _linear(rng, rows, k, n, 8)
+    shift, ((_, multipliers), (r_k, (r_m,))) = sum_requant_params([([0.7 / (k * 64)] * n, 31), ([0.6], 8)])
+    r = rng.integers(-128, 128, (rows, n)).astype(np.int8)
+    return (x, w, bias, r), dict(multiplier=tuple(multipliers), right_shift=shift, r_multiplier=r_m,
+                                 r_left_shift=r_k, r_zp=6, y_zp=-5, bits=8)
+
+
+def _linear_table(rng, rows: int, k: int, n: int):
+    inputs, attrs = _linear(rng, rows, k, n, 8)
+    return inputs, dict(attrs, table=tuple(int(t) for t in rng.integers(-128, 128, 256)))
 
 
 def _attention(rng, seq: int, head_dim: int):
@@ -86,6 +100,12 @@ def kernel_cases(quick: bool) -> list[tuple]:
     rows_k = [(1, 32), (17, 8), (17, 32), (17, 64), (17, 256), (257, 32)] if not quick else [(17, 32), (17, 64)]
     for rows, k in rows_k:
         cases.append((f"linear s8 rows {rows} K {k} N 32", "QLinear", *_linear(rng, rows, k, 32, 8), rows * k * 32))
+    for rows, k in [(17, 32), (17, 128)] if not quick else [(17, 32)]:
+        cases.append((f"linear+add s8 rows {rows} K {k} N 32", "QLinearAdd", *_linear_add(rng, rows, k, 32),
+                      rows * k * 32))
+    for rows, k in [(17, 32)] if not quick else []:
+        cases.append((f"linear+table s8 rows {rows} K {k} N 64", "QLinearTable", *_linear_table(rng, rows, k, 64),
+                      rows * k * 64))
     for rows, k in ([(17, 32), (17, 64), (17, 256)] if not quick else [(17, 64)]):
         cases.append((f"linear s4 rows {rows} K {k} N 32", "QLinear", *_linear(rng, rows, k, 32, 4), rows * k * 32))
     for seq in ((17, 65, 257) if not quick else (17,)):
@@ -127,7 +147,7 @@ def kernel_table(results: dict, quick: bool) -> list[str]:
     lines = ["| kernel, shape | unit | M4 ref instr | M4 arm instr | M4 ref cycles | M4 arm cycles | "
              "M7 ref cycles | M7 arm cycles |", "|---|---|---|---|---|---|---|---|"]
     for label, op, _, _, count in kernel_cases(quick):
-        unit = "per MAC" if op in ("QLinear", "QAttention") else "per element"
+        unit = "per MAC" if op in ("QLinear", "QLinearAdd", "QLinearTable", "QAttention") else "per element"
         cells = [results[(core, variant, label)][i] / count for core, i, variant in
                  [("cortex-m4", 0, "ref"), ("cortex-m4", 0, "arm"), ("cortex-m4", 1, "ref"), ("cortex-m4", 1, "arm"),
                   ("cortex-m7", 1, "ref"), ("cortex-m7", 1, "arm")]]
