@@ -276,16 +276,22 @@ static int bias_fits(const int32_t *bias, int32_t n, int32_t k) {
     return 1;
 }
 
-static epilogue requant_epilogue(const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t n,
-                                 int32_t k, int32_t y_zp, const int8_t *table, int8_t *y) {
+/* The fields every epilogue has; the rest zero. */
+static epilogue epilogue_of(const int32_t *bias, const int32_t *mult, int8_t *y) {
     epilogue e;
     memset(&e, 0, sizeof e);
     e.bias = bias;
     e.mult = mult;
+    e.y = y;
+    return e;
+}
+
+static epilogue requant_epilogue(const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t n,
+                                 int32_t k, int32_t y_zp, const int8_t *table, int8_t *y) {
+    epilogue e = epilogue_of(bias, mult, y);
     e.shift = shift;
     e.zp = y_zp;
     e.table = table ? table + 128 : NULL;
-    e.y = y;
     e.fast = all_fast(mult, shift, n);
     e.tiles = e.fast && bias_fits(bias, n, k);
     return e;
@@ -294,13 +300,9 @@ static epilogue requant_epilogue(const int32_t *bias, const int32_t *mult, const
 /* C = 2^(s-1) - r_zp 2^r_k r_M + y_zp 2^s: the rounding and both zero points in the 64-bit start of the sum. */
 static epilogue add_epilogue(const int32_t *bias, const int32_t *mult, const ma_linear_add_params *p, int32_t n,
                              int32_t k, const int8_t *r, int8_t *y) {
-    epilogue e;
-    memset(&e, 0, sizeof e);
-    e.bias = bias;
-    e.mult = mult;
+    epilogue e = epilogue_of(bias, mult, y);
     e.add = p;
     e.r = r;
-    e.y = y;
     e.fast = p->right_shift >= 32;
     e.sum_constant = ((int64_t)1 << (p->right_shift - 1)) -
                      (int64_t)p->r_zp * ((int64_t)1 << p->r_left_shift) * p->r_mult +
