@@ -59,7 +59,7 @@ def test_native_profile_equals_python_hooks(tmp_path, monkeypatch, digits_test, 
     (fast_out, fast, fast_estimate, fast_hot), (slow_out, slow, slow_estimate, slow_hot) = \
         _profile_both(out, digits_test[0][3], monkeypatch)
     assert fast_out == slow_out
-    assert fast.total("instructions") > 1_000_000
+    assert fast.total("instructions") > 500_000  # a whole inference ran (the int8 digits ViT takes ~850,000)
     assert np.array_equal(fast.counts, slow.counts)                       # every class, taken, flash reads per row
     assert np.array_equal(fast.flash_addresses, slow.flash_addresses)     # the data stream of the cache model
     assert np.array_equal(fast.flash_rows, slow.flash_rows)
