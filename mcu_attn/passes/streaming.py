@@ -38,7 +38,7 @@ from mcu_attn.ir.verify import verify
 from mcu_attn.passes.blocks import retype
 from mcu_attn.progress import progress
 
-PER_POSITION = ("QLinear", "QLayerNorm", "QAdd", "QTable", "QRequant")
+PER_POSITION = ("QLinear", "QLinearAdd", "QLinearTable", "QLayerNorm", "QAdd", "QTable", "QRequant")
 DELTAS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
