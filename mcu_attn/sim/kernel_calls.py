@@ -414,6 +414,63 @@ class KernelBindings:
                ("i32", shift), ("i32", out_zp), ("ptr", y.address))
         return b.read(y).reshape(x.shape)
 
+    def QEarlyExit(self, full, early, *, gap_table, bound, early_zp, multiplier, shift, out_zp):
+        """The kernel writes the output only when the head is confident (it returns 1): `full` otherwise."""
+        b = self.backend
+        params = self._struct(EARLY_EXIT_FIELDS, dict(
+            count=early.size, early_zp=early_zp, mult=multiplier, shift=shift, out_zp=out_zp, bound=bound,
+            gap_table=b.input(np.asarray(gap_table, np.int64).astype(np.uint16))))
+        y = b.output(early.size, np.int8)
+        taken = b.call("ma_early_exit_s8", ("ptr", b.input(_i8(early))), ("ptr", params), ("ptr", y.address))
+        written = b.read(y).reshape(full.shape)
+        untouched = bool((written.view(np.uint8) == GUARD_VALUE).all())
+        assert taken in (0, 1) and (taken or untouched), "ma_early_exit_s8 wrote an output it did not take"
+        return written if taken else np.asarray(full, np.int8)
+
+    def QTokenSelect(self, x, q, k, *, heads, head_dim, keep, cls, q_zp, k_zp, score_multiplier, score_shift,
+                     exp_table):
+        b = self.backend
+        seq, width = x.shape[-2], x.shape[-1]
+        params = self._struct(TOKEN_SELECT_FIELDS, dict(
+            seq=seq, width=width, heads=heads, head_dim=head_dim, keep=keep, cls=cls, q_zp=q_zp, k_zp=k_zp,
+            score_mult=score_multiplier, score_shift=score_shift,
+            exp_table=b.input(np.asarray(exp_table, np.int64).astype(np.uint16))))
+        scratch_bytes = b.call("ma_token_select_s8_scratch", ("ptr", params))
+        assert scratch_bytes == (9 * seq + 7) // 8 * 8
+        scratch, y = b.output(scratch_bytes, np.uint8), b.output((keep + 1) * width, np.int8)
+        b.call("ma_token_select_s8", ("ptr", b.input(_i8(x))), ("ptr", b.input(_i8(q))), ("ptr", b.input(_i8(k))),
+               ("ptr", params), ("ptr", scratch.address), ("ptr", y.address))
+        b.read(scratch)
+        return b.read(y).reshape(*x.shape[:-2], keep + 1, width)
+
+
+    def QAttentionStep(self, q, k, v, keys, values, filled, *, heads, head_dim, window, q_zp, k_zp, v_zp, out_zp,
+                       score_multiplier, score_shift, exp_table, out_multiplier, out_shift):
+        """The reference's state (the last `filled` of window - 1 rows) as the kernel's ring: those rows in slots
+        0.., the next slot after them; after the call the ring must hold them and the new k and v."""
+        b = self.backend
+        width, count = heads * head_dim, int(filled)
+        kept_k, kept_v = np.asarray(keys)[window - 1 - count:], np.asarray(values)[window - 1 - count:]
+        ring = np.zeros(8 + 2 * window * width, np.uint8)
+        ring[:8] = np.array([count % window, count], np.int32).view(np.uint8)
+        slots = ring[8:].view(np.int8).reshape(2, window, width)
+        slots[0, :count], slots[1, :count] = kept_k, kept_v
+        table = b.input(np.asarray(exp_table, np.int64).astype(np.uint16))
+        params = self._struct(ATTENTION_FIELDS, dict(
+            seq=window, heads=heads, head_dim=head_dim, window=window, causal=1, global_tokens=0, q_zp=q_zp,
+            k_zp=k_zp, v_zp=v_zp, out_zp=out_zp, score_mult=score_multiplier, score_shift=score_shift,
+            out_mult=out_multiplier, out_shift=out_shift, query_tile=1, exp_table=table, mask=0))
+        assert b.call("ma_attention_step_s8_scratch", ("ptr", params)) == 8 * head_dim
+        state, scratch, y = b.inout(ring), b.output(8 * head_dim, np.uint8), b.output(width, np.int8)
+        b.call("ma_attention_step_s8", ("ptr", b.input(_i8(q))), ("ptr", b.input(_i8(k))), ("ptr", b.input(_i8(v))),
+               ("ptr", params), ("ptr", state.address), ("ptr", scratch.address), ("ptr", y.address))
+        after = b.read(state)
+        b.read(scratch)
+        slots[0, count % window], slots[1, count % window] = np.reshape(k, width), np.reshape(v, width)
+        ring[:8] = np.array([(count + 1) % window, min(count + 1, window)], np.int32).view(np.uint8)
+        assert np.array_equal(after, ring), "ma_attention_step_s8 left another ring than one step further"
+        return b.read(y).reshape(np.shape(q))
+
 
 S8_FUNCTIONS = ("ma_linear_s8", "ma_linear_s4", "ma_linear_table_s8", "ma_linear_table_s4", "ma_linear_add_s8",
                 "ma_linear_add_s4", "ma_attention_s8", "ma_attention_s8_scratch", "ma_layernorm_s8",
