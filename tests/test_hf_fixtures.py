@@ -14,13 +14,12 @@ import pytest
 
 from mcu_attn.api import import_model
 from mcu_attn.data import random_samples
+from mcu_attn.frontend.onnx import load_onnx
 from mcu_attn.reference.interpreter import run_stack
 from mcu_attn.summary import attention_blocks
 from support import FIXTURES, run_cli, without_activation_qdq
 
-# Not deployed yet, so not listed here: onnxruntime's QOperator quantization (QLinearConv, QLinearAdd, ... are not
-# imported; benchmarks/hf_models.py reports it)
-ENTRIES = [e for e in json.loads((FIXTURES / "hf_manifest.json").read_text()) if e["quantization"] != "qoperator"]
+ENTRIES = json.loads((FIXTURES / "hf_manifest.json").read_text())
 # the default run's emulated builds, one per kind of stem (ids, patches, Conv1d), a causal model and Llama;
 # -m slow emulates every fixture
 EMULATED = {"torch_encoder_legacy17_sdpa", "hf_vit_legacy17_sdpa", "hf_whisper_encoder_legacy17_sdpa",
@@ -28,6 +27,14 @@ EMULATED = {"torch_encoder_legacy17_sdpa", "hf_vit_legacy17_sdpa", "hf_whisper_e
 # float32 reference vs onnxruntime: both sum <= 64-term products in float32 in different orders; outputs are
 # O(1) (tiny random models), so agreement is ~1e-6 and 1e-4 leaves room while catching any real error
 FLOAT_TOLERANCE = 1e-4
+
+
+def onnx_numpy(path, name: str) -> np.ndarray:
+    """The initializer `name` of an ONNX file."""
+    import onnx
+    from onnx import numpy_helper
+
+    return next(numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer if i.name == name)
 
 
 def _path(entry: dict):
@@ -46,13 +53,21 @@ def test_import_finds_attention_and_matches_onnxruntime(entry: dict) -> None:
     assert all((b["heads"], b["head_dim"], b["causal"]) == (entry["heads"], entry["head_dim"], entry["causal"])
                for b in blocks)
     samples = random_samples(graph, 4)
+    if entry["quantization"] == "qoperator":
+        # the float reference is the model without its activation quantization (QOperator ops lowered and their
+        # Q/DQ pairs absorbed); onnxruntime's integer arithmetic is what the model as imported computes
+        graph = load_onnx(_path(entry))
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the model as written
     # a QDQ model's activation pairs are recorded parameters in our float reference: onnxruntime runs without them
     model = without_activation_qdq(_path(entry)) if entry["quantization"] == "qdq" else str(_path(entry))
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     theirs = np.stack([session.run(None, {entry["input"]: x.astype(entry["dtype"])})[0] for x in samples])
-    assert np.abs(run_stack(graph, samples) - theirs).max() <= FLOAT_TOLERANCE
+    tolerance = FLOAT_TOLERANCE
+    if entry["quantization"] == "qoperator":
+        # one output step: float32 LayerNorm/Erf in another order may cross a rounding boundary (measured: none)
+        tolerance = 1.01 * float(onnx_numpy(_path(entry), "logits_scale"))
+    assert np.abs(run_stack(graph, samples) - theirs).max() <= tolerance
 
 
 def _build(entry: dict, target: str, out, calib) -> dict:

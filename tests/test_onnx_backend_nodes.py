@@ -32,7 +32,7 @@ OPS = (
     "MatMul Gemm Softmax LayerNormalization Gelu Add Sub Mul Div Transpose Reshape Erf Sqrt Pow ReduceMean Attention "
     "Concat Gather Slice Squeeze Unsqueeze Relu Tanh Sigmoid Where Cast Split Expand Clip Exp Neg Reciprocal Max Min "
     "Flatten ReduceSum ReduceMax Tile LogSoftmax QuantizeLinear DequantizeLinear QLinearMatMul Equal Less Greater "
-    "Not And Or Abs Log Identity Conv GatherElements IsNaN"
+    "Not And Or Abs Log Identity Conv GatherElements IsNaN QLinearConv"
 ).split()
 NO_FLOAT_CASES = {"Equal", "Not", "And", "Or"}
 # onnx's module per op: the lower-case op name, with a trailing "_" for Python keywords.

@@ -13,6 +13,8 @@ element in the identity order moves nothing: its result is a Reshape of the root
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from mcu_attn.frontend.layout import trace_back
@@ -75,7 +77,12 @@ class PatchifyConv:
         grid = add("Reshape", [x, shape_const(split)], split)
         grid = add("Transpose", [grid], tuple(split[p] for p in perm), {"perm": perm})
         rows = add("Reshape", [grid, shape_const((1, patches, taps))], (1, patches, taps))
-        inputs = [rows, graph.add_const(f"{node.name}_w", np.ascontiguousarray(weight.reshape(channels, -1).T))]
+        quant = graph.type(node.inputs[1]).quant  # a pre-quantized model's per-output-channel scales: now columns
+        if quant is not None and quant.axis is not None:
+            quant = replace(quant, axis=1)
+        matrix = np.ascontiguousarray(weight.reshape(channels, -1).T)
+        inputs = [rows, graph.add_const(f"{node.name}_w", matrix, TensorType(TensorType.of(matrix).dtype, matrix.shape,
+                                                                              quant))]
         if len(node.inputs) > 2 and node.inputs[2]:
             inputs.append(node.inputs[2])
         linear = add("Linear", inputs, (1, patches, channels))

@@ -9,6 +9,7 @@ from mcu_attn.passes.names import ReadableNames
 from mcu_attn.passes.cleanup import CanonicalLinear, DeadCode, DropIdentities, LinearOverLeadingDims
 from mcu_attn.passes.fuse import FuseLinearResidual, FuseLinearTable
 from mcu_attn.passes.patchify import MergeLayoutChains, PatchifyConv
+from mcu_attn.passes.qoperator import LowerQOperator
 from mcu_attn.passes.prequant import AbsorbActivationQDQ, AbsorbPrequantized, KeepAnnotatedScales
 from mcu_attn.passes.token_ids import EmbeddingLookup
 
@@ -16,6 +17,7 @@ from mcu_attn.passes.token_ids import EmbeddingLookup
 def frontend_pipeline() -> list:
     return [
         DropIdentities(),   # exporters leave Identity/Dropout and no-op reshapes; patterns should not see them
+        LowerQOperator(),   # QOperator models: integer ops -> dequantize/float op/quantize, absorbed next
         AbsorbActivationQDQ(),  # QDQ models: activation Q/DQ pairs would hide every pattern below
         EmbeddingLookup(),  # token ids -> embedding tables: the ids stay integers, the lookup is a table in flash
         PatchifyConv(),     # a patch-embedding convolution is a Linear over patches
