@@ -12,7 +12,10 @@ import pytest
 from mcu_attn.codegen.cformat import pack_int4
 from mcu_attn.codegen.host_cc import compile_shared
 from mcu_attn.ir.graph import Graph, Node
+from mcu_attn.ir.ops import conv as conv_module
 from mcu_attn.ir.ops.conv import GEOMETRY_FIELDS, conv, geometry, qconv
+from mcu_attn.ir.ops.im2col import qim2col
+from mcu_attn.ir.ops.linear import qlinear
 from mcu_attn.ir.types import TensorType
 from mcu_attn.reference.interpreter import run
 from mcu_attn.reference.qmath import choose_qparams, dequantize, quantize, quantize_multiplier, symmetric_scales
@@ -42,12 +45,13 @@ class Geometry(ctypes.Structure):
 
 @pytest.fixture(scope="module")
 def lib():
-    sources = [KERNELS / "ref" / "conv_s8.c", KERNELS / "ref" / "conv_f32.c"]
+    sources = [KERNELS / "ref" / "conv_s8.c", KERNELS / "ref" / "conv_f32.c", KERNELS / "ref" / "im2col_s8.c"]
     library = ctypes.CDLL(str(compile_shared(sources, [KERNELS / "include"],
                                              ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"], name="conv")))
     for name in ("ma_conv_s8", "ma_conv_s4"):
         getattr(library, name).argtypes = [P, P, P, P, P, P, I32, I32, P]
     library.ma_conv_f32.argtypes = [P, P, P, P, P]
+    library.ma_im2col_s8.argtypes = [P, P, I32, P]
     return library
 
 
@@ -123,3 +127,48 @@ def test_integer_reference_follows_float_math() -> None:
     # one output step of rounding, plus 27 taps each off by at most s_x/2 * |w| and |x| * s_w/2
     bound = s_y + 27 * (s_x * np.abs(w).max() + np.abs(x).max() * scales.max())
     assert np.abs(dequantize(y, s_y, y_zp) - expected).max() <= bound
+
+
+ONE_GROUP = [i for i, (_, w_shape, attrs) in enumerate(CASES) if attrs.get("group", 1) == 1]
+
+
+@pytest.mark.parametrize("case", ONE_GROUP)
+def test_im2col_kernel_and_linear_are_qconv(lib, case) -> None:
+    """QIm2Col's C kernel matches its reference, and QLinear over its rows is QConv transposed, bit for bit."""
+    rng = np.random.default_rng(case + 100)
+    x_shape, w_shape, attrs = CASES[case]
+    g, x, w, bias, mult, shift, x_zp, y_zp = _integer_case(rng, x_shape, w_shape, attrs, 8)
+    geometry_fields = tuple(g[f] for f in GEOMETRY_FIELDS)
+    rows = qim2col(x, geometry=geometry_fields, x_zp=x_zp)
+    out = np.full(rows.size + GUARD, 0x5A, np.int8)
+    lib.ma_im2col_s8(_ptr(x), ctypes.byref(Geometry(*geometry_fields)), x_zp, _ptr(out))
+    assert np.array_equal(out[:-GUARD].reshape(rows.shape), rows) and np.all(out[-GUARD:] == 0x5A)
+    expected = qconv(x, w, bias, geometry=geometry_fields, multiplier=tuple(mult), shift=tuple(shift), x_zp=x_zp,
+                     y_zp=y_zp)
+    product = qlinear(rows, w.reshape(w_shape[0], -1).T, bias, multiplier=tuple(mult), shift=tuple(shift),
+                      y_zp=y_zp)
+    assert np.array_equal(product[0].T.reshape(expected.shape), expected)
+
+
+def test_quantizer_lowers_conv_to_im2col_and_linear(monkeypatch) -> None:
+    """The quantizer's im2col form of a one-group convolution gives the integers QConv gives (int8 and int4)."""
+    from mcu_attn.passes.quantize import quantize_graph, run_quantized
+
+    rng = np.random.default_rng(9)
+    graph = Graph("conv")
+    graph.add_input("x", TensorType("float32", (1, 8, 16)))
+    graph.add_const("w", (rng.standard_normal((8, 8, 3)) * 0.3).astype(np.float32), exact=True)
+    graph.add_const("b", rng.standard_normal(8).astype(np.float32), exact=True)
+    graph.types["y"] = TensorType("float32", (1, 8, 8))
+    graph.append(Node("Conv", ["x", "w", "b"], ["y"], {"pads": (1, 1), "strides": (2,)}, "conv"))
+    graph.outputs = ["y"]
+    calib = rng.standard_normal((16, 1, 8, 16)).astype(np.float32)
+    results = {}
+    for expansion in (conv_module.EXPANSION, 0):
+        monkeypatch.setattr(conv_module, "EXPANSION", expansion)
+        for bits in (8, 4):
+            quantized = quantize_graph(graph, calib, bits)
+            assert ("QIm2Col" in {n.op for n in quantized.nodes}) == (expansion > 0)
+            results[expansion, bits] = run_quantized(quantized, calib[:4])
+    for bits in (8, 4):
+        assert np.array_equal(results[conv_module.EXPANSION, bits], results[0, bits])

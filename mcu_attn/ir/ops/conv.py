@@ -17,6 +17,8 @@ padding (the patch embedding of a vision transformer) is rewritten into the Line
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from mcu_attn.codegen.cformat import pack_int4
@@ -127,6 +129,7 @@ def qconv(x, w, bias, *, geometry=(), multiplier=(), shift=(), x_zp=0, y_zp=0, b
     return saturate_int8(y + y_zp).reshape((x.shape[0], n) + _out_spatial(x, g))
 
 
+EXPANSION = 4  # QConv runs as im2col rows + QLinear when the rows take at most 4x the input's bytes (im2col.py)
 GEOMETRY_FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w",
                    "pad_top", "pad_left", "dil_h", "dil_w", "groups")
 
@@ -155,13 +158,45 @@ def _quantize_conv(cv, node: Node) -> None:
     multipliers = [quantize_multiplier(s_x * s / s_y) for s in scales]
     w_type = TensorType("int4" if bits == 4 else "int8", wq.shape,
                         QuantParams(tuple(float(s) for s in scales), (0,) * channels, 0, bits))
-    w_name = cv.dst.add_const(f"{node.name}_w", wq.astype(np.int8), w_type)
     b_name = cv.dst.add_const(f"{node.name}_b", bias_q.astype(np.int32))
     cv.layer_bits[node.name] = bits
     g = node_geometry(cv.src, node)
+    requant = {"multiplier": tuple(m for m, _ in multipliers), "shift": tuple(s for _, s in multipliers),
+               "y_zp": y_zp, "bits": bits}
+    taps, positions = wq[0].size, g["out_h"] * g["out_w"]
+    if g["groups"] == 1 and taps * positions <= EXPANSION * g["in_c"] * g["in_h"] * g["in_w"]:
+        _as_linear(cv, node, g, wq.reshape(channels, taps).T, w_type, b_name, requant, x_zp)
+        return
+    w_name = cv.dst.add_const(f"{node.name}_w", wq.astype(np.int8), w_type)
     cv.emit("QConv", [x, w_name, b_name], out,
-            {"geometry": tuple(g[f] for f in GEOMETRY_FIELDS), "multiplier": tuple(m for m, _ in multipliers),
-             "shift": tuple(s for _, s in multipliers), "x_zp": x_zp, "y_zp": y_zp, "bits": bits}, node.name)
+            {"geometry": tuple(g[f] for f in GEOMETRY_FIELDS), "x_zp": x_zp, **requant}, node.name)
+
+
+def _as_linear(cv, node: Node, g: dict, w_kn: np.ndarray, w_type: TensorType, b_name: str, requant: dict,
+               x_zp: int) -> None:
+    """QConv as QIm2Col -> QLinear -> [1, P, O] -> Transpose -> Reshape to the conv's output (im2col.py): the
+    same integers, computed by the matrix kernels."""
+    x, out = node.inputs[0], node.outputs[0]
+    quant = cv.qtype(out).quant
+    positions, channels = g["out_h"] * g["out_w"], g["out_c"]
+
+    def value(hint: str, shape: tuple[int, ...], params) -> str:
+        name = cv.dst.fresh(f"{out}_{hint}")
+        cv.dst.types[name] = TensorType("int8", shape, params)
+        return name
+
+    rows = value("im2col", (1, positions, w_kn.shape[0]), cv.qtype(x).quant)
+    cv.dst.append(Node("QIm2Col", [x], [rows], {"geometry": tuple(g[f] for f in GEOMETRY_FIELDS), "x_zp": x_zp},
+                       f"{node.name}_im2col"))
+    weight = cv.dst.add_const(f"{node.name}_w", np.ascontiguousarray(w_kn).astype(np.int8),
+                              replace(w_type, shape=w_kn.shape, quant=replace(w_type.quant, axis=1)))
+    product = value("rows", (1, positions, channels), quant)
+    cv.dst.append(Node("QLinear", [rows, weight, b_name], [product], requant, node.name))
+    columns = value("columns", (1, channels, positions), quant)
+    cv.dst.append(Node("Transpose", [product], [columns], {"perm": (0, 2, 1)}, f"{node.name}_transpose"))
+    shape = cv.dst.add_const("shape", np.array(cv.src.shape(out), np.int64))
+    cv.dst.types[out] = cv.qtype(out)
+    cv.dst.append(Node("Reshape", [columns, shape], [out], {}, f"{node.name}_reshape"))
 
 
 def _geometry_struct(ctx, node: Node, g: dict) -> str:

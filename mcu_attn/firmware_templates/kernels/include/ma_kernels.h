@@ -37,6 +37,8 @@ void ma_conv_s8(const int8_t *x, const ma_conv_geometry *g, const int8_t *w, con
 /* The same with int4 weights, two per byte along each row (low nibble first, an odd row padded). */
 void ma_conv_s4(const int8_t *x, const ma_conv_geometry *g, const uint8_t *w, const int32_t *bias,
                 const int32_t *mult, const int32_t *shift, int32_t x_zp, int32_t y_zp, int8_t *y);
+/* QIm2Col (im2col_s8.c): rows[p][k] = tap k of output position p (one group), x_zp outside the image. */
+void ma_im2col_s8(const int8_t *x, const ma_conv_geometry *g, int32_t x_zp, int8_t *rows);
 /* Float Conv (conv_f32.c): y = taps . w[o] + bias[o] (bias may be NULL), padding read as 0. */
 void ma_conv_f32(const float *x, const ma_conv_geometry *g, const float *w, const float *bias, float *y);
 
