@@ -208,12 +208,46 @@ def gen_qattention_step(rng):
     return (q, k, v, keys, values, np.array(int(rng.integers(0, window)), np.int64)), attrs
 
 
+def gen_qrmsnorm(rng, rows=None, c=None):
+    rows = rows or int(rng.integers(1, 5))
+    c = c or int(rng.integers(1, 97))
+    x = _int8(rng, (1, rows, c))
+    in_zp = _zp(rng)
+    if rng.random() < 0.1:
+        x[...] = np.int8(in_zp)  # rows at the zero point: sigma from eps (or the floor of 1)
+    eps = int(rng.choice([0, int(2 ** rng.uniform(0, 30)), int(round(c * c * 1e-6 / 0.05 ** 2))]))
+    multiplier, shift = _per_channel(rng, c, (-16, -7), (-34, 0), negative=0.2)  # gamma can be negative
+    return (x,), dict(multiplier=multiplier, shift=shift, eps=eps, in_zp=in_zp, out_zp=_zp(rng))
+
+
+def gen_qrotary(rng, seq=None, heads=None, head_dim=None):
+    seq, heads = seq or int(rng.integers(1, 9)), heads or int(rng.integers(1, 4))
+    head_dim = head_dim or 2 * int(rng.integers(1, 9))
+    angles = np.arange(seq)[:, None] * 10000.0 ** (-np.arange(head_dim // 2) * 2 / head_dim)[None, :]
+    angles = np.concatenate([angles, angles], axis=1)
+    cos_q = np.rint(np.cos(angles) * 2 ** 14).astype(np.int16)
+    sin_q = np.rint(np.sin(angles) * np.where(np.arange(head_dim) < head_dim // 2, -1, 1) * 2 ** 14).astype(np.int16)
+    multiplier, shift = _mixed_mult(rng, (-16, -13), (-40, 2), negative=0.1)
+    return (_int8(rng, (1, seq, heads * head_dim)), cos_q, sin_q), dict(
+        heads=heads, x_zp=_zp(rng), multiplier=multiplier, shift=shift, y_zp=_zp(rng))
+
+
+def gen_qmul(rng, seq=None, c=None):
+    seq, c = seq or int(rng.integers(1, 12)), c or int(rng.integers(1, 40))
+    b_shape = [(1, seq, c), (c,), (1, 1, c)][int(rng.integers(0, 3))]
+    multiplier, shift = _mixed_mult(rng, (-10, -4), (-34, 7), negative=0.1)
+    return (_int8(rng, (1, seq, c)), _int8(rng, b_shape)), dict(a_zp=_zp(rng), b_zp=_zp(rng), multiplier=multiplier,
+                                                              shift=shift, y_zp=_zp(rng))
+
+
 GENERATORS = {"QLinear": gen_qlinear, "QLinearTable": gen_qlinear_table, "QLinearAdd": gen_qlinear_add,
               "QAttention": gen_qattention, "QLayerNorm": gen_qlayernorm, "QTable": gen_qtable, "QAdd": gen_qadd,
               "QRequant": gen_qrequant, "QEarlyExit": gen_qearly_exit, "QTokenSelect": gen_qtoken_select,
-              "QAttentionStep": gen_qattention_step}
+              "QAttentionStep": gen_qattention_step, "QRMSNorm": gen_qrmsnorm, "QRotary": gen_qrotary,
+              "QMul": gen_qmul}
 SWEEP = {"QLinear": 600, "QLinearTable": 200, "QLinearAdd": 600, "QAttention": 600, "QLayerNorm": 600,
-         "QTable": 100, "QAdd": 400, "QRequant": 400, "QEarlyExit": 300, "QTokenSelect": 200, "QAttentionStep": 300}
+         "QTable": 100, "QAdd": 400, "QRequant": 400, "QEarlyExit": 300, "QTokenSelect": 200, "QAttentionStep": 300,
+         "QRMSNorm": 400, "QRotary": 300, "QMul": 400}
 
 
 def sweep(kernels, seed: int, scale: float = 1.0) -> int:

@@ -31,8 +31,8 @@ class RMSParams(ctypes.Structure):
 
 @pytest.fixture(scope="module")
 def lib():
-    sources = [KERNELS / "ref" / f for f in ("rmsnorm_s8.c", "layernorm_f32.c", "rotary.c", "mul_s8.c",
-                                             "add_f32.c", "gelu_f32.c")]
+    sources = [KERNELS / "ref" / f for f in ("rmsnorm_s8.c", "layernorm_f32.c", "rotary_f32.c", "rotary_s8.c",
+                                             "mul_s8.c", "add_f32.c", "gelu_f32.c")]
     library = ctypes.CDLL(str(compile_shared(sources, [KERNELS / "include"],
                                              ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"], name="llama_ops")))
     library.ma_rmsnorm_s8.argtypes = [P, I32, P, P]

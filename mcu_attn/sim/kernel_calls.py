@@ -46,6 +46,8 @@ LAYERNORM_FIELDS = (("i32", "c"), ("i32", "recip_shift"), ("i32", "right_shift")
 ADD_FIELDS = tuple(("i32", n) for n in ("a_zp", "b_zp", "a_mult", "a_left_shift", "b_mult", "b_left_shift",
                                         "right_shift", "out_zp"))
 LINEAR_ADD_FIELDS = tuple(("i32", n) for n in ("right_shift", "r_mult", "r_left_shift", "r_zp", "y_zp"))
+RMSNORM_FIELDS = (("i32", "c"), ("i32", "in_zp"), ("i32", "out_zp"), ("i64", "eps"), ("ptr", "mult"),
+                  ("ptr", "shift"))
 # ma_kernels_dynamic.h
 EARLY_EXIT_FIELDS = tuple(("i32", n) for n in ("count", "early_zp", "mult", "shift", "out_zp", "bound")) + (
     ("ptr", "gap_table"),)
@@ -414,6 +416,33 @@ class KernelBindings:
                ("i32", shift), ("i32", out_zp), ("ptr", y.address))
         return b.read(y).reshape(x.shape)
 
+    def QRMSNorm(self, x, *, multiplier, shift, eps, in_zp, out_zp):
+        b = self.backend
+        c = x.shape[-1]
+        params = self._struct(RMSNORM_FIELDS, dict(c=c, in_zp=in_zp, out_zp=out_zp, eps=eps,
+                                                   mult=b.input(_i32(multiplier)), shift=b.input(_i32(shift))))
+        y = b.output(x.size, np.int8)
+        b.call("ma_rmsnorm_s8", ("ptr", b.input(_i8(x))), ("i32", x.size // c), ("ptr", params), ("ptr", y.address))
+        return b.read(y).reshape(x.shape)
+
+    def QRotary(self, x, cos_q, sin_q, *, heads, x_zp, multiplier, shift, y_zp):
+        b = self.backend
+        width = x.shape[-1]
+        y = b.output(x.size, np.int8)
+        tables = [b.input(np.ascontiguousarray(np.asarray(t, np.int64).astype(np.int16))) for t in (cos_q, sin_q)]
+        b.call("ma_rotary_s8", ("ptr", b.input(_i8(x))), ("i32", x.size // width), ("i32", heads),
+               ("i32", width // heads), ("ptr", tables[0]), ("ptr", tables[1]), ("i32", x_zp), ("i32", multiplier),
+               ("i32", shift), ("i32", y_zp), ("ptr", y.address))
+        return b.read(y).reshape(x.shape)
+
+    def QMul(self, a, b_in, *, a_zp, b_zp, multiplier, shift, y_zp):
+        b = self.backend
+        y = b.output(a.size, np.int8)
+        b.call("ma_mul_s8", ("ptr", b.input(_i8(a))), ("ptr", b.input(_i8(b_in))), ("i32", a.size),
+               ("i32", b_in.size), ("i32", a_zp), ("i32", b_zp), ("i32", multiplier), ("i32", shift), ("i32", y_zp),
+               ("ptr", y.address))
+        return b.read(y).reshape(a.shape)
+
     def QEarlyExit(self, full, early, *, gap_table, bound, early_zp, multiplier, shift, out_zp):
         """The kernel writes the output only when the head is confident (it returns 1): `full` otherwise."""
         b = self.backend
@@ -474,5 +503,6 @@ class KernelBindings:
 
 S8_FUNCTIONS = ("ma_linear_s8", "ma_linear_s4", "ma_linear_table_s8", "ma_linear_table_s4", "ma_linear_add_s8",
                 "ma_linear_add_s4", "ma_attention_s8", "ma_attention_s8_scratch", "ma_layernorm_s8",
-                "ma_table_s8", "ma_add_s8", "ma_requant_s8", "ma_early_exit_s8", "ma_token_select_s8",
-                "ma_token_select_s8_scratch", "ma_attention_step_s8", "ma_attention_step_s8_scratch", "ma_event_s8")
+                "ma_table_s8", "ma_add_s8", "ma_requant_s8", "ma_rmsnorm_s8", "ma_rotary_s8", "ma_mul_s8",
+                "ma_early_exit_s8", "ma_token_select_s8", "ma_token_select_s8_scratch", "ma_attention_step_s8",
+                "ma_attention_step_s8_scratch", "ma_event_s8")
