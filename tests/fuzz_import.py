@@ -345,21 +345,24 @@ def _onnxruntime(model_bytes: bytes, feeds: dict, extra: str | None = None) -> d
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
-def _first_nan(model_bytes: bytes, values: dict) -> str | None:
-    """The first value a node of the model computes (in the reference's order) that holds NaN in the reference."""
-    produced = {out for node in onnx.load_from_string(model_bytes).graph.node for out in node.output}
-    return next((name for name, value in values.items() if name in produced and np.asarray(value).dtype.kind == "f"
-                 and np.isnan(value).any()), None)
-
-
-def _first_huge(model_bytes: bytes, values: dict) -> str | None:
-    """The first value a node of the model computes that exceeds 2^64 in magnitude in the reference: there its
-    squares and sums overflow float32, and the result depends on the order of evaluation (a LayerNorm's variance
-    in float32 or, as onnxruntime keeps it, float64; a bias added before or after a product)."""
+def _first_value(model_bytes: bytes, values: dict, holds) -> str | None:
+    """The first value a node of the model computes (in the reference's order) whose float data `holds`."""
     produced = {out for node in onnx.load_from_string(model_bytes).graph.node for out in node.output}
     with np.errstate(invalid="ignore"):
         return next((name for name, value in values.items() if name in produced
-                     and np.asarray(value).dtype.kind == "f" and (np.abs(value) > 2.0 ** 64).any()), None)
+                     and np.asarray(value).dtype.kind == "f" and holds(np.asarray(value))), None)
+
+
+def _first_nan(model_bytes: bytes, values: dict) -> str | None:
+    """The first value that holds NaN in the reference."""
+    return _first_value(model_bytes, values, lambda value: np.isnan(value).any())
+
+
+def _first_huge(model_bytes: bytes, values: dict) -> str | None:
+    """The first value that exceeds 2^64 in magnitude in the reference: there its squares and sums overflow
+    float32, and the result depends on the order of evaluation (a LayerNorm's variance in float32 or, as
+    onnxruntime keeps it, float64; a bias added before or after a product)."""
+    return _first_value(model_bytes, values, lambda value: (np.abs(value) > 2.0 ** 64).any())
 
 
 def _child(model_bytes: bytes, scratch: str, write_fd: int) -> None:
