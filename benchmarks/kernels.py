@@ -77,7 +77,7 @@ def _attention(rng, seq: int, head_dim: int):
     table = tuple(int(round(2 ** 15 * np.exp(-SCORE_STEP * t))) for t in range(256))
     score = quantize_multiplier(0.02 * 0.02 / np.sqrt(head_dim) / SCORE_STEP)  # logits with a spread of ~2
     out = quantize_multiplier(0.02 / (256 * 0.02))
-    return (q, k, v), dict(heads=1, head_dim=head_dim, window=0, causal=0, global_tokens=0, q_zp=3, k_zp=-7, v_zp=11,
+    return (q, k, v), dict(heads=1, head_dim=head_dim, q_zp=3, k_zp=-7, v_zp=11,
                            out_zp=-2, score_multiplier=score[0], score_shift=score[1], exp_table=table,
                            out_multiplier=out[0], out_shift=out[1])
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from mcu_attn.ir.graph import Graph
 from mcu_attn.ir.ops import node_macs, spec
+from mcu_attn.ir.ops.attention import node_pattern
 
 
 def count_params(graph: Graph) -> int:
@@ -27,15 +28,16 @@ def attention_blocks(graph: Graph) -> list[dict[str, Any]]:
     for node in graph.nodes:
         if node.op != "Attention":
             continue
-        window = int(node.attr("window", 0))
+        pattern = node_pattern(node)
         blocks.append({
             "name": node.name,
             "heads": int(node.attrs["heads"]),
             "head_dim": int(node.attrs["head_dim"]),
             "seq_len": int(graph.shape(node.inputs[0])[-2]),
-            "window": window or None,
-            "causal": bool(node.attr("causal", 0)),
-            "global_tokens": int(node.attr("global_tokens", 0)),
+            "window": pattern.window or None,
+            "causal": pattern.causal,
+            "global_tokens": pattern.global_tokens,
+            "pattern": pattern.describe(),
             "scale": float(node.attr("scale", 1.0)),
             "mask": len(node.inputs) > 3,
         })

@@ -14,11 +14,11 @@ import math
 
 import numpy as np
 
-from mcu_attn.ir.ops.attention import attention_allowed
 from mcu_attn.ir.ops.layernorm import layernorm_params
 from mcu_attn.ir.ops.registry import spec
 from mcu_attn.ir.ops.add import add_params
 from mcu_attn.reference.qmath import quantize_multiplier, sum_requant_params
+from mcu_attn.ir.pattern import AttentionPattern
 
 
 def check_case(kernels, name: str, inputs: tuple, attrs: dict) -> None:
@@ -113,6 +113,7 @@ def gen_qattention(rng, seq=None, heads=None, head_dim=None, window=None, causal
     causal = int(rng.integers(0, 2)) if causal is None else causal
     if global_tokens is None:
         global_tokens = int(rng.choice([0, 0, 1, 2, int(rng.integers(0, seq + 1)), seq + 1]))
+    pattern = AttentionPattern(window, global_tokens, bool(causal))
     q, k, v = (_int8(rng, (1, seq, heads * head_dim)) for _ in range(3))
     mode = rng.random()
     if mode < 0.5:
@@ -126,15 +127,14 @@ def gen_qattention(rng, seq=None, heads=None, head_dim=None, window=None, causal
     out_multiplier, out_shift = _mixed_mult(rng, (-16, -6), (-34, 2))
     inputs = (q, k, v)
     if rng.random() < 0.2:  # an explicit 0/1 mask on top, each row keeping at least one key its window allows
-        allowed = attention_allowed(seq, window, global_tokens, causal)
+        allowed = pattern.allowed(seq)
         keep = np.array([rng.choice(np.flatnonzero(row)) for row in allowed])
         mask = rng.random((seq, seq)) < rng.uniform(0.1, 0.9)
         mask[np.arange(seq), keep] = True
         inputs = (q, k, v, mask.astype(np.uint8))
-    return inputs, dict(heads=heads, head_dim=head_dim, window=window, causal=causal,
-                           global_tokens=global_tokens, q_zp=_zp(rng), k_zp=_zp(rng), v_zp=_zp(rng),
-                           out_zp=_zp(rng), score_multiplier=score_multiplier, score_shift=score_shift,
-                           exp_table=table, out_multiplier=out_multiplier, out_shift=out_shift)
+    return inputs, dict(heads=heads, head_dim=head_dim, pattern=pattern, q_zp=_zp(rng), k_zp=_zp(rng),
+                        v_zp=_zp(rng), out_zp=_zp(rng), score_multiplier=score_multiplier, score_shift=score_shift,
+                        exp_table=table, out_multiplier=out_multiplier, out_shift=out_shift)
 
 
 def gen_qlayernorm(rng, rows=None, c=None):

@@ -24,6 +24,7 @@ from mcu_attn.data import accuracy
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import infer_types
+from mcu_attn.ir.pattern import AttentionPattern
 from mcu_attn.ir.types import QuantParams, TensorType
 from mcu_attn.reference.interpreter import run
 from mcu_attn.reference.qmath import quantize_multiplier
@@ -181,26 +182,25 @@ def test_qlinear(tmp_path, bits, k):
     check_bit_exact(b.finish(b.qlinear("x", 9, bits)), tmp_path)
 
 
-ATTENTION = [dict(window=0, causal=0, global_tokens=0), dict(window=5, causal=0, global_tokens=0),
-             dict(window=4, causal=1, global_tokens=0), dict(window=3, causal=0, global_tokens=2),
-             dict(window=0, causal=1, global_tokens=1)]
+ATTENTION = [AttentionPattern(), AttentionPattern(5), AttentionPattern(4, causal=True), AttentionPattern(3, 2),
+             AttentionPattern(0, 1, causal=True)]
 
 
-def attention_graph(config) -> Graph:
+def attention_graph(pattern: AttentionPattern) -> Graph:
     heads, head_dim, seq = 2, 4, 11
-    b = Builder((1, seq, heads * head_dim), seed=config["window"])
+    b = Builder((1, seq, heads * head_dim), seed=pattern.window)
     q, k, v = (b.qlinear("x", heads * head_dim) for _ in range(3))
     score, out = b.multiplier(0.05, 0.5), b.multiplier(1e-4, 5e-3)
     table = tuple(int(round(2 ** 15 * np.exp(-t / 16))) for t in range(256))
     attn = b.node("QAttention", [q, k, v], heads=heads, head_dim=head_dim, q_zp=3, k_zp=-2, v_zp=1, out_zp=-4,
                   score_multiplier=score[0], score_shift=score[1], exp_table=table, out_multiplier=out[0],
-                  out_shift=out[1], **config)
+                  out_shift=out[1], pattern=pattern)
     return b.finish(attn)
 
 
-@pytest.mark.parametrize("config", ATTENTION, ids=lambda c: "w{window}c{causal}g{global_tokens}".format(**c))
-def test_qattention(tmp_path, config):
-    check_bit_exact(attention_graph(config), tmp_path)
+@pytest.mark.parametrize("pattern", ATTENTION, ids=lambda p: p.describe())
+def test_qattention(tmp_path, pattern):
+    check_bit_exact(attention_graph(pattern), tmp_path)
 
 
 SANITIZE = "-O1 -g -std=c99 -Wall -Wextra -Werror -fsanitize=address,undefined -fno-sanitize-recover=all"
@@ -218,7 +218,7 @@ def test_sanitizers(tmp_path, float_build, digits_test):
     """The generated code and kernels under AddressSanitizer and UndefinedBehaviorSanitizer."""
     if not _sanitizers_available(tmp_path):
         pytest.skip("the host cc cannot build with -fsanitize=address,undefined")
-    check_bit_exact(attention_graph(dict(window=3, causal=0, global_tokens=2)), tmp_path / "int", cflags=SANITIZE)
+    check_bit_exact(attention_graph(AttentionPattern(3, 2)), tmp_path / "int", cflags=SANITIZE)
     copy = tmp_path / "float"
     for name, content in tree(float_build).items():
         (copy / name).parent.mkdir(parents=True, exist_ok=True)

@@ -16,9 +16,10 @@ from mcu_attn.codegen.host_cc import compile_shared
 from mcu_attn.codegen.kernels import KERNELS
 from mcu_attn.ir.ops import spec
 from mcu_attn.ir.ops.elementwise import gelu
-from mcu_attn.ir.ops.attention import attention, attention_allowed
+from mcu_attn.ir.ops.attention import attention
 from mcu_attn.ir.ops.layernorm import layer_norm
 from mcu_attn.ir.ops.linear import linear
+from mcu_attn.ir.pattern import DENSE, AttentionPattern
 
 FLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Werror")
 SOURCES = ("linear_f32.c", "attention_f32.c", "layernorm_f32.c", "gelu_f32.c", "add_f32.c", "layout.c")
@@ -28,8 +29,9 @@ PTR = ctypes.c_void_p
 
 
 class AttentionParams(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_int32) for name in ("seq", "heads", "head_dim", "window", "causal",
-                                                    "global_tokens", "query_tile")] + [
+    # the pattern descriptor (ma_attention_pattern) is embedded after head_dim: its int32 fields in order
+    _fields_ = [(name, ctypes.c_int32) for name in ("seq", "heads", "head_dim", *(f"pattern_{n}" for n, _ in
+                                                                                  DENSE.c_fields()), "query_tile")] + [
         ("scale", ctypes.c_float), ("mask", PTR)]
 
 
@@ -91,7 +93,7 @@ def _additive_mask(rng, seq: int, window: int, global_tokens: int, causal: int) 
     """Finite biases, with -inf on a third of the keys; each row keeps a key its window allows finite."""
     mask = rng.normal(0, 1, (seq, seq)).astype(np.float32)
     mask[rng.random((seq, seq)) < 0.33] = -np.inf
-    allowed = attention_allowed(seq, window, global_tokens, causal)
+    allowed = AttentionPattern(window, global_tokens, causal).allowed(seq)
     for row, keep in enumerate(allowed):
         mask[row, rng.choice(np.flatnonzero(keep))] = 0.0
     return mask
@@ -104,11 +106,12 @@ def test_attention(lib, case):
     q, k, v = (rng.standard_normal((seq, heads * head_dim)).astype(np.float32) * 2 for _ in range(3))
     mask = _additive_mask(rng, seq, window, global_tokens, causal) if masked else None
     scale = float(1 / np.sqrt(head_dim))
+    pattern = AttentionPattern(window, global_tokens, causal)
     expected = attention(q[None], k[None], v[None], mask, heads=heads, head_dim=head_dim, scale=scale,
-                         causal=causal, window=window, global_tokens=global_tokens)[0]
+                         pattern=pattern)[0]
     guard = 5
     for tile in sorted({1, 3, seq}):
-        params = AttentionParams(seq, heads, head_dim, window, causal, global_tokens, tile, scale,
+        params = AttentionParams(seq, heads, head_dim, *(value for _, value in pattern.c_fields()), tile, scale,
                                  None if mask is None else mask.ctypes.data)
         words = lib.ma_attention_f32_scratch(ctypes.byref(params)) // 4
         assert words == tile * (head_dim + 5)  # O(tile x head_dim): no score matrix, no score row

@@ -35,8 +35,9 @@ from kernel_cases import (GENERATORS, SWEEP, check_case, gen_qadd, gen_qattentio
                           gen_qlinear_add, standard_exp_table, sweep)
 from mcu_attn.codegen.cformat import pack_int4
 from mcu_attn.codegen.host_cc import compile_shared
-from mcu_attn.ir.ops.attention import attention, attention_allowed
+from mcu_attn.ir.ops.attention import attention
 from mcu_attn.ir.ops.registry import spec
+from mcu_attn.ir.pattern import AttentionPattern
 from mcu_attn.ir.ops.add import add_params
 from mcu_attn.reference.qmath import (choose_qparams, quantize, quantize_multiplier, sum_requant_params,
                                       symmetric_scales)
@@ -146,11 +147,11 @@ def test_attention_key_sets(kernels: KernelBindings) -> None:
     """Each key set exactly: with v one-hot per key and a flat table, out = 1/|keys| on exactly the allowed keys."""
     for seq, window, causal, global_tokens in [(9, 0, 0, 0), (9, 0, 1, 0), (9, 1, 0, 0), (9, 2, 0, 0), (9, 3, 1, 0),
                                                (9, 4, 0, 2), (9, 4, 1, 2), (9, 20, 0, 0), (9, 3, 1, 20), (1, 5, 1, 1)]:
-        allowed = attention_allowed(seq, window, global_tokens, causal)
+        allowed = AttentionPattern(window, global_tokens, causal).allowed(seq)
         q = np.zeros((1, seq, seq), np.int8)
         v = np.eye(seq, dtype=np.int8)[None] * 127
         m, s = quantize_multiplier(1.0)
-        attrs = dict(heads=1, head_dim=seq, window=window, causal=causal, global_tokens=global_tokens, q_zp=0,
+        attrs = dict(heads=1, head_dim=seq, pattern=AttentionPattern(window, global_tokens, causal), q_zp=0,
                      k_zp=0, v_zp=0, out_zp=0, score_multiplier=m, score_shift=s, exp_table=(1 << 15,) * 256,
                      out_multiplier=m, out_shift=s - 8)
         got = kernels.run("QAttention", (q, q, v), attrs)[0]
@@ -273,16 +274,15 @@ def test_qattention_matches_float() -> None:
         (qq, s_q, q_zp, q_hat), (kq, s_k, k_zp, k_hat), (vq, s_v, v_zp, v_hat) = (
             _qtensor(rng.normal(rng.normal(0, 0.3), spread, (1, seq, heads * dim))) for _ in range(3))
         scale = 1 / math.sqrt(dim)
-        out = attention(q_hat, k_hat, v_hat, heads=heads, head_dim=dim, scale=scale, causal=causal, window=window,
-                        global_tokens=global_tokens)
+        pattern = AttentionPattern(window, global_tokens, causal)
+        out = attention(q_hat, k_hat, v_hat, heads=heads, head_dim=dim, scale=scale, pattern=pattern)
         s_out, out_zp = choose_qparams(float(out.min()), float(out.max()))
         sm, ss = quantize_multiplier(s_q * s_k * scale / delta)
         om, osh = quantize_multiplier(s_v / (256 * s_out))
-        got = spec("QAttention").reference(qq, kq, vq, heads=heads, head_dim=dim, window=window, causal=causal,
-                                           global_tokens=global_tokens, q_zp=q_zp, k_zp=k_zp, v_zp=v_zp,
-                                           out_zp=out_zp, score_multiplier=sm, score_shift=ss,
+        got = spec("QAttention").reference(qq, kq, vq, heads=heads, head_dim=dim, pattern=pattern, q_zp=q_zp,
+                                           k_zp=k_zp, v_zp=v_zp, out_zp=out_zp, score_multiplier=sm, score_shift=ss,
                                            exp_table=standard_exp_table(delta), out_multiplier=om, out_shift=osh)
-        allowed = attention_allowed(seq, window, global_tokens, causal)
+        allowed = pattern.allowed(seq)
         rises = running_max_rises(qq[0], kq[0], q_zp, k_zp, heads, dim, allowed)
         bound = attention_error_bound(int(allowed.sum(axis=1).max()), rises, delta, ss, osh,
                                       float(np.abs(v_hat).max()), s_out)
@@ -379,6 +379,7 @@ def test_ops_in_the_ir() -> None:
     linear = graph.append(Node("QLinear", ["x", w, bias], ["y"], dict(multiplier=(m,) * 6, shift=(s,) * 6, bits=4)))
     graph.types["y"] = infer_types(graph, linear)[0]
     assert graph.types["y"] == TensorType("int8", (1, 10, 6)) and node_macs(graph, linear) == 10 * 8 * 6
-    attn = graph.append(Node("QAttention", ["y", "y", "y"], ["z"], dict(heads=2, head_dim=3, window=3, causal=1)))
+    causal3 = AttentionPattern(3, causal=True)
+    attn = graph.append(Node("QAttention", ["y", "y", "y"], ["z"], dict(heads=2, head_dim=3, pattern=causal3)))
     assert infer_types(graph, attn)[0] == TensorType("int8", (1, 10, 6))
-    assert node_macs(graph, attn) == 2 * int(attention_allowed(10, 3, 0, 1).sum()) * 2 * 3
+    assert node_macs(graph, attn) == 2 * int(causal3.allowed(10).sum()) * 2 * 3

@@ -125,4 +125,4 @@ def test_attention_op_decomposes_to_the_canonical_form(causal: int) -> None:
     assert ops == ["Reshape", "Transpose"] * 3 + ["Transpose", "MatMul", "Mul"] + ["Add"] * causal + [
         "Softmax", "MatMul", "Transpose", "Reshape"]
     fused = [n for n in import_model(model).nodes if n.op == "Attention"]
-    assert len(fused) == 1 and fused[0].attrs["heads"] == 2 and fused[0].attrs["causal"] == causal
+    assert len(fused) == 1 and fused[0].attrs["heads"] == 2 and fused[0].attrs["pattern"].causal == causal

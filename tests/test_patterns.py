@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from mcu_attn.api import import_model
-from mcu_attn.ir.ops.attention import attention_allowed
+from mcu_attn.ir.pattern import AttentionPattern
 from mcu_attn.reference.interpreter import run
 
 RNG = np.random.default_rng(7)
@@ -110,7 +110,7 @@ def _attention_model(mask: np.ndarray | None = None, interleave: bool = False) -
 
 
 def _band(window: int, global_tokens: int, causal: int) -> np.ndarray:
-    return np.where(attention_allowed(S, window, global_tokens, causal), 0.0, -np.inf)[None, None]
+    return np.where(AttentionPattern(window, global_tokens, causal).allowed(S), 0.0, -np.inf)[None, None]
 
 
 @pytest.mark.parametrize("window, global_tokens, causal", [(0, 0, 0), (0, 0, 1), (4, 0, 0), (4, 1, 0), (2, 2, 0),
@@ -119,21 +119,20 @@ def test_band_masks_become_attributes(tmp_path, window, global_tokens, causal) -
     mask = None if (window, global_tokens, causal) == (0, 0, 0) else _band(window, global_tokens, causal)
     graph = _check(_attention_model(mask), tmp_path)
     (block,) = [n for n in graph.nodes if n.op == "Attention"]
-    assert (block.attrs["window"], block.attrs["global_tokens"], block.attrs["causal"]) == (window, global_tokens,
-                                                                                           causal)
+    assert block.attrs["pattern"] == AttentionPattern(window, global_tokens, causal)
     assert len(block.inputs) == 3 and block.attrs["heads"] == H and block.attrs["head_dim"] == D
 
 
 def test_large_negative_masks_count_as_masked(tmp_path) -> None:
-    mask = np.where(attention_allowed(S, 4, 0, 0), 0.0, -1e9)[None, None]
+    mask = np.where(AttentionPattern(4).allowed(S), 0.0, -1e9)[None, None]
     (block,) = [n for n in _check(_attention_model(mask), tmp_path).nodes if n.op == "Attention"]
-    assert block.attrs["window"] == 4 and len(block.inputs) == 3
+    assert block.attrs["pattern"] == AttentionPattern(4) and len(block.inputs) == 3
 
 
 def test_other_masks_stay_an_additive_input(tmp_path) -> None:
     mask = RNG.standard_normal((1, 1, S, S))  # e.g. a learned relative-position bias
     (block,) = [n for n in _check(_attention_model(mask), tmp_path).nodes if n.op == "Attention"]
-    assert block.attrs["window"] == 0 and len(block.inputs) == 4
+    assert block.attrs["pattern"].dense and len(block.inputs) == 4
 
 
 def test_interleaved_heads_are_not_fused(tmp_path) -> None:

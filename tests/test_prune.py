@@ -14,6 +14,7 @@ from mcu_attn.compiler import compile_model
 from mcu_attn.data import check_stack
 from mcu_attn.errors import UserError
 from mcu_attn.ir.ops import node_macs
+from mcu_attn.ir.ops.attention import node_pattern
 from mcu_attn.options import BuildOptions
 from mcu_attn.passes.prune import find_sublayers, importance, prune_graph, remove_units
 from mcu_attn.passes.quantize import quantize_graph, run_quantized
@@ -106,8 +107,8 @@ def test_every_exporter_prunes_and_quantizes(name) -> None:
     assert result.report["after"]["params"] < 0.7 * result.report["before"]["params"]
     quantized = quantize_graph(result.graph, calib, 8)  # int4 and int32 builds of pruned graphs: tests below
     assert run_quantized(quantized, calib[:2]).shape[0] == 2
-    causal = [n.attrs["causal"] for n in result.graph.nodes if n.op == "Attention"]
-    assert causal == ([1, 1] if "causal" in name else [0, 0])
+    causal = [node_pattern(n).causal for n in result.graph.nodes if n.op == "Attention"]
+    assert causal == ([True, True] if "causal" in name else [False, False])
 
 
 def test_a_prequantized_model_is_pruned_on_float_weights_and_requantized() -> None:

@@ -14,7 +14,7 @@ from mcu_attn.api import evaluate, import_model
 from mcu_attn.build import BuildOptions, build
 from mcu_attn.data import check_stack
 from mcu_attn.errors import UserError
-from mcu_attn.ir.ops.attention import attention_allowed
+from mcu_attn.ir.pattern import DENSE, AttentionPattern
 from mcu_attn.passes.quantize import quantize_graph, run_quantized
 from mcu_attn.passes.sparsify import AttentionChoice, apply, attention_mass, choose
 from mcu_attn.reference.interpreter import run
@@ -53,8 +53,8 @@ def test_parse_rejects(text, phrase) -> None:
 def test_apply_sets_every_block_and_rejects_impossible_windows(graph) -> None:
     local = apply(graph, AttentionChoice("local", 4, 1))
     blocks = [n for n in local.nodes if n.op == "Attention"]
-    assert len(blocks) == 2 and all((n.attrs["window"], n.attrs["global_tokens"]) == (4, 1) for n in blocks)
-    assert all(n.attrs.get("window", 0) == 0 for n in graph.nodes if n.op == "Attention")  # the input is untouched
+    assert len(blocks) == 2 and all(n.attrs["pattern"] == AttentionPattern(4, 1) for n in blocks)
+    assert all(n.attrs["pattern"] == DENSE for n in graph.nodes if n.op == "Attention")  # the input is untouched
     with pytest.raises(UserError, match="larger than the sequence"):
         apply(graph, AttentionChoice("local", 18))
     with pytest.raises(UserError, match="no local tokens"):
@@ -113,12 +113,12 @@ def test_local_attention_firmware_is_bit_exact(tmp_path) -> None:
 
 def test_dense_keeps_a_trained_band_as_a_mask() -> None:
     graph = import_model(BAND)
-    assert [(n.attrs["window"], n.attrs["global_tokens"]) for n in graph.nodes if n.op == "Attention"] == [(4, 1)] * 2
+    assert [n.attrs["pattern"] for n in graph.nodes if n.op == "Attention"] == [AttentionPattern(4, 1)] * 2
     dense = apply(graph, AttentionChoice("dense"))
     blocks = [n for n in dense.nodes if n.op == "Attention"]
-    assert all(n.attrs["window"] == 0 and n.attrs["global_tokens"] == 0 and len(n.inputs) == 4 for n in blocks)
+    assert all(n.attrs["pattern"] == DENSE and len(n.inputs) == 4 for n in blocks)
     mask = dense.const(blocks[0].inputs[3])
-    assert np.array_equal(mask == 0, attention_allowed(17, 4, 1, 0)) and np.all(np.isinf(mask) | (mask == 0))
+    assert np.array_equal(mask == 0, AttentionPattern(4, 1).allowed(17)) and np.all(np.isinf(mask) | (mask == 0))
     plain = apply(import_model(MODEL), AttentionChoice("dense"))  # a dense model has no band to keep
     assert all(len(n.inputs) == 3 for n in plain.nodes if n.op == "Attention")
 

@@ -9,10 +9,10 @@ ops to a root tensor of squeezed shape [S, F] (see layout.py), and the index pro
 head split: Q[h, s, d] = root[s, off + h*D + d], Kᵀ[h, d, s] likewise, V like Q. The P·V result is traced
 forward through layout ops to a [S, H*D] value whose probe must show the inverse merge. Only then is the
 subgraph replaced: q/k/v views of the roots (a slice of a packed in-projection becomes its own Linear),
-`Attention(heads, head_dim, scale, causal, window, global_tokens)` and, if the graph wanted another layout
-(seq-first), a Reshape back. Masks that are an exact band / causal / global-token pattern become attributes
-(the model was trained with local attention, so the sparse kernel is exact); any other constant mask stays
-as the op's additive mask input.
+`Attention(heads, head_dim, scale, pattern)` and, if the graph wanted another layout (seq-first), a Reshape
+back. Masks that are exactly an `AttentionPattern` (band, causal, global tokens) become the op's pattern (the
+model was trained with that sparse attention, so the sparse kernel is exact); any other constant mask stays as
+the op's additive mask input.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import numpy as np
 
 from mcu_attn.frontend.layout import Chain, scalar, squeeze_leading, trace_back, trace_forward
 from mcu_attn.ir.graph import Graph, Node
-from mcu_attn.ir.ops.attention import MASKED, attention_allowed
+from mcu_attn.ir.ops.attention import MASKED
+from mcu_attn.ir.pattern import DENSE, AttentionPattern
 from mcu_attn.ir.types import QuantParams, TensorType
 from mcu_attn.passes.manager import PassResult
 
@@ -136,11 +137,10 @@ def _root_width(graph: Graph, chain: Chain, seq: int) -> int | None:
     return shape[1]
 
 
-def analyse_mask(mask: np.ndarray | None, heads: int, seq: int) -> tuple[dict, np.ndarray | None]:
-    """(attrs, leftover additive mask): a pure 0/-inf band, causal or global-token mask becomes attributes."""
-    dense = {"causal": 0, "window": 0, "global_tokens": 0}
+def analyse_mask(mask: np.ndarray | None, heads: int, seq: int) -> tuple[AttentionPattern, np.ndarray | None]:
+    """(pattern, leftover additive mask): a pure 0/-inf mask that is exactly a pattern becomes the pattern."""
     if mask is None:
-        return dense, None
+        return DENSE, None
     full = np.broadcast_to(mask, mask.shape[:-2] + (seq, seq)).reshape(-1, seq, seq)
     if full.shape[0] not in (1, heads):
         raise ValueError("mask does not broadcast over heads")
@@ -149,14 +149,14 @@ def analyse_mask(mask: np.ndarray | None, heads: int, seq: int) -> tuple[dict, n
     allowed = full[0] > MASKED
     structural = full.shape[0] == 1 and np.all(full[0][allowed] == 0)
     if structural:
-        attrs = _match_band(allowed)
-        if attrs is not None:
-            return attrs, None
+        pattern = _match_band(allowed)
+        if pattern is not None:
+            return pattern, None
     leftover = np.where(full > MASKED, full, -np.inf).astype(np.float32)
-    return dense, leftover[0] if leftover.shape[0] == 1 else leftover
+    return DENSE, leftover[0] if leftover.shape[0] == 1 else leftover
 
 
-def _match_band(allowed: np.ndarray) -> dict | None:
+def _match_band(allowed: np.ndarray) -> AttentionPattern | None:
     seq = allowed.shape[0]
     i, j = np.indices(allowed.shape)
     causal = int(not allowed[i < j].any()) if seq > 1 else 0
@@ -171,10 +171,8 @@ def _match_band(allowed: np.ndarray) -> dict | None:
     else:
         reach = int(np.abs(ri - rj)[rest].max()) if rest.any() else 0
         window = 0 if reach >= seq - globals_ - 1 else 2 * reach
-    attrs = {"causal": causal, "window": window, "global_tokens": globals_ if window else 0}
-    if np.array_equal(attention_allowed(seq, window, attrs["global_tokens"], causal), allowed):
-        return attrs
-    return None
+    pattern = AttentionPattern(window, globals_ if window else 0, bool(causal))
+    return pattern if np.array_equal(pattern.allowed(seq), allowed) else None
 
 
 def _column_slice(ttype: TensorType, off: int, width: int) -> TensorType:
@@ -193,7 +191,7 @@ def _block_name(softmax: Node) -> str:
 
 class FuseAttention:
     name = "fuse-attention"
-    why = "attention spelled as MatMul/Softmax/MatMul is one op with typed heads, window and global tokens"
+    why = "attention spelled as MatMul/Softmax/MatMul is one op with typed heads and key pattern"
 
     def run(self, graph: Graph, ctx) -> PassResult:
         fused = 0
@@ -236,7 +234,7 @@ class FuseAttention:
         if not graph.is_private(pattern, out_chain.value):  # only the final output may be read from outside
             return 0
         try:
-            attrs, mask = analyse_mask(path.mask, heads, seq)
+            pattern, mask = analyse_mask(path.mask, heads, seq)
         except ValueError:
             return 0
         if guard and path.mask is not None and not np.all(np.any(path.mask > MASKED, axis=-1)):
@@ -245,7 +243,7 @@ class FuseAttention:
         views = [self._view(graph, c, off, heads * dim, seq, pv) for c, off in zip(chains[:3], offsets)]
         scale = path.scale * q_chain.scale * k_chain.scale
         self._emit(graph, out_chain, views, mask, pv, _block_name(softmax), heads=heads, head_dim=dim,
-                   scale=float(scale), **attrs)
+                   scale=float(scale), pattern=pattern)
         return 1
 
     @staticmethod

@@ -34,7 +34,8 @@ import numpy as np
 from mcu_attn.data import check_stack
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
-from mcu_attn.ir.ops.attention import attention_allowed, node_allowed
+from mcu_attn.ir.ops.attention import node_allowed, node_pattern
+from mcu_attn.ir.pattern import AttentionPattern
 from mcu_attn.progress import progress
 from mcu_attn.reference.interpreter import run, run_stack
 
@@ -73,13 +74,17 @@ def _blocks(graph: Graph):
 
 
 def _band_as_mask(graph: Graph, node) -> None:
-    """Replace the block's window and global tokens by the same key set as an additive 0/-inf mask."""
+    """Replace the block's pattern by the same key set as an additive 0/-inf mask (keeping causality)."""
     mask = np.where(node_allowed(graph, node), 0.0, -np.inf).astype(np.float32)
     if len(node.inputs) > 3 and node.inputs[3]:
         mask = (graph.const(node.inputs[3]) + mask).astype(np.float32)
     graph.set_inputs(node, [*node.inputs[:3], graph.add_const(f"{node.name}_band_mask", mask)])
-    node.attrs["window"] = 0
-    node.attrs["global_tokens"] = 0
+    node.attrs["pattern"] = AttentionPattern(causal=node_pattern(node).causal)
+
+
+def _chosen_pattern(choice: AttentionChoice, node) -> AttentionPattern:
+    """The pattern `choice` gives a block (local choices keep the block's causality)."""
+    return AttentionPattern(choice.window, choice.global_tokens, node_pattern(node).causal)
 
 
 def apply(graph: Graph, choice: AttentionChoice) -> Graph:
@@ -87,7 +92,7 @@ def apply(graph: Graph, choice: AttentionChoice) -> Graph:
     result = graph.copy()
     if choice.mode == "dense":
         for node in _blocks(result):
-            if int(node.attr("window", 0)) > 0:
+            if not node_pattern(node).dense:
                 _band_as_mask(result, node)
         return result
     for node in _blocks(result):
@@ -100,8 +105,7 @@ def apply(graph: Graph, choice: AttentionChoice) -> Graph:
                             f"local tokens in a sequence of {seq}")
         if len(node.inputs) > 3:
             raise UserError(f"block {node.name!r} has a learned additive mask; local attention cannot replace it")
-        node.attrs["window"] = choice.window
-        node.attrs["global_tokens"] = choice.global_tokens
+        node.attrs["pattern"] = _chosen_pattern(choice, node)
     return result
 
 
@@ -114,9 +118,7 @@ def attention_mass(graph: Graph, samples: np.ndarray, choice: AttentionChoice) -
     layouts = []  # per block: (heads, head_dim, seq, scale, keys the block visits, keys `choice` keeps)
     for node in blocks:
         seq = graph.shape(node.inputs[0])[-2]
-        window = choice.window if choice.mode == "local" else int(node.attr("window", 0))
-        global_tokens = choice.global_tokens if choice.mode == "local" else int(node.attr("global_tokens", 0))
-        kept = attention_allowed(seq, window, global_tokens, int(node.attr("causal", 0)))
+        kept = (_chosen_pattern(choice, node) if choice.mode == "local" else node_pattern(node)).allowed(seq)
         layouts.append((int(node.attrs["heads"]), int(node.attrs["head_dim"]), seq, float(node.attrs["scale"]),
                         node_allowed(graph, node), kept))
     with progress("attention mass", total=len(samples), unit="samples") as advance:

@@ -28,6 +28,7 @@ import numpy as np
 
 from mcu_attn.codegen.cformat import pack_int4
 from mcu_attn.codegen.kernels import KERNELS, kernel_files
+from mcu_attn.ir.pattern import DENSE
 
 GUARD_BYTES = 64
 GUARD_VALUE = 0x5A
@@ -37,7 +38,9 @@ STACK_BYTES = 0x1_0000
 CALL_TIMEOUT_S = 60
 
 # the fields of the kernels' parameter structs (ma_kernels_s8.h), in order: (kind, name)
-ATTENTION_FIELDS = tuple(("i32", n) for n in ("seq", "heads", "head_dim", "window", "causal", "global_tokens",
+# (ma_attention_s8_params embeds the pattern descriptor, ma_attention_pattern: AttentionPattern.c_fields())
+ATTENTION_FIELDS = tuple(("i32", n) for n in ("seq", "heads", "head_dim", *(f"pattern.{name}" for name, _ in
+                                                                             DENSE.c_fields()),
                                               "q_zp", "k_zp", "v_zp", "out_zp", "score_mult", "score_shift",
                                               "out_mult", "out_shift", "query_tile")) + (("ptr", "exp_table"),
                                                                                          ("ptr", "mask"))
@@ -356,8 +359,8 @@ class KernelBindings:
 
         return self._linear("linear_add", x, w, bias, multiplier, bits, tail)
 
-    def QAttention(self, q, k, v, mask=None, *, heads, head_dim, window, causal, global_tokens, q_zp, k_zp, v_zp,
-                   out_zp, score_multiplier, score_shift, exp_table, out_multiplier, out_shift):
+    def QAttention(self, q, k, v, mask=None, *, heads, head_dim, pattern=DENSE, q_zp, k_zp, v_zp, out_zp,
+                   score_multiplier, score_shift, exp_table, out_multiplier, out_shift):
         """Runs every query tile of `query_tiles`: all must agree (the tile changes the schedule and the
         scratch, never the result)."""
         b = self.backend
@@ -367,10 +370,10 @@ class KernelBindings:
             b.reset()
             table = b.input(np.asarray(exp_table, np.int64).astype(np.uint16))
             mask_address = 0 if mask is None else b.input((np.asarray(mask) != 0).astype(np.uint8))
-            values = dict(seq=seq, heads=heads, head_dim=head_dim, window=window, causal=causal,
-                          global_tokens=global_tokens, q_zp=q_zp, k_zp=k_zp, v_zp=v_zp, out_zp=out_zp,
+            values = dict(seq=seq, heads=heads, head_dim=head_dim, q_zp=q_zp, k_zp=k_zp, v_zp=v_zp, out_zp=out_zp,
                           score_mult=score_multiplier, score_shift=score_shift, out_mult=out_multiplier,
                           out_shift=out_shift, query_tile=tile, exp_table=table, mask=mask_address)
+            values.update((f"pattern.{name}", value) for name, value in pattern.c_fields())
             params = self._struct(ATTENTION_FIELDS, values)
             scratch_bytes = b.call("ma_attention_s8_scratch", ("ptr", params))
             assert scratch_bytes == attention_scratch_bytes(tile, head_dim)  # O(tile x head_dim): no score row

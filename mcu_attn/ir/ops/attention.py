@@ -1,7 +1,7 @@
 """Multi-head attention: the fused float `Attention` op the frontend recognises, and its integer form.
 
-QAttention (docs/integer-kernels.md): per head and query row i, an online softmax over the keys j that
-`attention_allowed` permits (window, causality, global tokens) and the optional constant 0/1 `mask` [S, S]
+QAttention (docs/integer-kernels.md): per head and query row i, an online softmax over the keys j that the
+block's `pattern` (an `AttentionPattern`: window, causality, global tokens) and the optional constant 0/1 `mask` [S, S]
 allows, visited in ascending order, one key at a time; no score is kept beyond the one in hand:
 1. s_j = (q_i - q_zp) . (k_j - k_zp), the exact integer logit;
 2. the running maximum m: when s_j > m, the running sum and the head_dim accumulators are rescaled by
@@ -28,31 +28,11 @@ from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops.lowering import Call, emits, label, require, rows
 from mcu_attn.ir.ops.registry import op, quantizes, spec
+from mcu_attn.ir.pattern import DENSE, AttentionPattern
 from mcu_attn.reference.qmath import INT32_MAX, as_int64, quantize_multiplier, requantize, rshift_round, saturate_int8
 
 MASKED = -1e4  # an additive mask value at or below this hides the key: exp() underflows to exactly 0 in float32
 SCORE_STEP = 1.0 / 16.0  # logit gap per exp-table entry: t=255 is a gap of ~16, where exp(-16) ~ 1e-7
-
-
-def attention_allowed(seq_len: int, window: int, global_tokens: int, causal: int) -> np.ndarray:
-    """bool[S,S]: may query i attend to key j?
-
-    Dense (window 0): every j (j <= i when causal). Local window W: |i-j| <= W//2, or the last W keys
-    (i-W < j <= i) when causal. The first `global_tokens` tokens attend to and are attended by every token.
-    """
-    i = np.arange(seq_len)[:, None]
-    j = np.arange(seq_len)[None, :]
-    if window <= 0:
-        allowed = np.ones((seq_len, seq_len), bool)
-    elif causal:
-        allowed = (i - j) < window
-    else:
-        allowed = np.abs(i - j) <= window // 2
-    if global_tokens:
-        allowed = allowed | (i < global_tokens) | (j < global_tokens)
-    if causal:
-        allowed = allowed & (j <= i)
-    return allowed
 
 
 def shared_mask(mask: np.ndarray, seq_len: int) -> np.ndarray | None:
@@ -66,11 +46,14 @@ def shared_mask(mask: np.ndarray, seq_len: int) -> np.ndarray | None:
     return None if (square != square[:1]).any() else square[0]
 
 
+def node_pattern(node: Node) -> AttentionPattern:
+    """The `AttentionPattern` of an attention node (dense when it has none)."""
+    return node.attr("pattern", DENSE)
+
+
 def node_allowed(graph: Graph, node: Node) -> np.ndarray:
-    """`attention_allowed` of an attention node: its window, global_tokens and causal attributes over the
-    sequence length of its q input."""
-    return attention_allowed(graph.shape(node.inputs[0])[-2], int(node.attr("window", 0)),
-                             int(node.attr("global_tokens", 0)), int(node.attr("causal", 0)))
+    """bool[S, S] of an attention node: its pattern over the sequence length of its q input."""
+    return node_pattern(node).allowed(graph.shape(node.inputs[0])[-2])
 
 
 def _attention_macs(node: Node, graph: Graph) -> int:
@@ -78,12 +61,12 @@ def _attention_macs(node: Node, graph: Graph) -> int:
 
 
 @op("Attention", kind="attention", const_inputs=(3,), macs=_attention_macs, onnx=())
-def attention(q, k, v, mask=None, *, heads=1, head_dim=1, scale=1.0, causal=0, window=0, global_tokens=0):
+def attention(q, k, v, mask=None, *, heads=1, head_dim=1, scale=1.0, pattern=DENSE):
     """Multi-head scaled dot-product attention over projected q, k, v of shape [..., S, heads*head_dim].
 
     out[s, h*D:(h+1)*D] = softmax_j(scale * q_h[s] . k_h[j] + mask[s, j]) v_h[j], over the keys j that
-    `attention_allowed` permits (window, global tokens, causality); `mask` is an optional constant additive
-    mask broadcastable to [heads, S, S] for masks that are not a plain band.
+    `pattern` (an `AttentionPattern`) permits; `mask` is an optional constant additive mask broadcastable to
+    [heads, S, S] for masks that are not a pattern.
     """
     lead, seq = q.shape[:-2], q.shape[-2]
     qh = q.reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
@@ -92,8 +75,7 @@ def attention(q, k, v, mask=None, *, heads=1, head_dim=1, scale=1.0, causal=0, w
     scores = np.matmul(qh, kh.swapaxes(-1, -2)) * np.asarray(scale, q.dtype)
     if mask is not None:
         scores = scores + mask
-    allowed = attention_allowed(seq, window, global_tokens, causal)
-    scores = np.where(allowed, scores, -np.inf)
+    scores = np.where(pattern.allowed(seq), scores, -np.inf)
     probs = np.exp(scores - np.max(scores, axis=-1, keepdims=True))
     probs = probs / np.sum(probs, axis=-1, keepdims=True)
     out = np.matmul(probs.astype(q.dtype), vh)
@@ -134,15 +116,14 @@ def _key_mask(mask, seq: int) -> np.ndarray:
 
 
 @op("QAttention", kind="integer", macs=_qattention_macs, onnx=(), const_inputs=(3,))
-def qattention(q, k, v, mask=None, *, heads=1, head_dim=1, window=0, causal=0, global_tokens=0, q_zp=0, k_zp=0,
-               v_zp=0, out_zp=0, score_multiplier=0, score_shift=0, exp_table=(1 << 15,) * 256, out_multiplier=0,
+def qattention(q, k, v, mask=None, *, heads=1, head_dim=1, pattern=DENSE, q_zp=0, k_zp=0, v_zp=0, out_zp=0, score_multiplier=0, score_shift=0, exp_table=(1 << 15,) * 256, out_multiplier=0,
                out_shift=0):
     """Integer online-softmax attention over q, k, v int8 [..., S, heads*head_dim] (see the module docstring)."""
     if score_multiplier < 0:
         raise ValueError("QAttention score_multiplier must be non-negative")
     table = _exp_table(exp_table)
     lead, seq = q.shape[:-2], q.shape[-2]
-    allowed = attention_allowed(seq, window, global_tokens, causal) & _key_mask(mask, seq)
+    allowed = pattern.allowed(seq) & _key_mask(mask, seq)
     if not allowed.any(axis=-1).all():
         raise ValueError("QAttention: every query needs at least one key its mask allows")
 
@@ -196,8 +177,8 @@ def _quantize_attention(cv, node: Node) -> None:
     score = quantize_multiplier(s_q * s_k * float(node.attrs["scale"]) / SCORE_STEP)
     output = quantize_multiplier(s_v / (256.0 * s_o))
     table = tuple(int(round(2 ** 15 * np.exp(-SCORE_STEP * t))) for t in range(256))
-    attrs = {key: int(node.attr(key, 0)) for key in ("heads", "head_dim", "window", "causal", "global_tokens")}
-    attrs.update(q_zp=q_zp, k_zp=k_zp, v_zp=v_zp, out_zp=o_zp, score_multiplier=score[0], score_shift=score[1],
+    attrs = {key: int(node.attr(key, 0)) for key in ("heads", "head_dim")}
+    attrs.update(pattern=node_pattern(node), q_zp=q_zp, k_zp=k_zp, v_zp=v_zp, out_zp=o_zp, score_multiplier=score[0], score_shift=score[1],
                  exp_table=table, out_multiplier=output[0], out_shift=output[1])
     cv.emit("QAttention", list(node.inputs[:3]) + mask, node.outputs[0], attrs, node.name)
 
@@ -222,6 +203,11 @@ def _emitted_mask(ctx, node: Node, seq: int, make, ctype: str) -> str:
     return ctx.weight(node.inputs[3], "mask", lambda: np.ascontiguousarray(make(square)), ctype)
 
 
+def _pattern_fields(pattern: AttentionPattern) -> list[tuple[str, int]]:
+    """The `ma_attention_pattern` descriptor inside a kernel's parameter struct, as designated initializers."""
+    return [(f"pattern.{name}", value) for name, value in pattern.c_fields()]
+
+
 def _calls(ctx, node: Node, kernel: str, params: str, scratch: str, lead: int, step: int) -> list[Call]:
     """One attention kernel call per leading (batch) slice of q, k, v and the output, `step` bytes apart."""
     return [Call(kernel, (*(ctx.ptr(v, offset=i * step) for v in node.inputs[:3]), f"&{params}",
@@ -244,9 +230,8 @@ def _emit_attention_f32(ctx, node: Node) -> list[Call]:
     mask = _emitted_mask(ctx, node, seq, lambda m: np.maximum(m, np.finfo(np.float32).min).astype(np.float32),
                          "float")
     params = ctx.struct("ma_attention_f32_params", node, [
-        ("seq", seq), ("heads", attrs["heads"]), ("head_dim", attrs["head_dim"]), ("window", attrs["window"]),
-        ("causal", attrs["causal"]), ("global_tokens", attrs["global_tokens"]), ("query_tile", ctx.query_tile),
-        ("scale", float(attrs["scale"])), ("mask", mask)])
+        ("seq", seq), ("heads", attrs["heads"]), ("head_dim", attrs["head_dim"]), *_pattern_fields(attrs["pattern"]),
+        ("query_tile", ctx.query_tile), ("scale", float(attrs["scale"])), ("mask", mask)])
     ctx.check(f"ma_attention_f32_scratch(&{params})", _scratch_f32(graph, node, ctx.query_tile))
     return _calls(ctx, node, "ma_attention_f32", params, "float", lead, seq * width * 4)
 
@@ -264,8 +249,8 @@ def _emit_qattention(ctx, node: Node) -> list[Call]:
     attrs = spec("QAttention").resolve_attrs(node)
     table = ctx.table(f"{node.name}_exp", np.asarray(attrs["exp_table"], np.int64), "uint16_t")
     mask = _emitted_mask(ctx, node, seq, lambda m: (m != 0).astype(np.uint8), "uint8_t")
-    fields = [("seq", seq)] + [(key, attrs[key]) for key in ("heads", "head_dim", "window", "causal",
-                                                             "global_tokens", "q_zp", "k_zp", "v_zp", "out_zp")]
+    fields = [("seq", seq), ("heads", attrs["heads"]), ("head_dim", attrs["head_dim"]),
+              *_pattern_fields(attrs["pattern"])] + [(key, attrs[key]) for key in ("q_zp", "k_zp", "v_zp", "out_zp")]
     fields += [("score_mult", attrs["score_multiplier"]), ("score_shift", attrs["score_shift"]),
                ("out_mult", attrs["out_multiplier"]), ("out_shift", attrs["out_shift"]),
                ("query_tile", ctx.query_tile), ("exp_table", table), ("mask", mask)]

@@ -290,10 +290,8 @@ static void row_finish(key_ctx *c, const ma_attention_s8_params *p, const ma_req
  * index is one SMLAL and a right shift (shift < 0) and saturates before INT32_MAX. */
 static int fast_path(const ma_attention_s8_params *p) {
     const exp_index_params e = exp_index_setup(p);
-    const int32_t longest = (p->window <= 0 || p->global_tokens > 0) ? p->seq
-                            : (p->window + 1 < p->seq ? p->window + 1 : p->seq);
-    return (p->head_dim == 8 || p->head_dim == 16) && longest <= MA_INT32_KEYS && p->score_shift < 0 &&
-           exp_index((uint32_t)INT32_MAX, &e) >= 255;
+    return (p->head_dim == 8 || p->head_dim == 16) && ma_attention_max_keys(&p->pattern, p->seq) <= MA_INT32_KEYS &&
+           p->score_shift < 0 && exp_index((uint32_t)INT32_MAX, &e) >= 255;
 }
 
 void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma_attention_s8_params *p,
@@ -316,7 +314,7 @@ void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma
     out_q = ma_requant_prepare_small(p->out_mult, p->out_shift);
     for (h = 0; h < p->heads; ++h) {
         for (i = 0; i < seq; ++i) {
-            const ma_key_ranges keys = ma_attention_keys(seq, p->window, p->causal, p->global_tokens, i);
+            const ma_key_ranges keys = ma_attention_keys(&p->pattern, seq, i);
             row_start(&c, q + i * stride + h * dim, p);
             if (p->mask) {
                 /* masked keys one range at a time: each visible run of keys is one loop */

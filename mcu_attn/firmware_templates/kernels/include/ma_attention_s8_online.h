@@ -14,7 +14,6 @@
 #ifndef MA_ATTENTION_S8_ONLINE_H
 #define MA_ATTENTION_S8_ONLINE_H
 
-#include "ma_attention_keys.h"
 #include "ma_kernels_s8.h"
 
 /* The row state in scratch: acc int64 [tile][head_dim], then per row 5 int32 words: max, sum, key ranges. */
@@ -113,7 +112,7 @@ static inline void ma_attention_s8_online(const int8_t *q, const int8_t *k, cons
         for (i0 = 0; i0 < seq; i0 += tile) {
             const int32_t rows = seq - i0 < tile ? seq - i0 : tile;
             int32_t first, end;
-            ma_tile_keys(seq, p->window, p->causal, p->global_tokens, i0, rows, keys, &first, &end);
+            ma_tile_keys(&p->pattern, seq, i0, rows, keys, &first, &end);
             for (r = 0; r < rows; ++r) {
                 top[r] = INT32_MIN;
                 sum[r] = 0;

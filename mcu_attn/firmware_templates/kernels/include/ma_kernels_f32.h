@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "ma_attention_keys.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -15,7 +17,8 @@ void ma_linear_f32(const float *x, int32_t rows, int32_t k, int32_t n, const flo
                    const float *bias, float *y);
 
 typedef struct {
-    int32_t seq, heads, head_dim, window, causal, global_tokens;
+    int32_t seq, heads, head_dim;
+    ma_attention_pattern pattern; /* the keys each query sees (ma_attention_keys.h) */
     int32_t query_tile; /* query rows per tile (>= 1) */
     float scale;
     const float *mask;  /* NULL, or an additive [seq][seq] mask shared by the heads; -INFINITY or -FLT_MAX

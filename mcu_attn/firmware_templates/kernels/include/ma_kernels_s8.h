@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "ma_attention_keys.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -117,14 +119,15 @@ void ma_linear_add_s4(const int8_t *x, int32_t rows, int32_t k, int32_t n, const
                       const int32_t *mult, const ma_linear_add_params *p, const int8_t *r, int8_t *y);
 
 typedef struct {
-    int32_t seq, heads, head_dim, window, causal, global_tokens;
+    int32_t seq, heads, head_dim;
+    ma_attention_pattern pattern; /* the keys each query sees (ma_attention_keys.h) */
     int32_t q_zp, k_zp, v_zp, out_zp, score_mult, score_shift, out_mult, out_shift;
     int32_t query_tile;        /* query rows per tile (>= 1): scratch size, not results */
     const uint16_t *exp_table; /* [256], Q15, exp_table[0] = 2^15 */
     const uint8_t *mask;       /* NULL, or [seq][seq]: 0 hides key j from query i (the dense kernel with a mask) */
 } ma_attention_s8_params;
 
-/* q, k, v, out: [seq][heads * head_dim]. Online softmax over the keys each query's window (window 0: all;
+/* q, k, v, out: [seq][heads * head_dim]. Online softmax over the keys each query's pattern (window 0: all;
  * causal: j <= i; the first global_tokens tokens see and are seen by all) and the mask allow, query_tile rows
  * at a time: O(seq * window) work per head, O(query_tile * head_dim) scratch, never a score matrix or row.
  * scratch is 8-byte aligned. */

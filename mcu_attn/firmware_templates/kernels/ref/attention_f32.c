@@ -7,7 +7,6 @@
  * then e = expf(s - m), sum += e, acc += e v. The output row is acc / sum. An additive mask of -INFINITY hides
  * a key. Scratch is O(query_tile * head_dim): no score matrix, no score row.
  */
-#include "ma_attention_keys.h"
 #include "ma_kernels.h"
 
 #include <math.h>
@@ -35,7 +34,7 @@ void ma_attention_f32(const float *q, const float *k, const float *v, const ma_a
         for (i0 = 0; i0 < seq; i0 += tile) {
             const int32_t rows = seq - i0 < tile ? seq - i0 : tile;
             int32_t first, end;
-            ma_tile_keys(seq, p->window, p->causal, p->global_tokens, i0, rows, keys, &first, &end);
+            ma_tile_keys(&p->pattern, seq, i0, rows, keys, &first, &end);
             for (r = 0; r < rows; ++r) {
                 top[r] = -INFINITY;
                 sum[r] = 0.0f;
