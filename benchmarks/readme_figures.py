@@ -283,6 +283,54 @@ def attention_scaling(run: Runs) -> str:
                            f"(cycles({high})/cycles({low}) = {local_ratio:.1f}), dense {span(growth('dense'), '×')}."))
 
 
+PATTERN_SCALING = ("strided:8", "dilated:8,2", "block:16,1")
+
+
+@figure("attention-patterns", "docs/attention-patterns.md", kind="emulated")
+def attention_patterns(run: Runs) -> str:
+    output = Path(run.scratch) / "patterns.json"
+    run.script("benchmarks/attention_patterns.py", "--json", str(output))
+    measured = json.loads(output.read_text())
+    parts = [prose(f"Per pattern on the two examples (`python benchmarks/attention_patterns.py`): int8 accuracy "
+                   f"of the integer reference on the 450 test images; the int8 firmware for `{measured['target']}` "
+                   f"emulated on the first 2 test images, bit-exact against the reference in every row; "
+                   f"instructions, ESTIMATED cycles and energy per inference. Rows marked trained are models "
+                   f"trained with that pattern's mask; the others apply the pattern to the dense-trained model.")]
+    for example, title in (("digits_vit", "digits ViT, 17 tokens"), ("digits_long", "digits_long, 257 tokens")):
+        rows = [row for row in measured["rows"] if row["example"] == example]
+        assert all(row["bit_exact"] for row in rows), example
+        parts.append(f"\n{title}:\n\n" + table(
+            ["attention", "model", "accuracy", "instructions", "est. cycles", "est. energy"],
+            [[f"`{row['attention']}`", f"`{row['model']}`", f"{row['accuracy']:.4f}", f"{row['instructions']:,}",
+              f"{row['cycles']:,}", f"{row['energy_uj']:.1f} µJ"] for row in rows]))
+    return "".join(parts)
+
+
+@figure("attention-patterns-scaling", "docs/attention-patterns.md", kind="emulated")
+def attention_patterns_scaling(run: Runs) -> str:
+    output = Path(run.scratch) / "pattern-scaling.json"
+    printed = run.script("benchmarks/attention_scaling.py", "--patterns", *PATTERN_SCALING, "--json", str(output))
+    rows = {(row["n"], row["attention"]): row for row in json.loads(output.read_text())["rows"]}
+    assert all(row["bit_exact"] for row in rows.values())
+    lengths = sorted({n for n, _ in rows})
+    modes = ["dense", "local:16", *PATTERN_SCALING]
+    body = [[str(n)] + [f"{rows[(n, mode)]['cycles']:,}" if (n, mode) in rows else "not measured" for mode in modes]
+            for n in lengths]
+    ratios = ", ".join(f"`{mode}` {rows[(512, mode)]['cycles'] / rows[(64, mode)]['cycles']:.1f}" for mode in modes)
+    model = next(line for line in printed.splitlines() if line.startswith("attention kernel cost model"))
+    per_pair, per_row = re.findall(r"([0-9.]+) cycles per \(query, key\) pair \+ ([0-9.]+) per query row", model)[0]
+    strided = [line.split("(")[-1].rstrip(")") for line in printed.splitlines()
+               if re.match(r"\s*\d+ strided:8 ", line) and "predicted" in line]
+    return (prose(f"One attention block (E = 16, one head, int8, STM32F746) as the sequence grows (`python "
+                  f"benchmarks/attention_scaling.py --patterns {' '.join(PATTERN_SCALING)}`; estimated cycles of "
+                  f"the whole block, outputs bit-exact in every row):")
+            + "\n" + table(["n", *[f"`{mode}`" for mode in modes]], body) + "\n"
+            + prose(f"cycles(512)/cycles(64): {ratios}. The attention kernel's cycles against a cost model fitted "
+                    f"on the dense (n ≤ 512) and local rows, {per_pair} cycles per (query, key) pair + {per_row} per "
+                    f"query row: `strided:8` (n/8 keys per query) lands {', '.join(strided)} from it at n = "
+                    f"{', '.join(str(n) for n in lengths)}."))
+
+
 @figure("tflm-ram", "README.md", kind="tflm")
 def tflm_ram(run: Runs) -> str:
     output = Path(run.scratch) / "tflm.json"

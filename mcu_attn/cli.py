@@ -83,11 +83,8 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     print("ops     " + ", ".join(f"{op} x{count}" for op, count in summary["ops"].items()))
     print(f"attention blocks: {len(summary['attention'])}")
     for block in summary["attention"]:
-        kind = "dense" if not block["window"] else f"local window {block['window']}"
-        extras = (", causal" if block["causal"] else "") + (
-            f", {block['global_tokens']} global" if block["global_tokens"] else "")
         print(f"  {block['name']}: {block['heads']} heads x {block['head_dim']}, seq {block['seq_len']}, "
-              f"{kind}{extras}")
+              f"{block['pattern']}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -136,8 +133,7 @@ OBSERVERS = {"minmax": "min/max", "mse": "clipped (least squared error)"}
 def describe_attention(choice: dict | None, blocks: list[dict] | None = None) -> str:
     """One line: the attention the model runs with, and for --attention auto what was compared."""
     if choice is None:
-        kinds = sorted({"dense" if not b["window"] else f"local window {b['window']}"
-                        + (f", {b['global_tokens']} global" if b["global_tokens"] else "") for b in blocks or []})
+        kinds = sorted({b["pattern"] for b in blocks or []})
         count = len(blocks or [])
         return (f"attention: as the model has it, {count} block{'s' if count != 1 else ''}"
                 + (f" ({'; '.join(kinds)})" if kinds else ""))
@@ -145,7 +141,7 @@ def describe_attention(choice: dict | None, blocks: list[dict] | None = None) ->
     if "tried" in choice:
         last = choice["tried"][-1] if choice["tried"] else None
         verdict = (f"error {last['error']:.3g} <= tolerance {choice['tolerance']:g}" if choice["chosen"] != "dense"
-                   else f"no window within tolerance {choice['tolerance']:g}")
+                   else f"no pattern within tolerance {choice['tolerance']:g}")
         line += (f" (--attention auto, {len(choice['tried'])} candidates on {choice['samples']} calibration "
                  f"samples, {verdict}; compared {choice['compared']})")
     masses = choice.get("attention_mass", {})
@@ -362,10 +358,11 @@ def cmd_flash(args: argparse.Namespace) -> None:
 
 
 def _attention_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--attention", metavar="dense|local:W[,global:G]|auto",
-                        help="replace dense attention with local windowed attention (auto: the smallest window "
-                             "whose outputs on the calibration data stay within --tolerance of dense); dense: "
-                             "every key, a trained band kept as a mask. Default: the attention the model has")
+    parser.add_argument("--attention", metavar="dense|PATTERN|auto",
+                        help="replace dense attention with a sparse pattern: local:W, strided:K, dilated:W,D, "
+                             "block:B[,L[,S[,G]]], joined by commas, each with global:G (auto: the cheapest pattern "
+                             "whose outputs on the calibration data stay within --tolerance of dense); dense: every "
+                             "key, a trained pattern kept as a mask. Default: the attention the model has")
     parser.add_argument("--tolerance", type=float,
                         help="--attention auto: how far the outputs on the calibration data may move from dense's, "
                              "as a fraction (default 0.01): for a classifier the share of top-1 predictions that "

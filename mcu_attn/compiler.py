@@ -3,7 +3,7 @@
   import    read the ONNX file, fold, fuse attention/LayerNorm/GELU (frontend pipeline); load --calib
   prune     --prune-heads / --prune-ffn: heads and FFN channels removed, chosen and refit on --calib
             (passes/prune.py, passes/reconstruct.py); a pre-quantized model is pruned on its float weights
-  sparsify  --attention: local windows or dense attention (passes/sparsify.py)
+  sparsify  --attention: sparse attention patterns or dense attention (passes/sparsify.py)
   dynamic   --token-prune, --early-exit: the work done depends on the input (passes/token_prune.py,
             passes/early_exit.py; docs/dynamic.md), chosen and fitted on --calib
   quantize  --bits 8/4: the integer-only graph, calibrated on --calib or with a pre-quantized model's own

@@ -22,7 +22,7 @@ class BuildOptions:
     calib: str | None = None        # .npy stack of calibration samples (a float model needs it for 8 and 4)
     prune_heads: float = 0.0        # fraction of attention heads removed (passes/prune.py)
     prune_ffn: float = 0.0          # fraction of FFN hidden channels removed
-    attention: str | None = None    # dense | local:W[,global:G] | auto (passes/sparsify.py); None: as the model has it
+    attention: str | None = None    # dense | PATTERN | auto (passes/sparsify.py); None: as the model has it
     tolerance: float | None = None  # auto: how far outputs may move from dense's on the calibration data
     auto_metric: str | None = None  # auto: "top1" or "relative-error" (None: by the model's output, sparsify.py)
     token_prune: str | None = None  # auto | K[,after:B]: tokens kept after block B's attention (passes/token_prune.py)

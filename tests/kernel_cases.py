@@ -2,8 +2,8 @@
 
 Each generator draws (inputs, attrs) for one integer IR op from a numpy Generator, in the calling convention of
 its numpy reference (`mcu_attn/ir/ops/`): extreme zero points, multipliers from `quantize_multiplier`
-over a wide range of real scales, saturation, narrow bands with many ties. hypothesis may fix the structure
-(shapes, windows, causality, global tokens) and leave the values to the seed. `check_case` runs the reference
+over a wide range of real scales, saturation, narrow bands with many ties, attention patterns of every kind.
+hypothesis may fix the structure (shapes, attention patterns: `patterns`) and leave the values to the seed. `check_case` runs the reference
 and a kernel (`mcu_attn.sim.kernel_calls.KernelBindings` over any backend) on one case and requires identical
 bits.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from hypothesis import strategies as st
 
 from mcu_attn.ir.ops.layernorm import layernorm_params
 from mcu_attn.ir.ops.registry import spec
@@ -103,17 +104,46 @@ def standard_exp_table(delta: float = 1 / 16) -> tuple[int, ...]:
     return tuple(int(round(2 ** 15 * math.exp(-delta * t))) for t in range(256))
 
 
-def gen_qattention(rng, seq=None, heads=None, head_dim=None, window=None, causal=None, global_tokens=None):
+def random_pattern(rng, seq: int) -> AttentionPattern:
+    """A window (or none), causality and global tokens, and in three cases of five a strided, dilated or
+    block-sparse part as well (edge sizes included: windows and strides beyond the sequence, single blocks)."""
+    window = int(rng.choice([0, 1, 2, 3, 2 * int(rng.integers(0, 10)) + 1, int(rng.integers(1, seq + 1)),
+                             seq + int(rng.integers(0, 5))]))
+    causal = bool(rng.integers(0, 2))
+    global_tokens = int(rng.choice([0, 0, 1, 2, int(rng.integers(0, seq + 1)), seq + 1]))
+    kind, fields = int(rng.integers(0, 5)), {}
+    if kind == 2:
+        fields["stride"] = int(rng.integers(2, seq + 3))
+    elif kind == 3:
+        fields.update(dilated=int(rng.integers(1, 10)), dilation=int(rng.integers(2, 7)))
+    elif kind == 4:
+        fields.update(block=int(rng.integers(1, 10)), block_local=int(rng.integers(0, 3)),
+                      block_stride=int(rng.choice([0, 2, 3, 5])))
+    return AttentionPattern(window, global_tokens, causal, **fields)
+
+
+@st.composite
+def patterns(draw) -> AttentionPattern:
+    """hypothesis: any pattern the kernels take (a window, global tokens, causality, one progression, blocks)."""
+    fields = dict(window=draw(st.sampled_from([0, 0, 1, 2, 3, 8, 33])), global_tokens=draw(st.integers(0, 5)),
+                  causal=draw(st.booleans()))
+    progression = draw(st.sampled_from(["none", "stride", "dilated", "blocks"]))
+    if progression == "stride":
+        fields["stride"] = draw(st.integers(2, 12))
+    elif progression == "dilated":
+        fields.update(dilated=draw(st.integers(1, 9)), dilation=draw(st.integers(2, 6)))
+    if progression == "blocks" or draw(st.booleans()):
+        fields.update(block=draw(st.integers(1, 9)), block_local=draw(st.integers(0, 3)))
+        if progression == "blocks":
+            fields["block_stride"] = draw(st.integers(2, 6))
+    return AttentionPattern(**fields)
+
+
+def gen_qattention(rng, seq=None, heads=None, head_dim=None, pattern=None):
     seq = seq or int(rng.integers(1, 41))
     heads = heads or int(rng.integers(1, 5))
     head_dim = head_dim or int(rng.choice([1, 2, 3, 4, 8, 16]))
-    if window is None:
-        window = int(rng.choice([0, 1, 2, 3, 2 * int(rng.integers(0, 10)) + 1, int(rng.integers(1, seq + 1)),
-                                 seq + int(rng.integers(0, 5))]))
-    causal = int(rng.integers(0, 2)) if causal is None else causal
-    if global_tokens is None:
-        global_tokens = int(rng.choice([0, 0, 1, 2, int(rng.integers(0, seq + 1)), seq + 1]))
-    pattern = AttentionPattern(window, global_tokens, bool(causal))
+    pattern = random_pattern(rng, seq) if pattern is None else pattern
     q, k, v = (_int8(rng, (1, seq, heads * head_dim)) for _ in range(3))
     mode = rng.random()
     if mode < 0.5:

@@ -37,7 +37,7 @@ def test_auto_keeps_a_sequence_within_the_tolerance(model) -> None:
     samples = check_stack(graph, calibration(), "calibration")
     chosen, report = choose(graph, samples, AttentionChoice("auto"), TOLERANCE)
     assert report["metric"] == "relative-error" and "relative error" in report["compared"]
-    assert report["chosen"].startswith("local:")
+    assert report["chosen"] != "dense"
     dense = run_stack(graph, samples)
     error = relative_error(dense, run_stack(chosen, samples))
     assert error <= TOLERANCE and error == report["tried"][-1]["error"]

@@ -114,7 +114,7 @@ def test_attention(lib, case):
         params = AttentionParams(seq, heads, head_dim, *(value for _, value in pattern.c_fields()), tile, scale,
                                  None if mask is None else mask.ctypes.data)
         words = lib.ma_attention_f32_scratch(ctypes.byref(params)) // 4
-        assert words == tile * (head_dim + 5)  # O(tile x head_dim): no score matrix, no score row
+        assert words == tile * (head_dim + 2)  # O(tile x head_dim): no score matrix, no score row
         scratch = np.full(words + guard, 12345.0, np.float32)
         out = np.empty_like(q)
         lib.ma_attention_f32(p(q), p(k), p(v), ctypes.byref(params), p(scratch), p(out))

@@ -32,7 +32,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernel_cases import (GENERATORS, SWEEP, check_case, gen_qadd, gen_qattention, gen_qlayernorm, gen_qlinear,
-                          gen_qlinear_add, standard_exp_table, sweep)
+                          gen_qlinear_add, patterns, standard_exp_table, sweep)
 from mcu_attn.codegen.cformat import pack_int4
 from mcu_attn.codegen.host_cc import compile_shared
 from mcu_attn.ir.ops.attention import attention
@@ -111,12 +111,10 @@ def test_qlinear_add_hypothesis(kernels: KernelBindings, seed: int, rows: int, k
 
 
 @HYPOTHESIS
-@given(seed=SEEDS, seq=st.integers(1, 40), heads=st.integers(1, 4), head_dim=st.integers(1, 12),
-       window=st.one_of(st.sampled_from([0, 1, 2, 3, 5, 7, 64]), st.integers(0, 45)), causal=st.integers(0, 1),
-       global_tokens=st.one_of(st.just(0), st.integers(0, 42)))
-def test_qattention_hypothesis(kernels: KernelBindings, seed, seq, heads, head_dim, window, causal,
-                               global_tokens) -> None:
-    inputs, attrs = gen_qattention(np.random.default_rng(seed), seq, heads, head_dim, window, causal, global_tokens)
+@given(seed=SEEDS, seq=st.integers(1, 40), heads=st.integers(1, 4), head_dim=st.sampled_from([1, 3, 8, 8, 12, 16, 16]),
+       pattern=patterns())
+def test_qattention_hypothesis(kernels: KernelBindings, seed, seq, heads, head_dim, pattern) -> None:
+    inputs, attrs = gen_qattention(np.random.default_rng(seed), seq, heads, head_dim, pattern)
     check_case(kernels, "QAttention", inputs, attrs)
 
 
@@ -143,19 +141,34 @@ def test_linear_add_in_place(kernels: KernelBindings) -> None:
         np.testing.assert_array_equal(got, spec("QLinearAdd").reference(*inputs, **attrs))
 
 
-def test_attention_key_sets(kernels: KernelBindings) -> None:
-    """Each key set exactly: with v one-hot per key and a flat table, out = 1/|keys| on exactly the allowed keys."""
-    for seq, window, causal, global_tokens in [(9, 0, 0, 0), (9, 0, 1, 0), (9, 1, 0, 0), (9, 2, 0, 0), (9, 3, 1, 0),
-                                               (9, 4, 0, 2), (9, 4, 1, 2), (9, 20, 0, 0), (9, 3, 1, 20), (1, 5, 1, 1)]:
-        allowed = AttentionPattern(window, global_tokens, causal).allowed(seq)
-        q = np.zeros((1, seq, seq), np.int8)
-        v = np.eye(seq, dtype=np.int8)[None] * 127
-        m, s = quantize_multiplier(1.0)
-        attrs = dict(heads=1, head_dim=seq, pattern=AttentionPattern(window, global_tokens, causal), q_zp=0,
-                     k_zp=0, v_zp=0, out_zp=0, score_multiplier=m, score_shift=s, exp_table=(1 << 15,) * 256,
-                     out_multiplier=m, out_shift=s - 8)
+KEY_SETS = [(9, "dense"), (9, "dense,causal"), (9, "local:1"), (9, "local:2"), (9, "local:3,causal"),
+            (9, "local:4,global:2"), (9, "local:4,global:2,causal"), (9, "local:20"), (9, "local:3,global:20,causal"),
+            (1, "local:5,global:1,causal"), (13, "strided:3"), (13, "strided:4,local:2,global:1,causal"),
+            (13, "dilated:4,3"), (13, "dilated:3,2,local:2,causal"), (13, "block:3"), (13, "block:3,1,3,global:1"),
+            (13, "block:4,0,2,causal"), (16, "strided:5,block:4,1")]
+
+
+@pytest.mark.parametrize("seq, text", KEY_SETS)
+@pytest.mark.parametrize("head_dim", [0, 8, 16])  # 0: one-hot v (head_dim = seq, the portable kernel); 8 and 16:
+def test_attention_key_sets(kernels: KernelBindings, seq: int, text: str, head_dim: int) -> None:  # the DSP loop
+    """Each key set exactly: with v one-hot per key (the portable kernel, any head size) or one-hot per key within
+    the head size (the DSP kernel's assembly, sizes 8 and 16, queries one at a time over the keys of a group of
+    head_dim keys) and a flat table, out = 1/|keys| on exactly the allowed keys."""
+    causal = text.endswith(",causal")
+    terms = text.removesuffix(",causal")
+    pattern = AttentionPattern(causal=causal) if terms == "dense" else AttentionPattern.parse(terms, causal)
+    allowed = pattern.allowed(seq)
+    dim = head_dim or seq
+    m, s = quantize_multiplier(1.0)
+    attrs = dict(heads=1, head_dim=dim, pattern=pattern, q_zp=0, k_zp=0, v_zp=0, out_zp=0, score_multiplier=m,
+                 score_shift=-1, exp_table=(1 << 15,) * 256, out_multiplier=m, out_shift=s - 8)
+    q = np.zeros((1, seq, dim), np.int8)
+    for group in range(0, seq, dim):  # the keys [group, group + dim) one-hot in v
+        v = np.zeros((1, seq, dim), np.int8)
+        keys = np.arange(group, min(group + dim, seq))
+        v[0, keys, keys - group] = 127
         got = kernels.run("QAttention", (q, q, v), attrs)[0]
-        assert np.array_equal(got != 0, allowed), (seq, window, causal, global_tokens)
+        assert np.array_equal(got[:, :len(keys)] != 0, allowed[:, keys]), (seq, text, group)
         check_case(kernels, "QAttention", (q, q, v), attrs)
 
 

@@ -76,4 +76,4 @@ def test_build_prints_the_plan_per_layer(tmp_path) -> None:
     marked = [line for line in lines if line.endswith("<- peak")]
     assert marked and all(f"{peak:,} B" in line for line in marked)
     attention = [layer for layer in kernels if layer["op"] == "QAttention"]
-    assert attention and all(layer["scratch_bytes"] == 8 * 8 + 20 for layer in attention)  # query tile 1, head_dim 8
+    assert attention and all(layer["scratch_bytes"] == 8 * 8 + 8 for layer in attention)  # query tile 1, head_dim 8

@@ -10,9 +10,9 @@ head split: Q[h, s, d] = root[s, off + h*D + d], Kᵀ[h, d, s] likewise, V like 
 forward through layout ops to a [S, H*D] value whose probe must show the inverse merge. Only then is the
 subgraph replaced: q/k/v views of the roots (a slice of a packed in-projection becomes its own Linear),
 `Attention(heads, head_dim, scale, pattern)` and, if the graph wanted another layout (seq-first), a Reshape
-back. Masks that are exactly an `AttentionPattern` (band, causal, global tokens) become the op's pattern (the
-model was trained with that sparse attention, so the sparse kernel is exact); any other constant mask stays as
-the op's additive mask input.
+back. Masks that are exactly an `AttentionPattern` (band, strided, dilated, block-sparse, global tokens, causal:
+mask_patterns.py) become the op's pattern (the model was trained with that sparse attention, so the sparse
+kernel is exact); any other constant mask stays as the op's additive mask input.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcu_attn.frontend.layout import Chain, scalar, squeeze_leading, trace_back, trace_forward
+from mcu_attn.frontend.mask_patterns import match_pattern
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops.attention import MASKED
 from mcu_attn.ir.pattern import DENSE, AttentionPattern
@@ -149,30 +150,11 @@ def analyse_mask(mask: np.ndarray | None, heads: int, seq: int) -> tuple[Attenti
     allowed = full[0] > MASKED
     structural = full.shape[0] == 1 and np.all(full[0][allowed] == 0)
     if structural:
-        pattern = _match_band(allowed)
+        pattern = match_pattern(allowed)
         if pattern is not None:
             return pattern, None
     leftover = np.where(full > MASKED, full, -np.inf).astype(np.float32)
     return DENSE, leftover[0] if leftover.shape[0] == 1 else leftover
-
-
-def _match_band(allowed: np.ndarray) -> AttentionPattern | None:
-    seq = allowed.shape[0]
-    i, j = np.indices(allowed.shape)
-    causal = int(not allowed[i < j].any()) if seq > 1 else 0
-    # global tokens are the leading keys every query may see (every earlier-or-equal query when causal)
-    full_columns = (allowed | (j > i)).all(axis=0) if causal else allowed.all(axis=0)
-    globals_ = int(np.argmin(np.append(full_columns, False)))
-    rest = allowed[globals_:, globals_:]
-    ri, rj = np.indices(rest.shape)
-    if causal:
-        reach = int((ri - rj)[rest].max()) + 1 if rest.any() else 1
-        window = 0 if reach >= seq - globals_ else reach
-    else:
-        reach = int(np.abs(ri - rj)[rest].max()) if rest.any() else 0
-        window = 0 if reach >= seq - globals_ - 1 else 2 * reach
-    pattern = AttentionPattern(window, globals_ if window else 0, bool(causal))
-    return pattern if np.array_equal(pattern.allowed(seq), allowed) else None
 
 
 def _column_slice(ttype: TensorType, off: int, width: int) -> TensorType:

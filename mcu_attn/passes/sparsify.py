@@ -1,32 +1,35 @@
-"""Substitute sparse local attention for dense attention (`--attention dense|local:W[,global:G]|auto`).
+"""Substitute sparse attention patterns for dense attention (`--attention dense|PATTERN|auto`).
 
-- Without `--attention` every block stays as the model has it: a model trained with a band mask (detected on
-  import as a window and global tokens) runs the sparse kernel, with its results unchanged.
-- `dense`: every block visits all keys. A block that carries a window becomes the dense kernel with that band
-  as an explicit mask ([S, S], 0 or -inf): the same results as the sparse kernel, bit for bit in the integer
-  kernels (which take the keys one at a time in ascending order either way), at O(S^2) work.
-- `local:W[,global:G]`: every block attends to |i-j| <= W/2 (or the last W keys when causal) plus the first G
-  tokens as global tokens (they see, and are seen by, every token). The kernels then do O(S·W) work.
-- `auto` tries windows W = 2, 4, 8, ... below the sequence length, each with G = 0 and G = 1 global tokens, and
-  keeps the cheapest whose outputs on the calibration data stay within the tolerance of the dense model's.
-  What is compared depends on what the model outputs (`output_metric`): a classifier (one row of class scores,
-  [1, C]) is compared by its top-1 class, and the error is the share of samples whose prediction changes; any
-  other output (a sequence, a feature map) by all of its values, and the error is the relative error
-  ||y - y_dense|| / ||y_dense|| over the calibration stack. (Top-1 at one position would be wrong for a causal
-  model, whose first position no window changes, and meaningless for a sequence.) `--auto-metric top1` also
-  compares a sequence's top-1 at every position (a tagger, a language model); the Python API takes any
-  function (dense outputs, candidate outputs) -> error. The report says what was compared. Calibration data
-  has no labels, so closeness to the dense model is the accuracy proxy; `eval --labels` then measures the real
-  accuracy of the choice.
+- Without `--attention` every block stays as the model has it: a model trained with a constant mask that is a
+  pattern (recognised on import, frontend/mask_patterns.py) runs the sparse kernel, with its results unchanged.
+- `dense`: every block visits all keys. A block that carries a pattern becomes the dense kernel with that key
+  set as an explicit mask ([S, S], 0 or -inf): the same results as the sparse kernel, bit for bit in the
+  integer kernels (which take the keys one at a time in ascending order either way), at O(S^2) work.
+- PATTERN (`AttentionPattern`, ir/pattern.py): every block attends to the keys of the pattern: `local:W` (a
+  window), `strided:K` (every K-th key), `dilated:W,D` (W keys D apart), `block:B[,L[,S[,G]]]` (block-sparse:
+  a query's block sees its L neighbouring blocks on either side and every S-th block), their unions
+  (`strided:8,local:8`) and `global:G` global tokens (they see, and are seen by, every token), with the
+  block's own causality. The kernels then do O(S·keys per query) work.
+- `auto` tries the patterns of `auto_candidates` (local windows, the sparse transformer's strided pattern,
+  dilated windows and block-local blocks, sizes 2, 4, 8, ... below the sequence length, each with 0 and 1
+  global tokens), cheapest first, and keeps the first whose outputs on the calibration data stay within the
+  tolerance of the dense model's. What is compared depends on what the model outputs (`output_metric`): a
+  classifier (one row of class scores, [1, C]) is compared by its top-1 class, and the error is the share of
+  samples whose prediction changes; any other output (a sequence, a feature map) by all of its values, and the
+  error is the relative error ||y - y_dense|| / ||y_dense|| over the calibration stack. (Top-1 at one position
+  would be wrong for a causal model, whose first position no window changes, and meaningless for a sequence.)
+  `--auto-metric top1` also compares a sequence's top-1 at every position (a tagger, a language model); the
+  Python API takes any function (dense outputs, candidate outputs) -> error. The report says what was
+  compared. Calibration data has no labels, so closeness to the dense model is the accuracy proxy; `eval
+  --labels` then measures the real accuracy of the choice.
 For every choice the report gives the attention mass each block keeps: the share of the dense softmax
-probability that falls on the keys the window allows, averaged over calibration samples, queries and heads.
+probability that falls on the keys the pattern allows, averaged over calibration samples, queries and heads.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -35,7 +38,7 @@ from mcu_attn.data import check_stack
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.ir.ops.attention import node_allowed, node_pattern
-from mcu_attn.ir.pattern import AttentionPattern
+from mcu_attn.ir.pattern import DENSE, AttentionPattern
 from mcu_attn.progress import progress
 from mcu_attn.reference.interpreter import run, run_stack
 
@@ -43,30 +46,26 @@ DEFAULT_TOLERANCE = 0.01  # one point of top-1 agreement, or 1 % relative error,
 METRICS = ("top1", "relative-error")
 
 
+PATTERNS_HELP = ("a pattern: local:W, strided:K, dilated:W,D or block:B[,L[,S[,G]]], alone or joined by commas, "
+                 "each with global:G")
+
+
 @dataclass(frozen=True)
 class AttentionChoice:
-    mode: str                 # "dense", "local" or "auto"
-    window: int = 0
-    global_tokens: int = 0
+    mode: str                         # "dense", "auto" or "pattern"
+    pattern: AttentionPattern = DENSE  # "pattern": the keys every block keeps (its causality is the block's own)
 
     @staticmethod
     def parse(text: str) -> "AttentionChoice":
         if text in ("dense", "auto"):
             return AttentionChoice(text)
-        match = re.fullmatch(r"local:(-?\d+)(?:,global:(-?\d+))?", text)
-        if not match:
-            raise UserError(f"--attention {text!r}: expected dense, auto or local:W[,global:G]")
-        window, global_tokens = int(match.group(1)), int(match.group(2) or 0)
-        if window < 1:
-            raise UserError(f"--attention {text}: the window must be at least 1")
-        if global_tokens < 0:
-            raise UserError(f"--attention {text}: the number of global tokens cannot be negative")
-        return AttentionChoice("local", window, global_tokens)
+        try:
+            return AttentionChoice("pattern", AttentionPattern.parse(text))
+        except ValueError as err:
+            raise UserError(f"--attention {text!r}: {err} (expected dense, auto or {PATTERNS_HELP})") from None
 
     def describe(self) -> str:
-        if self.mode != "local":
-            return self.mode
-        return f"local:{self.window}" + (f",global:{self.global_tokens}" if self.global_tokens else "")
+        return ",".join(self.pattern.terms()) if self.mode == "pattern" else self.mode
 
 
 def _blocks(graph: Graph):
@@ -83,8 +82,8 @@ def _band_as_mask(graph: Graph, node) -> None:
 
 
 def _chosen_pattern(choice: AttentionChoice, node) -> AttentionPattern:
-    """The pattern `choice` gives a block (local choices keep the block's causality)."""
-    return AttentionPattern(choice.window, choice.global_tokens, node_pattern(node).causal)
+    """The pattern `choice` gives a block (with the block's own causality)."""
+    return replace(choice.pattern, causal=node_pattern(node).causal)
 
 
 def apply(graph: Graph, choice: AttentionChoice) -> Graph:
@@ -96,17 +95,37 @@ def apply(graph: Graph, choice: AttentionChoice) -> Graph:
                 _band_as_mask(result, node)
         return result
     for node in _blocks(result):
-        seq = result.shape(node.inputs[0])[-2]
-        if choice.window > seq:
-            raise UserError(f"--attention {choice.describe()}: window {choice.window} is larger than the "
-                            f"sequence ({seq} tokens) of block {node.name!r}")
-        if choice.global_tokens >= seq:
-            raise UserError(f"--attention {choice.describe()}: {choice.global_tokens} global tokens leave no "
-                            f"local tokens in a sequence of {seq}")
+        problem = choice.pattern.problem(result.shape(node.inputs[0])[-2])
+        if problem:
+            raise UserError(f"--attention {choice.describe()}: {problem} of block {node.name!r}")
         if len(node.inputs) > 3:
-            raise UserError(f"block {node.name!r} has a learned additive mask; local attention cannot replace it")
+            raise UserError(f"block {node.name!r} has a learned additive mask; a sparse pattern cannot replace it")
         node.attrs["pattern"] = _chosen_pattern(choice, node)
     return result
+
+
+def auto_candidates(graph: Graph) -> list[AttentionChoice]:
+    """The patterns `auto` tries, cheapest first (by the attention MACs they leave in the model's blocks):
+    local windows W, the strided pattern of sparse transformers (a window of K and every K-th key), dilated
+    windows (W keys 2 or 4 apart) and block-local blocks (a block and its neighbours), for W, K and block sizes
+    2, 4, 8, ... below the shortest sequence, each with 0 and 1 global tokens. Patterns with the same key sets
+    are tried once."""
+    blocks = _blocks(graph)
+    seq = min(graph.shape(n.inputs[0])[-2] for n in blocks)
+    sizes = [2 ** p for p in range(1, seq.bit_length()) if 2 ** p < seq]
+    shapes = ([AttentionPattern(window=w) for w in sizes] + [AttentionPattern(window=k, stride=k) for k in sizes]
+              + [AttentionPattern(dilated=w, dilation=d) for d in (2, 4) for w in sizes]
+              + [AttentionPattern(block=b, block_local=1) for b in sizes])
+    found: dict[tuple, tuple[int, AttentionChoice]] = {}
+    for shape in shapes:
+        for global_tokens in (0, 1):
+            choice = AttentionChoice("pattern", replace(shape, global_tokens=global_tokens))
+            if any(choice.pattern.problem(graph.shape(n.inputs[0])[-2]) for n in blocks):
+                continue
+            keys = [_chosen_pattern(choice, n).allowed(graph.shape(n.inputs[0])[-2]) for n in blocks]
+            cost = sum(int(k.sum()) * int(n.attrs["heads"]) * int(n.attrs["head_dim"]) for k, n in zip(keys, blocks))
+            found.setdefault(tuple(np.packbits(k).tobytes() for k in keys), (cost, choice))
+    return [choice for _, choice in sorted(found.values(), key=lambda item: item[0])]
 
 
 def attention_mass(graph: Graph, samples: np.ndarray, choice: AttentionChoice) -> dict[str, float]:
@@ -118,7 +137,7 @@ def attention_mass(graph: Graph, samples: np.ndarray, choice: AttentionChoice) -
     layouts = []  # per block: (heads, head_dim, seq, scale, keys the block visits, keys `choice` keeps)
     for node in blocks:
         seq = graph.shape(node.inputs[0])[-2]
-        kept = (_chosen_pattern(choice, node) if choice.mode == "local" else node_pattern(node)).allowed(seq)
+        kept = (_chosen_pattern(choice, node) if choice.mode == "pattern" else node_pattern(node)).allowed(seq)
         layouts.append((int(node.attrs["heads"]), int(node.attrs["head_dim"]), seq, float(node.attrs["scale"]),
                         node_allowed(graph, node), kept))
     with progress("attention mass", total=len(samples), unit="samples") as advance:
@@ -188,7 +207,7 @@ def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice, tolerance
     """Apply `choice` (resolving `auto` on the calibration samples, comparing outputs by `metric`: see
     `output_metric`); returns the graph and a report."""
     if not _blocks(graph) and choice.mode != "dense":
-        raise UserError("the model has no attention block to make local")
+        raise UserError("the model has no attention block to make sparse")
     report: dict = {"requested": choice.describe()}
     applied = None  # the graph set to `choice`, when auto has already built it
     if samples is not None:
@@ -198,9 +217,7 @@ def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice, tolerance
             raise UserError("--attention auto needs calibration data (--calib C.npy)")
         measure = output_metric(graph, metric)
         dense = run_stack(graph, samples)
-        seq = min(graph.shape(n.inputs[0])[-2] for n in _blocks(graph))
-        windows = [2 ** p for p in range(1, seq.bit_length()) if 2 ** p < seq]
-        candidates = [AttentionChoice("local", w, g) for w in windows for g in (0, 1)]  # cheapest first
+        candidates = auto_candidates(graph)  # cheapest first
         tried = []
         with progress("--attention auto", total=len(candidates), unit="candidates") as advance:
             for candidate in candidates:

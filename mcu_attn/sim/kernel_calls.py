@@ -302,8 +302,8 @@ def _i32(array) -> np.ndarray:
 
 
 def attention_scratch_bytes(query_tile: int, head_dim: int) -> int:
-    """ma_attention_s8_scratch: query_tile * (8 head_dim + 20)."""
-    return query_tile * (8 * head_dim + 20)
+    """ma_attention_s8_scratch: query_tile * (8 head_dim + 8)."""
+    return query_tile * (8 * head_dim + 8)
 
 
 class KernelBindings:

@@ -216,8 +216,8 @@ def _calls(ctx, node: Node, kernel: str, params: str, scratch: str, lead: int, s
 
 
 def _scratch_f32(graph: Graph, node: Node, query_tile: int) -> int:
-    """ma_attention_f32_scratch: query_tile * (4 head_dim + 20) bytes (model.c's ma_check verifies it)."""
-    return query_tile * (4 * int(node.attr("head_dim", 1)) + 20)
+    """ma_attention_f32_scratch: query_tile * (4 head_dim + 8) bytes (model.c's ma_check verifies it)."""
+    return query_tile * (4 * int(node.attr("head_dim", 1)) + 8)
 
 
 @emits("Attention", scratch=_scratch_f32, inplace=(0,))  # ma_attention_f32 allows out == q
@@ -237,8 +237,8 @@ def _emit_attention_f32(ctx, node: Node) -> list[Call]:
 
 
 def _scratch_s8(graph: Graph, node: Node, query_tile: int) -> int:
-    """ma_attention_s8_scratch: query_tile * (8 head_dim + 20) bytes (model.c's ma_check verifies it)."""
-    return query_tile * (8 * int(node.attr("head_dim", 1)) + 20)
+    """ma_attention_s8_scratch: query_tile * (8 head_dim + 8) bytes (model.c's ma_check verifies it)."""
+    return query_tile * (8 * int(node.attr("head_dim", 1)) + 8)
 
 
 @emits("QAttention", scratch=_scratch_s8)

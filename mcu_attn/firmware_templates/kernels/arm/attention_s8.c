@@ -49,6 +49,8 @@ typedef struct {
     int32_t mult;          /* M                               r0 + 88 */
     const uint16_t *table; /*                                 r0 + 92 */
     int64_t k_index;       /* K, the index's folded rounding  r0 + 96 */
+    int32_t key_bytes;     /* bytes from one key row to the next (C only, below) */
+    int32_t dim;           /* the head size, 8 or 16 (C only) */
 } key_ctx;
 
 #define MA_CTX_OFFSET(field, value) \
@@ -239,16 +241,34 @@ static inline int32_t table_index(int64_t t, int32_t index_shift) {
     return __usat((int32_t)(t >> 32) >> index_shift, 8);
 }
 
-/* Keys [from, to) of the current row. */
-static void row_keys(key_ctx *c, const int8_t *k, int32_t from, int32_t to, const ma_attention_s8_params *p) {
-    c->k = k + from * c->stride;
-    c->count = to - from;
-    if (c->count > 0) {
-        if (p->head_dim == 8) {
+/* Keys from, from + step, ... (count of them) of the current row, k at the head's first column. A band pattern's
+ * keys are all one apart: with `contiguous` the step (1) is already in c->stride, set once per call. */
+static inline void row_keys(key_ctx *c, const int8_t *k, int32_t from, int32_t count, int32_t step,
+                            int contiguous) {
+    if (count > 0) {
+        c->k = k + from * c->key_bytes;
+        if (!contiguous) c->stride = step * c->key_bytes;
+        c->count = count;
+        if (c->dim == 8) {
             ma_attn_keys8(c->accs + 12);
         } else {
             ma_attn_keys16(c->accs + 12);
         }
+    }
+}
+
+/* The same keys through the row's mask: each unbroken stretch of keys the mask keeps is one loop. Inlined, so
+ * that a band pattern's calls (step 1, contiguous) compile to the plain index loops. */
+static inline void row_masked(key_ctx *c, const int8_t *k, const uint8_t *mask, int32_t from, int32_t count,
+                              int32_t step, int contiguous) {
+    int32_t t = 0, kept;
+    while (t < count) {
+        for (; t < count && !mask[from + t * step]; ++t) {
+        }
+        for (kept = t; kept < count && mask[from + kept * step]; ++kept) {
+        }
+        row_keys(c, k, from + t * step, kept - t, step, contiguous);
+        t = kept;
     }
 }
 
@@ -297,6 +317,8 @@ static int fast_path(const ma_attention_s8_params *p) {
 void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma_attention_s8_params *p,
                      int64_t *scratch, int8_t *out) {
     const int32_t seq = p->seq, dim = p->head_dim, stride = p->heads * p->head_dim;
+    const ma_attention_pattern pattern = p->pattern; /* a local copy: the loop's calls cannot change it */
+    const int band = ma_pattern_is_band(&pattern);
     key_ctx c;
     ma_requant_params out_q;
     int32_t h, i;
@@ -309,29 +331,37 @@ void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma
     c.k_index = ((int64_t)1 << 30) + ((int64_t)1 << (30 - p->score_shift));
     c.index_shift = -p->score_shift - 1;
     c.v_off = (int32_t)(v - k);
+    c.key_bytes = stride;
     c.stride = stride;
+    c.dim = dim;
     c.table = p->exp_table;
     out_q = ma_requant_prepare_small(p->out_mult, p->out_shift);
     for (h = 0; h < p->heads; ++h) {
+        const int8_t *kh = k + h * dim;
         for (i = 0; i < seq; ++i) {
-            const ma_key_ranges keys = ma_attention_keys(&p->pattern, seq, i);
+            const uint8_t *mask = p->mask ? p->mask + i * seq : NULL;
             row_start(&c, q + i * stride + h * dim, p);
-            if (p->mask) {
-                /* masked keys one range at a time: each visible run of keys is one loop */
-                int32_t part, j, run;
-                for (part = 0; part < 2; ++part) {
-                    const int32_t from = part ? keys.lo : 0, to = part ? keys.hi : keys.globals_end;
-                    for (j = from; j < to; j = run) {
-                        for (; j < to && !p->mask[i * seq + j]; ++j) {
-                        }
-                        for (run = j; run < to && p->mask[i * seq + run]; ++run) {
-                        }
-                        row_keys(&c, k + h * dim, j, run, p);
-                    }
+            if (band) { /* a window and global tokens: two ranges, no key set to build */
+                int32_t globals_end, lo, hi;
+                ma_band_keys(&pattern, seq, i, &globals_end, &lo, &hi);
+                if (mask) {
+                    row_masked(&c, kh, mask, 0, globals_end, 1, 1);
+                    row_masked(&c, kh, mask, lo, hi - lo, 1, 1);
+                } else {
+                    row_keys(&c, kh, 0, globals_end, 1, 1);
+                    row_keys(&c, kh, lo, hi - lo, 1, 1);
                 }
             } else {
-                row_keys(&c, k + h * dim, 0, keys.globals_end, p);
-                row_keys(&c, k + h * dim, keys.lo, keys.hi, p);
+                const ma_key_set keys = ma_attention_keys(&pattern, seq, i);
+                ma_key_cursor cursor = {0, 0};
+                int32_t start, count, step;
+                while (ma_key_next_run(&keys, &cursor, &start, &count, &step)) {
+                    if (mask) {
+                        row_masked(&c, kh, mask, start, count, step, 0);
+                    } else {
+                        row_keys(&c, kh, start, count, step, 0);
+                    }
+                }
             }
             row_finish(&c, p, &out_q, out + i * stride + h * dim);
         }

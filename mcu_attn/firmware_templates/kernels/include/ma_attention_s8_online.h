@@ -3,9 +3,9 @@
  * time.
  * Reference: mcu_attn/ir/ops/attention.py qattention (the algorithm, step by step); key sets: ma_attention_keys.h.
  *
- * For each head, the query rows are taken query_tile at a time. The tile's keys are the union of its rows'
- * ranges; each key row k_j, v_j is visited once per tile, in ascending j, and every row of the tile that sees j
- * (its window, its global keys, and the mask if there is one) folds it into its own running state: the logit
+ * For each head, the query rows are taken query_tile at a time. The tile's keys are the span of its rows' key
+ * sets; each key row k_j, v_j is visited once per tile, in ascending j, and every row of the tile that sees j
+ * (its pattern, ma_attention_sees, and the mask if there is one) folds it into its own running state: the logit
  * maximum, the running sum of exp-table entries and head_dim int64 accumulators of e v, rescaled whenever
  * the maximum rises; v's zero point is taken out once per row, at the end. A row's state is a few words, so
  * scratch is O(query_tile * head_dim) and nothing is O(seq^2): never a score matrix, not even a score row.
@@ -16,8 +16,8 @@
 
 #include "ma_kernels_s8.h"
 
-/* The row state in scratch: acc int64 [tile][head_dim], then per row 5 int32 words: max, sum, key ranges. */
-#define MA_ROW_WORDS 5
+/* The row state in scratch: acc int64 [tile][head_dim], then per row 2 int32 words: max, sum. */
+#define MA_ROW_WORDS 2
 
 static inline int32_t ma_attention_s8_scratch_bytes(const ma_attention_s8_params *p) {
     return p->query_tile * (8 * p->head_dim + 4 * MA_ROW_WORDS);
@@ -106,13 +106,12 @@ static inline void ma_attention_s8_online(const int8_t *q, const int8_t *k, cons
     int64_t *acc = scratch;                                    /* [tile][dim] */
     int32_t *top = (int32_t *)(scratch + (int64_t)tile * dim); /* [tile] running maximum */
     uint32_t *sum = (uint32_t *)(top + tile);                  /* [tile] running sum */
-    ma_key_ranges *keys = (ma_key_ranges *)(sum + tile);       /* [tile] */
     int32_t h, i0, r, j, d;
     for (h = 0; h < p->heads; ++h) {
         for (i0 = 0; i0 < seq; i0 += tile) {
             const int32_t rows = seq - i0 < tile ? seq - i0 : tile;
             int32_t first, end;
-            ma_tile_keys(&p->pattern, seq, i0, rows, keys, &first, &end);
+            ma_tile_span(&p->pattern, seq, i0, rows, &first, &end);
             for (r = 0; r < rows; ++r) {
                 top[r] = INT32_MIN;
                 sum[r] = 0;
@@ -125,7 +124,7 @@ static inline void ma_attention_s8_online(const int8_t *q, const int8_t *k, cons
                     const int32_t i = i0 + r;
                     const int8_t *qi = q + (int64_t)i * stride + (int64_t)h * dim;
                     int32_t s = 0;
-                    if (!ma_key_visible(&keys[r], j) || (mask && !mask[(int64_t)i * seq + j])) continue;
+                    if (!ma_attention_sees(&p->pattern, i, j) || (mask && !mask[(int64_t)i * seq + j])) continue;
                     for (d = 0; d < dim; ++d) s += ((int32_t)qi[d] - q_zp) * ((int32_t)kj[d] - k_zp);
                     ma_online_fold(s, vj, dim, table, &gaps, &top[r], &sum[r], acc + r * dim);
                 }

@@ -30,7 +30,7 @@ typedef struct {
 void ma_attention_f32(const float *q, const float *k, const float *v, const ma_attention_f32_params *p,
                       float *scratch, float *out);
 
-/* Scratch bytes ma_attention_f32 needs: query_tile * (4 * head_dim + 20). */
+/* Scratch bytes ma_attention_f32 needs: query_tile * (4 * head_dim + 8). */
 int32_t ma_attention_f32_scratch(const ma_attention_f32_params *p);
 
 /* Normalise each of `rows` rows of c channels; beta may be NULL. */

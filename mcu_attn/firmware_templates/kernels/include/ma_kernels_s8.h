@@ -127,14 +127,15 @@ typedef struct {
     const uint8_t *mask;       /* NULL, or [seq][seq]: 0 hides key j from query i (the dense kernel with a mask) */
 } ma_attention_s8_params;
 
-/* q, k, v, out: [seq][heads * head_dim]. Online softmax over the keys each query's pattern (window 0: all;
- * causal: j <= i; the first global_tokens tokens see and are seen by all) and the mask allow, query_tile rows
- * at a time: O(seq * window) work per head, O(query_tile * head_dim) scratch, never a score matrix or row.
+/* q, k, v, out: [seq][heads * head_dim]. Online softmax over the keys each query's pattern (a window, strided
+ * keys, a dilated window, key blocks, global tokens, causality: ma_attention_keys.h) and the mask allow, in
+ * ascending order, query_tile rows at a time: O(seq * keys per query) work per head, O(query_tile * head_dim)
+ * scratch, never a score matrix or row.
  * scratch is 8-byte aligned. */
 void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma_attention_s8_params *p,
                      int64_t *scratch, int8_t *out);
 
-/* Scratch bytes ma_attention_s8 needs: query_tile * (8 * head_dim + 20). */
+/* Scratch bytes ma_attention_s8 needs: query_tile * (8 * head_dim + 8). */
 int32_t ma_attention_s8_scratch(const ma_attention_s8_params *p);
 
 typedef struct {

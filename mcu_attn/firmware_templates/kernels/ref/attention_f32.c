@@ -1,7 +1,7 @@
 /* Float multi-head attention with an online softmax, a tile of query rows at a time.
  *
  * The same schedule as the integer kernel (attention_s8.c): per head, query_tile rows at a time; each key row of
- * the tile's union of ranges (ma_attention_keys.h, the IR's attention_allowed) is visited once, in ascending j,
+ * the tile's span (ma_attention_keys.h, the IR's AttentionPattern) is visited once, in ascending j,
  * and every row that sees it updates its running maximum m, running sum and head_dim accumulators:
  * s = scale q.k (+ mask), and when s > m the sum and accumulators are multiplied by expf(m - s) before m = s;
  * then e = expf(s - m), sum += e, acc += e v. The output row is acc / sum. An additive mask of -INFINITY hides
@@ -12,7 +12,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#define MA_ROW_WORDS 5 /* per row after the accumulators: max, sum, key ranges (3) */
+#define MA_ROW_WORDS 2 /* per row after the accumulators: max, sum */
 
 int32_t ma_attention_f32_scratch(const ma_attention_f32_params *p)
 {
@@ -27,14 +27,13 @@ void ma_attention_f32(const float *q, const float *k, const float *v, const ma_a
     float *acc = scratch;                           /* [tile][dim] */
     float *top = acc + (size_t)tile * (size_t)dim;  /* [tile] */
     float *sum = top + tile;                        /* [tile] */
-    ma_key_ranges *keys = (ma_key_ranges *)(sum + tile);
     int32_t h, i0, r, j, d;
     for (h = 0; h < p->heads; ++h) {
         const int32_t col = h * dim;
         for (i0 = 0; i0 < seq; i0 += tile) {
             const int32_t rows = seq - i0 < tile ? seq - i0 : tile;
             int32_t first, end;
-            ma_tile_keys(&p->pattern, seq, i0, rows, keys, &first, &end);
+            ma_tile_span(&p->pattern, seq, i0, rows, &first, &end);
             for (r = 0; r < rows; ++r) {
                 top[r] = -INFINITY;
                 sum[r] = 0.0f;
@@ -48,7 +47,7 @@ void ma_attention_f32(const float *q, const float *k, const float *v, const ma_a
                     const float *qi = q + (size_t)i * (size_t)width + col;
                     float *a = acc + r * dim;
                     float s = 0.0f, e;
-                    if (!ma_key_visible(&keys[r], j)) continue;
+                    if (!ma_attention_sees(&p->pattern, i, j)) continue;
                     for (d = 0; d < dim; ++d) s += qi[d] * kj[d];
                     s *= p->scale;
                     if (p->mask) s += p->mask[(size_t)i * (size_t)seq + (size_t)j];
