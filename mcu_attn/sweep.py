@@ -68,6 +68,7 @@ class SweepOptions:
 
 def default_grid(graph) -> dict[str, list]:
     """The axes a model can take (see the module docstring)."""
+    from mcu_attn.ir.ops.attention import node_pattern
     from mcu_attn.passes.prune import find_sublayers
 
     blocks = [n for n in graph.nodes if n.op == "Attention"]
@@ -75,7 +76,7 @@ def default_grid(graph) -> dict[str, list]:
     if blocks:
         seq = min(graph.shape(n.inputs[0])[-2] for n in blocks)
         window = max(2, 1 << max(1, (seq // 4).bit_length() - 1))
-        attention = ["dense"] + ([AS_TRAINED] if any(int(n.attr("window", 0)) for n in blocks) else [])
+        attention = ["dense"] + ([AS_TRAINED] if any(not node_pattern(n).dense for n in blocks) else [])
         grid["attention"] = attention + [f"local:{window},global:1", "auto"]
     heads, ffns = find_sublayers(graph)
     if heads or ffns:

@@ -229,10 +229,10 @@ def gen_qtoken_select(rng):
 
 def gen_qattention_step(rng):
     """Rings of 1 to 12 slots, empty to full, with QAttention's parameter ranges."""
-    inputs, attrs = gen_qattention(rng, seq=1, causal=1, global_tokens=0)
+    inputs, attrs = gen_qattention(rng, seq=1, pattern=AttentionPattern(causal=True))
     q, k, v = inputs[:3]
     window, width = int(rng.integers(1, 13)), q.shape[-1]
-    attrs = {key: value for key, value in attrs.items() if key not in ("causal", "global_tokens")}
+    attrs = {key: value for key, value in attrs.items() if key != "pattern"}
     attrs["window"] = window
     keys, values = _int8(rng, (window - 1, width)), _int8(rng, (window - 1, width))
     return (q, k, v, keys, values, np.array(int(rng.integers(0, window)), np.int64)), attrs

@@ -32,7 +32,9 @@ import numpy as np
 from mcu_attn.data import top1
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
+from mcu_attn.ir.ops.attention import node_pattern
 from mcu_attn.ir.ops.attention_step import STEP_ATTRS
+from mcu_attn.ir.pattern import AttentionPattern
 from mcu_attn.ir.types import TensorType
 from mcu_attn.ir.verify import verify
 from mcu_attn.passes.blocks import retype
@@ -58,8 +60,10 @@ class StreamChoice:
 
 
 def _attention_step(graph: Graph, node: Node) -> Node:
-    causal, window = int(node.attr("causal", 0)), int(node.attr("window", 0))
-    if not causal or window < 1 or int(node.attr("global_tokens", 0)) or (len(node.inputs) > 3 and node.inputs[3]):
+    pattern = node_pattern(node)
+    causal, window = pattern.causal, pattern.window
+    only_window = pattern == AttentionPattern(window=window, causal=True)  # no global tokens, no other keys
+    if not causal or window < 1 or not only_window or (len(node.inputs) > 3 and node.inputs[3]):
         raise UserError(f"--streaming: attention '{node.name}' is not causal local attention (causal, a window, "
                         f"no global tokens or mask): a new position would need every earlier one")
     width = graph.shape(node.inputs[0])[-1]
@@ -68,6 +72,7 @@ def _attention_step(graph: Graph, node: Node) -> Node:
     values = graph.add_const(f"{node.name}_values", history.copy(), TensorType("int8", history.shape))
     filled = graph.add_const(f"{node.name}_filled", np.array(0, np.int64))
     attrs = {key: node.attrs[key] for key in STEP_ATTRS if key in node.attrs}
+    attrs["window"] = window  # the QAttention's pattern, as the step op's own attribute
     return Node("QAttentionStep", list(node.inputs[:3]) + [keys, values, filled], list(node.outputs), attrs,
                 node.name)
 

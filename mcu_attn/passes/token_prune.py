@@ -27,6 +27,7 @@ from mcu_attn.data import top1
 from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops import node_macs
+from mcu_attn.ir.ops.attention import node_pattern
 from mcu_attn.ir.verify import verify
 from mcu_attn.passes.blocks import attention_nodes, attention_residual, class_token, position, retype
 from mcu_attn.progress import progress
@@ -64,7 +65,7 @@ def prune_tokens(graph: Graph, block: int, keep: int) -> Graph:
                         f"(0 to {len(blocks) - 1})")
     for later in blocks[block:]:
         masked = len(later.inputs) > 3 and bool(later.inputs[3])
-        if later.attr("window", 0) or later.attr("causal", 0) or masked:
+        if not node_pattern(later).dense or node_pattern(later).causal or masked:
             raise UserError(f"--token-prune: attention '{later.name}' is local, causal or masked; pruning tokens "
                             f"before it would change which keys each query sees (dense attention only)")
     gather, cls = class_token(graph)

@@ -28,7 +28,7 @@ import numpy as np
 
 from mcu_attn.codegen.cformat import pack_int4
 from mcu_attn.codegen.kernels import KERNELS, kernel_files
-from mcu_attn.ir.pattern import DENSE
+from mcu_attn.ir.pattern import DENSE, AttentionPattern
 
 GUARD_BYTES = 64
 GUARD_VALUE = 0x5A
@@ -488,10 +488,12 @@ class KernelBindings:
         slots = ring[8:].view(np.int8).reshape(2, window, width)
         slots[0, :count], slots[1, :count] = kept_k, kept_v
         table = b.input(np.asarray(exp_table, np.int64).astype(np.uint16))
-        params = self._struct(ATTENTION_FIELDS, dict(
-            seq=window, heads=heads, head_dim=head_dim, window=window, causal=1, global_tokens=0, q_zp=q_zp,
-            k_zp=k_zp, v_zp=v_zp, out_zp=out_zp, score_mult=score_multiplier, score_shift=score_shift,
-            out_mult=out_multiplier, out_shift=out_shift, query_tile=1, exp_table=table, mask=0))
+        values = dict(seq=window, heads=heads, head_dim=head_dim, q_zp=q_zp, k_zp=k_zp, v_zp=v_zp, out_zp=out_zp,
+                      score_mult=score_multiplier, score_shift=score_shift, out_mult=out_multiplier,
+                      out_shift=out_shift, query_tile=1, exp_table=table, mask=0)
+        values.update((f"pattern.{name}", value)
+                      for name, value in AttentionPattern(window=window, causal=True).c_fields())
+        params = self._struct(ATTENTION_FIELDS, values)
         assert b.call("ma_attention_step_s8_scratch", ("ptr", params)) == 8 * head_dim
         state, scratch, y = b.inout(ring), b.output(8 * head_dim, np.uint8), b.output(width, np.int8)
         b.call("ma_attention_step_s8", ("ptr", b.input(_i8(q))), ("ptr", b.input(_i8(k))), ("ptr", b.input(_i8(v))),

@@ -22,6 +22,7 @@ from mcu_attn.ir.graph import Graph, Node
 from mcu_attn.ir.ops.attention import qattention
 from mcu_attn.ir.ops.lowering import Call, emits, label, require
 from mcu_attn.ir.ops.registry import op, spec
+from mcu_attn.ir.pattern import AttentionPattern
 
 STEP_ATTRS = ("heads", "head_dim", "window", "q_zp", "k_zp", "v_zp", "out_zp", "score_multiplier", "score_shift",
               "exp_table", "out_multiplier", "out_shift")
@@ -45,8 +46,8 @@ def qattention_step(q, k, v, keys, values, filled, *, heads=1, head_dim=1, windo
     kept_v = np.concatenate([np.asarray(values)[window - 1 - count:], np.reshape(v, (1, width))])
     queries = np.zeros_like(kept_k)
     queries[-1] = np.reshape(q, width)
-    rows = qattention(queries[None], kept_k[None], kept_v[None], heads=heads, head_dim=head_dim, window=window,
-                      causal=1, q_zp=q_zp, k_zp=k_zp, v_zp=v_zp, out_zp=out_zp, score_multiplier=score_multiplier,
+    rows = qattention(queries[None], kept_k[None], kept_v[None], heads=heads, head_dim=head_dim,
+                      pattern=AttentionPattern(window=window, causal=True), q_zp=q_zp, k_zp=k_zp, v_zp=v_zp, out_zp=out_zp, score_multiplier=score_multiplier,
                       score_shift=score_shift, exp_table=exp_table, out_multiplier=out_multiplier,
                       out_shift=out_shift)
     return rows[0, -1].reshape(np.shape(q))
@@ -79,9 +80,10 @@ def _emit_qattention_step(ctx, node: Node) -> list[Call]:
     if any(graph.type(v).size != width for v in node.inputs[:3]):
         raise UserError(f"{label(node)}: q, k and v must be one position of {width} values")
     table = ctx.table(f"{node.name}_exp", np.asarray(attrs["exp_table"], np.int64), "uint16_t")
-    fields = [("seq", attrs["window"])] + [(key, attrs[key]) for key in ("heads", "head_dim", "window")]
-    fields += [("causal", 1), ("global_tokens", 0)] + [(key, attrs[key]) for key in ("q_zp", "k_zp", "v_zp",
-                                                                                     "out_zp")]
+    fields = [("seq", attrs["window"])] + [(key, attrs[key]) for key in ("heads", "head_dim")]
+    fields += [(f"pattern.{name}", value) for name, value in
+               AttentionPattern(window=attrs["window"], causal=True).c_fields()]
+    fields += [(key, attrs[key]) for key in ("q_zp", "k_zp", "v_zp", "out_zp")]
     fields += [("score_mult", attrs["score_multiplier"]), ("score_shift", attrs["score_shift"]),
                ("out_mult", attrs["out_multiplier"]), ("out_shift", attrs["out_shift"]), ("query_tile", 1),
                ("exp_table", table), ("mask", "NULL")]

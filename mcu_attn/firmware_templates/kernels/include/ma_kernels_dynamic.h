@@ -38,7 +38,7 @@ void ma_token_select_s8(const int8_t *x, const int8_t *q, const int8_t *k, const
 /* Scratch bytes ma_token_select_s8 needs: 9 seq, rounded up to 8. */
 int32_t ma_token_select_s8_scratch(const ma_token_select_s8_params *p);
 
-/* QAttentionStep: the attention output of one new position of a causal local attention (p->window keys: the
+/* QAttentionStep: the attention output of one new position of a causal local attention (p->pattern.window keys: the
  * position and the window - 1 before it). ring is the state of this attention in SRAM, 8-byte aligned: int32
  * next slot, int32 slots filled, then window slots of keys and window slots of values (heads * head_dim int8
  * each). The new k and v go into the next slot; the query then takes the filled slots from the oldest to the

@@ -13,7 +13,7 @@ int32_t ma_attention_step_s8_scratch(const ma_attention_s8_params *p) {
 
 void ma_attention_step_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma_attention_s8_params *p,
                           uint8_t *ring, int64_t *scratch, int8_t *out) {
-    const int32_t window = p->window, dim = p->head_dim, width = p->heads * p->head_dim;
+    const int32_t window = p->pattern.window, dim = p->head_dim, width = p->heads * p->head_dim;
     int32_t *slots = (int32_t *)ring; /* [0] the next slot to write, [1] the slots filled */
     int8_t *keys = (int8_t *)(ring + 8), *values = keys + (int64_t)window * width;
     const exp_index_params gaps = exp_index_setup(p);
