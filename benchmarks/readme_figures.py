@@ -291,16 +291,17 @@ def attention_patterns(run: Runs) -> str:
     output = Path(run.scratch) / "patterns.json"
     run.script("benchmarks/attention_patterns.py", "--json", str(output))
     measured = json.loads(output.read_text())
-    parts = [prose(f"Per pattern on the two examples (`python benchmarks/attention_patterns.py`): int8 accuracy "
+    parts = [prose(f"Per technique on the two examples (`python benchmarks/attention_patterns.py`): int8 accuracy "
                    f"of the integer reference on the 450 test images; the int8 firmware for `{measured['target']}` "
                    f"emulated on the first 2 test images, bit-exact against the reference in every row; "
                    f"instructions, ESTIMATED cycles and energy per inference. Rows marked trained are models "
-                   f"trained with that pattern's mask; the others apply the pattern to the dense-trained model.")]
+                   f"trained with that pattern's mask; the others apply the pattern (`--attention`) or low-rank "
+                   f"layers (`--low-rank auto`) to the dense-trained model.")]
     for example, title in (("digits_vit", "digits ViT, 17 tokens"), ("digits_long", "digits_long, 257 tokens")):
         rows = [row for row in measured["rows"] if row["example"] == example]
         assert all(row["bit_exact"] for row in rows), example
         parts.append(f"\n{title}:\n\n" + table(
-            ["attention", "model", "accuracy", "instructions", "est. cycles", "est. energy"],
+            ["technique", "model", "accuracy", "instructions", "est. cycles", "est. energy"],
             [[f"`{row['attention']}`", f"`{row['model']}`", f"{row['accuracy']:.4f}", f"{row['instructions']:,}",
               f"{row['cycles']:,}", f"{row['energy_uj']:.1f} µJ"] for row in rows]))
     return "".join(parts)

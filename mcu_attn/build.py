@@ -123,6 +123,8 @@ def make_report(target: Target, model: str, compilation: Compilation, check: dic
     }
     if "attention" in compilation.reports:
         report["attention_choice"] = compilation.reports["attention"]
+    if "low_rank" in compilation.reports:
+        report["low_rank"] = compilation.reports["low_rank"]
     if compilation.options.prunes:
         report["pruning"] = pruning_summary(compilation, compilation.without_pruning())
     if any(key in compilation.reports for key in ("token_prune", "early_exit")):
@@ -322,7 +324,8 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
                  "dynamic": {key: value for key, value in compilation.reports.items()
                              if key in ("token_prune", "early_exit", "streaming")},
                  "arena_bytes": project.arena_bytes, "query_tile": project.query_tile,
-                 "sram_budget": options.sram_budget, "pruning": compilation.reports.get("pruning")})
+                 "sram_budget": options.sram_budget, "pruning": compilation.reports.get("pruning"),
+                 "low_rank": compilation.reports.get("low_rank")})
 
     created: list[Path] = []
     staging = None

@@ -101,7 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     bits = options.bits
     payload = {"model": args.model, "mode": "float" if bits == 32 else f"int{bits}", "bits": bits,
                "samples": result["samples"], "accuracy": result.get("accuracy")}
-    for key in ("pruning", "quantization", "attention", "token_prune", "early_exit", "streaming"):
+    for key in ("pruning", "quantization", "attention", "low_rank", "token_prune", "early_exit", "streaming"):
         if key in result:
             payload[key] = result[key]
     if args.outputs:
@@ -116,6 +116,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
             print(_pruning_line(payload["pruning"]))
         if "attention" in payload:
             print("  " + describe_attention(payload["attention"]))
+        if "low_rank" in payload:
+            print("  " + describe_low_rank(payload["low_rank"]))
         for line in describe_dynamic(payload):
             print("  " + line)
         if "quantization" in payload:
@@ -128,6 +130,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 OBSERVERS = {"minmax": "min/max", "mse": "clipped (least squared error)"}
+
+
+def describe_low_rank(report: dict) -> str:
+    """One line: the layers --low-rank factored, at which ranks, and what that saves."""
+    layers = report["layers"]
+    ranks = ", ".join(f"{layer['layer']} {layer['k']}x{layer['n']} -> rank {layer['rank']}" for layer in layers)
+    line = (f"low rank (--low-rank {report['requested']}): {len(layers)} layer{'s' if len(layers) != 1 else ''} "
+            f"factored, {report['macs_saved']:,} MACs and {report['weights_saved']:,} weights saved"
+            + (f" ({ranks})" if layers else ""))
+    if "error" in report:
+        line += f"; error {report['error']:.3g} <= tolerance {report['tolerance']:g} ({report['compared']})"
+    return line
 
 
 def describe_attention(choice: dict | None, blocks: list[dict] | None = None) -> str:
@@ -224,6 +238,8 @@ def _print_plan(plan: dict) -> None:
     print("  " + describe_attention(plan["attention_choice"], plan["attention"]))
     if plan["pruning"]:
         print(_pruning_line(plan["pruning"]))
+    if plan.get("low_rank"):
+        print("  " + describe_low_rank(plan["low_rank"]))
     for line in describe_dynamic(plan["dynamic"]):
         print("  " + line)
     _print_layer_memory(plan)
@@ -335,7 +351,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 def _build_options(args: argparse.Namespace, **given) -> BuildOptions:
     """The BUILD OPTIONS `eval` and `build` share, as the one options value every command compiles from."""
-    return BuildOptions(calib=args.calib, attention=args.attention, tolerance=args.tolerance,
+    return BuildOptions(calib=args.calib, attention=args.attention, low_rank=args.low_rank, tolerance=args.tolerance,
                         auto_metric=args.auto_metric, prune_heads=args.prune_heads, prune_ffn=args.prune_ffn,
                         token_prune=args.token_prune, early_exit=args.early_exit,
                         streaming=args.streaming, **given)
@@ -363,10 +379,14 @@ def _attention_options(parser: argparse.ArgumentParser) -> None:
                              "block:B[,L[,S[,G]]], joined by commas, each with global:G (auto: the cheapest pattern "
                              "whose outputs on the calibration data stay within --tolerance of dense); dense: every "
                              "key, a trained pattern kept as a mask. Default: the attention the model has")
+    parser.add_argument("--low-rank", metavar="auto|R",
+                        help="replace linear layers by two low-rank factors (truncated SVD) where that saves MACs: "
+                             "rank R for every such layer, or auto: per layer the smallest rank that keeps the "
+                             "outputs on the calibration data within --tolerance")
     parser.add_argument("--tolerance", type=float,
-                        help="--attention auto: how far the outputs on the calibration data may move from dense's, "
-                             "as a fraction (default 0.01): for a classifier the share of top-1 predictions that "
-                             "change, otherwise the relative error of all outputs (--auto-metric)")
+                        help="--attention auto and --low-rank auto: how far the outputs on the calibration data "
+                             "may move from dense's, as a fraction (default 0.01): for a classifier the share of top-1 "
+                             "predictions that change, otherwise the relative error of all outputs (--auto-metric)")
     parser.add_argument("--token-prune", metavar="auto|K[,after:B]",
                         help="after block B's attention (default 0) keep the class token and the K tokens it attends "
                              "to most; auto: the fewest MACs whose top-1 on the calibration data stays within "

@@ -3,6 +3,7 @@
   import    read the ONNX file, fold, fuse attention/LayerNorm/GELU (frontend pipeline); load --calib
   prune     --prune-heads / --prune-ffn: heads and FFN channels removed, chosen and refit on --calib
             (passes/prune.py, passes/reconstruct.py); a pre-quantized model is pruned on its float weights
+  factor    --low-rank: linear layers as two low-rank factors, ranks chosen on --calib (passes/low_rank.py)
   sparsify  --attention: sparse attention patterns or dense attention (passes/sparsify.py)
   dynamic   --token-prune, --early-exit: the work done depends on the input (passes/token_prune.py,
             passes/early_exit.py; docs/dynamic.md), chosen and fitted on --calib
@@ -32,7 +33,7 @@ from mcu_attn.errors import UserError
 from mcu_attn.ir.graph import Graph
 from mcu_attn.options import BuildOptions
 
-STEPS = ("import", "prune", "sparsify", "dynamic", "quantize", "stream", "lower", "plan", "emit")
+STEPS = ("import", "prune", "factor", "sparsify", "dynamic", "quantize", "stream", "lower", "plan", "emit")
 QUERY_TILES = (16, 8, 4, 2, 1)  # tried largest first under --sram-budget (docs/firmware.md, "Memory plan")
 PREQUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QGemm", "MatMulNBits"})
 
@@ -141,6 +142,16 @@ class Compilation:
         """The same compilation without --prune-heads/--prune-ffn, sharing the imported model and calibration."""
         return Compilation(self.model, replace(self.options, prune_heads=0.0, prune_ffn=0.0), calib=self.calib,
                            done=["import"], imported=self.imported, float_graph=self.imported)
+
+    def _factor(self) -> None:
+        if self.options.low_rank is None:
+            return
+        from mcu_attn.passes.low_rank import low_rank
+        from mcu_attn.passes.sparsify import DEFAULT_TOLERANCE
+
+        tolerance = DEFAULT_TOLERANCE if self.options.tolerance is None else self.options.tolerance
+        self.float_graph, self.reports["low_rank"] = low_rank(self.float_graph, self.calib, self.options.low_rank,
+                                                              tolerance, self.options.auto_metric)
 
     def _sparsify(self) -> None:
         if self.options.attention is None:

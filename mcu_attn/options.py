@@ -23,6 +23,7 @@ class BuildOptions:
     prune_heads: float = 0.0        # fraction of attention heads removed (passes/prune.py)
     prune_ffn: float = 0.0          # fraction of FFN hidden channels removed
     attention: str | None = None    # dense | PATTERN | auto (passes/sparsify.py); None: as the model has it
+    low_rank: str | None = None     # auto | R: linear layers as two low-rank factors (passes/low_rank.py)
     tolerance: float | None = None  # auto: how far outputs may move from dense's on the calibration data
     auto_metric: str | None = None  # auto: "top1" or "relative-error" (None: by the model's output, sparsify.py)
     token_prune: str | None = None  # auto | K[,after:B]: tokens kept after block B's attention (passes/token_prune.py)
@@ -43,6 +44,10 @@ class BuildOptions:
                 raise UserError(f"{flag} {ratio:g}: give a fraction in [0, 1) of the units to remove")
         if self.tolerance is not None and not 0.0 <= self.tolerance < 1.0:
             raise UserError(f"--tolerance {self.tolerance}: give a fraction in [0, 1)")
+        if self.low_rank is not None:
+            from mcu_attn.passes.low_rank import parse
+
+            parse(self.low_rank)
         if self.auto_metric not in (None, "top1", "relative-error"):
             raise UserError(f"--auto-metric {self.auto_metric}: choose top1 or relative-error")
         if self.sram_budget is not None and self.sram_budget <= 0:

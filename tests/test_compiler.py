@@ -25,7 +25,7 @@ needs_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
 
 def test_steps_run_in_order_and_only_once() -> None:
     compilation = Compilation(MODEL, BuildOptions(calib=str(CALIB))).run("quantize")
-    assert compilation.done == ["import", "prune", "sparsify", "dynamic", "quantize"] and compilation.project is None
+    assert compilation.done == ["import", "prune", "factor", "sparsify", "dynamic", "quantize"] and compilation.project is None
     quantized = compilation.graph
     compilation.run("emit")
     assert compilation.done == list(STEPS) and compilation.graph is quantized  # earlier steps are not rerun
