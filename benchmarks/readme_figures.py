@@ -424,7 +424,8 @@ def _sweep_table(payload: dict) -> str:
 
 def _point(payload: dict, bits: int, attention: str, prune: float = 0.0) -> dict:
     return next(p for p in payload["points"] if p["config"] == {"bits": bits, "attention": attention,
-                                                               "prune_heads": prune, "prune_ffn": prune})
+                                                               "prune_heads": prune, "prune_ffn": prune,
+                                                               "low_rank": None})
 
 
 @figure("sweep-digits", "docs/sweep.md", kind="emulated")

@@ -3,7 +3,10 @@
 Grid. Three axes, every combination a point: `bits` (32, 8, 4); `attention` (dense; `model`, the band a model
 was trained with, when it has one; a local window of about a quarter of the sequence with the first token
 global; `auto`); `prune` (the same fraction of heads and FFN channels: 0, 0.25, 0.5). `--grid AXIS=V1,V2,...`
-replaces an axis; `prune-heads` and `prune-ffn` are axes of their own when given (instead of `prune`). Axes the
+replaces an axis; `prune-heads` and `prune-ffn` are axes of their own when given (instead of `prune`), and so is
+`low-rank` (`none`, `auto` or a rank: `--low-rank`, passes/low_rank.py). An attention value is any `--attention`
+pattern (docs/attention-patterns.md): a bare number or `global:G` continues the value before it
+(`dilated:8,2`, `block:16,1,4,global:1`) and `+` joins the terms of a union (`strided:8+local:8`). Axes the
 model cannot take are left out of the default grid: no attention axis without attention blocks, no pruning
 without prunable blocks.
 
@@ -44,7 +47,7 @@ import numpy as np
 from mcu_attn.errors import UserError
 from mcu_attn.options import BuildOptions
 
-AXES = ("bits", "attention", "prune", "prune-heads", "prune-ffn")
+AXES = ("bits", "attention", "prune", "prune-heads", "prune-ffn", "low-rank")
 GOALS = {"battery": "energy_uj", "latency": "cycles", "size": "flash_bytes", "accuracy": "accuracy"}
 MARKER = ".mcu-attn-sweep"
 AS_TRAINED = "model"  # the attention axis value that keeps a band-trained model's own window
@@ -85,10 +88,11 @@ def default_grid(graph) -> dict[str, list]:
 
 
 def _values(axis: str, text: str) -> list:
-    """`V1,V2,...` of one axis; in attention values `global:G` belongs to the local window before it."""
+    """`V1,V2,...` of one axis; in attention values a bare number or `global:G` continues the value before it and
+    `+` joins the terms of a union."""
     items: list[str] = []
     for item in text.split(","):
-        if axis == "attention" and item.startswith("global:") and items:
+        if axis == "attention" and items and (item.startswith("global:") or item.isdigit()):
             items[-1] += "," + item
         elif item:
             items.append(item)
@@ -101,6 +105,8 @@ def _values(axis: str, text: str) -> list:
             return [float(v) for v in items]
     except ValueError:
         raise UserError(f"--grid {axis}={text}: values must be numbers") from None
+    if axis == "attention":
+        return [item.replace("+", ",") for item in items]
     return items
 
 
@@ -133,14 +139,15 @@ def points(grid: dict[str, list], calib: str) -> list[BuildOptions]:
         attention = combo.get("attention")
         options = BuildOptions(bits=combo.get("bits", 8), calib=calib,
                                attention=None if attention in (None, AS_TRAINED) else attention,
-                               prune_heads=combo.get("prune-heads", prune), prune_ffn=combo.get("prune-ffn", prune))
+                               prune_heads=combo.get("prune-heads", prune), prune_ffn=combo.get("prune-ffn", prune),
+                               low_rank=None if combo.get("low-rank", "none") == "none" else combo["low-rank"])
         result.append(options.check())
     return list(dict.fromkeys(result))  # equal combinations (prune 0 given twice) once
 
 
 def config(options: BuildOptions) -> dict:
     return {"bits": options.bits, "attention": options.attention or AS_TRAINED,
-            "prune_heads": options.prune_heads, "prune_ffn": options.prune_ffn}
+            "prune_heads": options.prune_heads, "prune_ffn": options.prune_ffn, "low_rank": options.low_rank}
 
 
 def shown(point: dict) -> str:
@@ -155,6 +162,8 @@ def describe(options: BuildOptions) -> str:
     if options.prunes:
         text += (f" prune {options.prune_heads:g}" if options.prune_heads == options.prune_ffn
                  else f" heads {options.prune_heads:g} ffn {options.prune_ffn:g}")
+    if options.low_rank:
+        text += f" low-rank {options.low_rank}"
     return text
 
 
@@ -167,6 +176,8 @@ def build_command(model: str, target: str, calib: str, options: BuildOptions) ->
         words += ["--prune-heads", f"{options.prune_heads:g}"]
     if options.prune_ffn:
         words += ["--prune-ffn", f"{options.prune_ffn:g}"]
+    if options.low_rank:
+        words += ["--low-rank", options.low_rank]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -256,7 +267,8 @@ def baseline(results: list[dict]) -> dict | None:
     measured = [r for r in results if "error" not in r]
     for result in measured:
         c = result["config"]
-        if c["bits"] == 32 and c["attention"] == "dense" and not c["prune_heads"] and not c["prune_ffn"]:
+        if (c["bits"] == 32 and c["attention"] == "dense" and not c["prune_heads"] and not c["prune_ffn"]
+                and not c.get("low_rank")):
             return result
     return max(measured, key=lambda r: r["accuracy"], default=None)
 

@@ -12,7 +12,8 @@ from mcu_attn.errors import UserError
 from mcu_attn.options import BuildOptions
 from mcu_attn.report import plots
 from mcu_attn.report.html import agreement, build_html, sweep_html
-from mcu_attn.sweep import SweepOptions, default_grid, mark_pareto, parse_grid, points, recommend
+from mcu_attn.sweep import (SweepOptions, build_command, default_grid, describe, mark_pareto, parse_grid, points,
+                            recommend)
 from support import DIGITS, FIXTURES, run_cli
 
 MODEL = DIGITS / "digits_vit.onnx"
@@ -44,6 +45,21 @@ def test_grid_overrides() -> None:
                         (("prune=1.5",), "--prune-heads 1.5")):
         with pytest.raises(UserError, match=phrase):
             points(parse_grid(bad, defaults), "c.npy")
+
+
+def test_pattern_and_low_rank_axes() -> None:
+    """Attention values are any --attention pattern; low-rank is an axis of its own; the description and the
+    build command say which technique a point uses."""
+    grid = parse_grid(("attention=dilated:8,2,block:4,1,2,global:1,strided:4+local:4", "low-rank=none,auto,8"),
+                      {"bits": [8]})
+    assert grid["attention"] == ["dilated:8,2", "block:4,1,2,global:1", "strided:4,local:4"]
+    options = points(grid, "c.npy")
+    assert len(options) == 9 and {o.low_rank for o in options} == {None, "auto", "8"}
+    chosen = next(o for o in options if o.attention == "strided:4,local:4" and o.low_rank == "8")
+    assert describe(chosen) == "int8 strided:4,local:4 low-rank 8"
+    assert "--attention strided:4,local:4 --low-rank 8" in build_command("m.onnx", "stm32", "c.npy", chosen)
+    with pytest.raises(UserError, match="--low-rank 0"):
+        points(parse_grid(("low-rank=0",), {"bits": [8]}), "c.npy")
 
 
 def _point(bits, accuracy, energy, flash=100, ram=10, cycles=None):
