@@ -1,11 +1,12 @@
 """Efficient-attention techniques on the two bundled examples: accuracy, instructions and estimated energy each.
 
 For the digits ViT (17 tokens) and examples/digits_long (257 tokens), each row is one model with one choice:
-dense, the local window, and the strided, dilated and block-sparse patterns (`--attention`, ir/pattern.py),
-each with the class token as a global token, applied to the dense-trained model; low-rank linear layers
-(`--low-rank auto`, passes/low_rank.py, ranks within the default 1 % budget on the calibration data); and the
+each `--attention` spec of EXAMPLES (dense, the local window, the strided, dilated and block-sparse patterns of
+ir/pattern.py, each with the class token as a global token) and each `--low-rank` value (passes/low_rank.py,
+ranks within the default 1 % budget on the calibration data), applied to the dense-trained model; then the
 models trained with a pattern's mask (the band-trained digits_long, the band-, strided- and block-trained
-digits ViT fixtures in tests/fixtures/models/), which run their own pattern as the import recognises it. Per row: int8
+digits ViT fixtures in tests/fixtures/models/), which run their own pattern as the import recognises it. A new
+attention technique is one more spec in EXAMPLES. Per row: int8
 top-1 accuracy of the integer reference on the 450 test images (`mcu-attn eval`), then the int8 firmware for
 the target, emulated in Unicorn on the first test images (bit-exact against the reference, instructions,
 ESTIMATED cycles and energy: docs/cycle-model.md). Equivalent to, per row:
@@ -24,6 +25,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,34 +39,42 @@ DIGITS = ROOT / "examples" / "digits_vit"
 LONG = ROOT / "examples" / "digits_long"
 FIXTURES = ROOT / "tests" / "fixtures" / "models"
 
-# example -> (data folder, [(row label, model, --attention or None: as the model has it, --low-rank or None)])
-ROWS = {
-    "digits_vit": (DIGITS / "data", [
-        ("dense", DIGITS / "digits_vit.onnx", None, None),
-        ("local:4,global:1", DIGITS / "digits_vit.onnx", "local:4,global:1", None),
-        ("strided:4,global:1", DIGITS / "digits_vit.onnx", "strided:4,global:1", None),
-        ("dilated:4,2,global:1", DIGITS / "digits_vit.onnx", "dilated:4,2,global:1", None),
-        ("block:4,1,global:1", DIGITS / "digits_vit.onnx", "block:4,1,global:1", None),
-        ("low-rank auto", DIGITS / "digits_vit.onnx", None, "auto"),
-        ("trained local:4,global:1", FIXTURES / "legacy_op18_band.onnx", None, None),
-        ("trained strided:4,global:1", FIXTURES / "legacy_op18_strided.onnx", None, None),
-        ("trained block:4,0,2,global:1", FIXTURES / "legacy_op18_block.onnx", None, None)]),
-    "digits_long": (LONG / "data", [
-        ("dense", LONG / "digits_long_dense.onnx", None, None),
-        ("local:32,global:1", LONG / "digits_long_dense.onnx", "local:32,global:1", None),
-        ("strided:16,global:1", LONG / "digits_long_dense.onnx", "strided:16,global:1", None),
-        ("strided:16,local:16,global:1", LONG / "digits_long_dense.onnx", "strided:16,local:16,global:1", None),
-        ("dilated:16,2,global:1", LONG / "digits_long_dense.onnx", "dilated:16,2,global:1", None),
-        ("block:16,1,global:1", LONG / "digits_long_dense.onnx", "block:16,1,global:1", None),
-        ("low-rank auto", LONG / "digits_long_dense.onnx", None, "auto"),
-        ("trained local:32,global:1", LONG / "digits_long_band.onnx", None, None)]),
+@dataclass(frozen=True)
+class Example:
+    data: Path                        # calib.npy, test_x.npy, test_y.npy
+    model: Path                       # the dense-trained model every technique is applied to
+    attention: tuple[str, ...]        # `--attention` specs, one row each (a new technique is one entry here)
+    low_rank: tuple[str, ...]         # `--low-rank` values, one row each
+    trained: tuple[tuple[str, Path], ...]  # (pattern the mask has, model trained with it): run as imported
+
+
+EXAMPLES = {
+    "digits_vit": Example(
+        DIGITS / "data", DIGITS / "digits_vit.onnx",
+        attention=("dense", "local:4,global:1", "strided:4,global:1", "dilated:4,2,global:1", "block:4,1,global:1"),
+        low_rank=("auto",),
+        trained=(("local:4,global:1", FIXTURES / "legacy_op18_band.onnx"),
+                 ("strided:4,global:1", FIXTURES / "legacy_op18_strided.onnx"),
+                 ("block:4,0,2,global:1", FIXTURES / "legacy_op18_block.onnx"))),
+    "digits_long": Example(
+        LONG / "data", LONG / "digits_long_dense.onnx",
+        attention=("dense", "local:32,global:1", "strided:16,global:1", "strided:16,local:16,global:1",
+                   "dilated:16,2,global:1", "block:16,1,global:1"),
+        low_rank=("auto",),
+        trained=(("local:32,global:1", LONG / "digits_long_band.onnx"),)),
 }
 
 
-def measure(model: Path, attention: str | None, low_rank: str | None, data: Path, target: str, samples: int,
-            work: Path) -> dict:
+def rows(example: Example) -> list[tuple[str, Path, dict]]:
+    """(label, model, BuildOptions fields) per row: each technique on the dense model, then the trained models."""
+    return ([(spec, example.model, {"attention": spec}) for spec in example.attention]
+            + [(f"low-rank {rank}", example.model, {"low_rank": rank}) for rank in example.low_rank]
+            + [(f"trained {pattern}", model, {}) for pattern, model in example.trained])
+
+
+def measure(model: Path, technique: dict, data: Path, target: str, samples: int, work: Path) -> dict:
     calib = str(data / "calib.npy")
-    options = BuildOptions(bits=8, calib=calib, attention=attention, low_rank=low_rank)
+    options = BuildOptions(bits=8, calib=calib, **technique)
     x, y = np.load(data / "test_x.npy"), np.load(data / "test_y.npy")
     accuracy = evaluate(model, x, y, options)["accuracy"]
     report = build(model, target, work, options)
@@ -78,26 +88,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=2, help="test images emulated per row")
     parser.add_argument("--target", default="stm32")
-    parser.add_argument("--only", choices=list(ROWS), nargs="*")
+    parser.add_argument("--only", choices=list(EXAMPLES), nargs="*")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
-    rows = []
+    measured = []
     with tempfile.TemporaryDirectory(prefix="mcu-attn-patterns-") as scratch:
-        for example in args.only or list(ROWS):
-            data, entries = ROWS[example]
+        for example in args.only or list(EXAMPLES):
+            data = EXAMPLES[example].data
             print(f"{example}: int8, {args.target}, accuracy on 450 test images (integer reference), "
                   f"{args.samples} emulated; cycles and energy are estimates")
             print(f"  {'attention':<30} {'acc':>6} {'instructions':>13} {'cycles':>12} {'uJ':>9} {'flash B':>8} "
                   f"{'RAM B':>7} bit-exact")
-            for index, (label, model, attention, low_rank) in enumerate(entries):
+            for index, (label, model, technique) in enumerate(rows(EXAMPLES[example])):
                 print(f"  measuring {label} ...", end="\r", file=sys.stderr, flush=True)
-                row = measure(model, attention, low_rank, data, args.target, args.samples,
-                              Path(scratch) / f"{example}_{index}")
-                rows.append({"example": example, "attention": label, "model": model.name, **row})
+                row = measure(model, technique, data, args.target, args.samples, Path(scratch) / f"{example}_{index}")
+                measured.append({"example": example, "attention": label, "model": model.name, **row})
                 print(f"  {label:<30} {row['accuracy']:>6.4f} {row['instructions']:>13,} {row['cycles']:>12,} "
                       f"{row['energy_uj']:>9.1f} {row['flash']:>8,} {row['ram']:>7,} {row['bit_exact']}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"target": args.target, "rows": rows}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"target": args.target, "rows": measured}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -296,14 +296,17 @@ def attention_patterns(run: Runs) -> str:
                    f"emulated on the first 2 test images, bit-exact against the reference in every row; "
                    f"instructions, ESTIMATED cycles and energy per inference. Rows marked trained are models "
                    f"trained with that pattern's mask; the others apply the pattern (`--attention`) or low-rank "
-                   f"layers (`--low-rank auto`) to the dense-trained model.")]
+                   f"layers (`--low-rank auto`) to the dense-trained model; the last column is the energy as a "
+                   f"share of the `dense` row's.")]
     for example, title in (("digits_vit", "digits ViT, 17 tokens"), ("digits_long", "digits_long, 257 tokens")):
         rows = [row for row in measured["rows"] if row["example"] == example]
         assert all(row["bit_exact"] for row in rows), example
+        dense = next(row["energy_uj"] for row in rows if row["attention"] == "dense")
         parts.append(f"\n{title}:\n\n" + table(
-            ["technique", "model", "accuracy", "instructions", "est. cycles", "est. energy"],
+            ["technique", "model", "accuracy", "instructions", "est. cycles", "est. energy", "of dense"],
             [[f"`{row['attention']}`", f"`{row['model']}`", f"{row['accuracy']:.4f}", f"{row['instructions']:,}",
-              f"{row['cycles']:,}", f"{row['energy_uj']:.1f} µJ"] for row in rows]))
+              f"{row['cycles']:,}", f"{row['energy_uj']:.1f} µJ", f"{row['energy_uj'] / dense:.2f}"]
+             for row in rows]))
     return "".join(parts)
 
 
