@@ -486,12 +486,14 @@ def build_parser() -> argparse.ArgumentParser:
     trade.add_argument("model")
     trade.add_argument("--target", required=True, help="a Cortex-M target (`mcu-attn targets`)")
     trade.add_argument("--calib", required=True, help=".npy stack of calibration samples")
-    trade.add_argument("--data", required=True, help=".npy stack of samples the accuracy is measured on")
+    trade.add_argument("--data", required=True, help=".npy stack of samples the accuracy is measured on (a causal "
+                       "model: also a stream of positions [S, F])")
     trade.add_argument("--labels", required=True, help=".npy integer class per sample")
     trade.add_argument("-o", "--output", required=True, help="output directory (points are cached there)")
     trade.add_argument("--grid", action="append", metavar="AXIS=V1,V2,...",
                        help="replace an axis of the default grid: bits, attention, prune (heads and FFN together), "
-                            "prune-heads, prune-ffn; repeat for several axes")
+                            "prune-heads, prune-ffn; or add one: token-prune, early-exit, streaming (none or a "
+                            "value of the build flag; measured as the mean over --data); repeat for several axes")
     trade.add_argument("--goal", choices=("battery", "latency", "size", "accuracy"),
                        help="recommend the point with the least energy, cycles or flash, or the most accurate")
     trade.add_argument("--max-drop", type=float, metavar="FRACTION",

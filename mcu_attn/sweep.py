@@ -8,13 +8,23 @@ replaces an axis; `prune-heads` and `prune-ffn` are axes of their own when given
 pattern (docs/attention-patterns.md): a bare number or `global:G` continues the value before it
 (`dilated:8,2`, `block:16,1,4,global:1`) and `+` joins the terms of a union (`strided:8+local:8`). Axes the
 model cannot take are left out of the default grid: no attention axis without attention blocks, no pruning
-without prunable blocks.
+without prunable blocks. The input-dependent techniques (docs/dynamic.md) are axes when given: `token-prune`,
+`early-exit` and `streaming`, each `none` (off) or a value of its build flag (`auto`, `16,after:1`,
+`0.9,after:0`, a delta); they need an integer build, so their combinations with `bits` 32 are left out.
 
 Point. The one compile function (mcu_attn/compiler.py) with the point's options, then: the reference accuracy on
 --data/--labels (the integer reference for --bits 8/4, the float one for 32); the firmware for --target
 (mcu_attn/build.py) in DIR/points/<key>/build, which runs one inference in the emulator (the first calibration
 sample), checks it bit for bit against the reference and profiles it: instructions, estimated cycles and energy. flash_bytes and ram_bytes are the linked firmware's. A point that fails (does not fit the target, an
 option the model cannot take) is reported with its one-line error; the sweep goes on.
+
+Input-dependent points. With token pruning or early exit the work depends on the input, so one profiled sample
+is not the point's energy: the firmware runs every --data sample in the emulator (bit-exact check of outputs and
+exits) and instructions, cycles and energy are the MEAN per inference, by exit class (mcu_attn/sim/dynamic.py).
+Streaming points run --data as a stream and give the mean per step (sim/stream.py). --data may be a stream for a
+model with a [T, F] window input: [S, F], one position per sample and one label per position; every point is then
+measured on the windows ending at each position from T - 1 on (labelled by that position), so a window point's
+energy is that of re-running the window at each step, comparable with a streaming point's energy per step.
 
 Front. A point is on the Pareto front when no other point is at least as accurate with no more energy, and
 better in one of the two. `--goal` turns the front into one recommendation: among the points within
@@ -48,6 +58,8 @@ from mcu_attn.errors import UserError
 from mcu_attn.options import BuildOptions
 
 AXES = ("bits", "attention", "prune", "prune-heads", "prune-ffn", "low-rank")
+TECHNIQUES = {"token-prune": "token_prune", "early-exit": "early_exit", "streaming": "streaming"}  # axis: option
+AXES += tuple(TECHNIQUES)
 GOALS = {"battery": "energy_uj", "latency": "cycles", "size": "flash_bytes", "accuracy": "accuracy"}
 MARKER = ".mcu-attn-sweep"
 AS_TRAINED = "model"  # the attention axis value that keeps a band-trained model's own window
@@ -94,6 +106,8 @@ def _values(axis: str, text: str) -> list:
     for item in text.split(","):
         if axis == "attention" and items and (item.startswith("global:") or item.isdigit()):
             items[-1] += "," + item
+        elif axis in TECHNIQUES and item.startswith("after:") and items:
+            items[-1] += "," + item
         elif item:
             items.append(item)
     if not items:
@@ -135,25 +149,36 @@ def points(grid: dict[str, list], calib: str) -> list[BuildOptions]:
         combos = [{**combo, axis: value} for combo in combos for value in values]
     result = []
     for combo in combos:
+        techniques = {field: combo[axis] for axis, field in TECHNIQUES.items() if combo.get(axis, "none") != "none"}
+        if techniques and combo.get("bits", 8) == 32:
+            continue  # the techniques are integer-only (module docstring)
         prune = combo.get("prune", 0.0)
         attention = combo.get("attention")
         options = BuildOptions(bits=combo.get("bits", 8), calib=calib,
                                attention=None if attention in (None, AS_TRAINED) else attention,
                                prune_heads=combo.get("prune-heads", prune), prune_ffn=combo.get("prune-ffn", prune),
-                               low_rank=None if combo.get("low-rank", "none") == "none" else combo["low-rank"])
+                               low_rank=None if combo.get("low-rank", "none") == "none" else combo["low-rank"],
+                               **techniques)
         result.append(options.check())
     return list(dict.fromkeys(result))  # equal combinations (prune 0 given twice) once
 
 
 def config(options: BuildOptions) -> dict:
     return {"bits": options.bits, "attention": options.attention or AS_TRAINED,
-            "prune_heads": options.prune_heads, "prune_ffn": options.prune_ffn, "low_rank": options.low_rank}
+            "prune_heads": options.prune_heads, "prune_ffn": options.prune_ffn, "low_rank": options.low_rank,
+            **techniques_of(options)}
+
+
+def techniques_of(options: BuildOptions) -> dict[str, str]:
+    """The input-dependent techniques a point uses: option field -> its value."""
+    return {field: getattr(options, field) for field in TECHNIQUES.values() if getattr(options, field)}
 
 
 def shown(point: dict) -> str:
     """A point's description, with the window `auto` chose."""
     chosen = point.get("attention_chosen")
-    return point["describe"] + (f" ({chosen})" if chosen and point["config"]["attention"] == "auto" else "")
+    text = point["describe"] + (f" ({chosen})" if chosen and point["config"]["attention"] == "auto" else "")
+    return text + "".join(f" [{choice}]" for choice in point.get("technique_chosen", []))
 
 
 def describe(options: BuildOptions) -> str:
@@ -164,6 +189,9 @@ def describe(options: BuildOptions) -> str:
                  else f" heads {options.prune_heads:g} ffn {options.prune_ffn:g}")
     if options.low_rank:
         text += f" low-rank {options.low_rank}"
+    for axis, field in TECHNIQUES.items():
+        if getattr(options, field):
+            text += f" {axis} {getattr(options, field)}"
     return text
 
 
@@ -178,6 +206,9 @@ def build_command(model: str, target: str, calib: str, options: BuildOptions) ->
         words += ["--prune-ffn", f"{options.prune_ffn:g}"]
     if options.low_rank:
         words += ["--low-rank", options.low_rank]
+    for axis, field in TECHNIQUES.items():
+        if getattr(options, field):
+            words += [f"--{axis}", getattr(options, field)]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -197,13 +228,15 @@ def run_point(model: str, sweep: SweepOptions, options: BuildOptions, directory:
     from mcu_attn.api import reference_outputs
     from mcu_attn.build import build
     from mcu_attn.compiler import Compilation
-    from mcu_attn.data import accuracy, check_stack, load_labels, load_stack
+    from mcu_attn.data import accuracy
 
     result: dict = {"config": config(options), "describe": describe(options)}
     try:
         compilation = Compilation(Path(model), build_options_for(sweep.target, options)).run("emit")
-        data = check_stack(compilation.imported, load_stack(sweep.data, "data"), "data")
-        labels = load_labels(sweep.labels, len(data))
+        data, labels, stream = evaluation_data(compilation.imported, sweep)
+        if options.streaming and stream is None:
+            raise UserError("a streaming point gives energy per step: give --data a stream of positions [S, F] "
+                            "and --labels one class per position")
         result["accuracy"] = accuracy(reference_outputs(compilation.graph, data), labels)
         report = build(model, sweep.target, Path(directory) / "build", options, compilation=compilation)
         emulated = report.get("emulated") or {"error": "the firmware was not compiled"}
@@ -216,8 +249,58 @@ def run_point(model: str, sweep: SweepOptions, options: BuildOptions, directory:
                       macs=report["macs"], build="build")
         if "attention_choice" in report:
             result["attention_chosen"] = report["attention_choice"]["chosen"]
+        if techniques_of(options):
+            result.update(measure_mean(Path(directory) / "build", compilation, report, data, labels, stream))
     except UserError as error:
         result["error"] = str(error)
+    return result
+
+
+def evaluation_data(graph, sweep: SweepOptions) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """--data and --labels as the points are measured on (module docstring): the samples, their labels and, for
+    a stream, (positions, labels per position)."""
+    from mcu_attn.data import check_stack, load_labels, load_stack, sample_shape
+    from mcu_attn.sim.stream import stream_windows
+
+    data = load_stack(sweep.data, "data")
+    labels = load_labels(sweep.labels, len(data))
+    shape = sample_shape(graph)
+    if data.ndim == 2 and len(shape) >= 2 and data.shape[1] == shape[-1] and data.shape[1:] != shape[1:]:
+        window = int(np.prod(shape[:-1]))
+        if len(data) < window:
+            raise UserError(f"--data: a stream of {len(data)} positions is shorter than the model's window of "
+                            f"{window}")
+        windows, ends = stream_windows(data, window)
+        return check_stack(graph, windows, "data"), labels[ends], (data, labels)
+    return check_stack(graph, data, "data"), labels, None
+
+
+def measure_mean(directory: Path, compilation, report: dict, data: np.ndarray, labels: np.ndarray,
+                 stream: tuple | None) -> dict:
+    """An input-dependent point's figures (module docstring): the firmware simulated on all of --data (every
+    step of a stream), bit-exact outputs and exits, and the mean instructions, cycles and energy by exit class."""
+    from mcu_attn.sim.run import SimOptions, simulate
+
+    streaming = compilation.options.streaming is not None
+    samples, truth = stream if streaming else (data, labels)
+    simulated = simulate(str(directory), samples, truth, SimOptions(), compilation=compilation)
+    mean = simulated["mean"]
+    exact = simulated["bit_exact"] and mean.get("exits_match", True) and simulated.get("computed_match", True)
+    result = {"instructions": round(mean["mean_instructions"]), "cycles": round(mean["mean_cycles"]),
+              "energy_uj": mean["mean_energy_uj"], "bit_exact": exact, "energy_per": "step" if streaming else
+              "inference, mean over --data", "energy_classes": {row["class"]: row["share"] for row in mean["classes"]}}
+    result["time_ms"] = result["cycles"] / (report["emulated"]["cycles"] / report["emulated"]["time_ms"])
+    if streaming:  # the reference of ma_step, per step (event-driven steps may answer differently)
+        result.update(accuracy=simulated["reference_accuracy"], computed_fraction=simulated["computed_fraction"])
+    chosen = []
+    for key, entry in (report.get("dynamic") or {}).items():
+        if getattr(compilation.options, key, None) == "auto":
+            chosen.append(f"{key.replace('_', '-')} {entry['chosen'] or 'none'}")
+    if streaming:
+        chosen.append(f"delta {report['stream']['delta']}, {simulated['computed_fraction']:.2f} computed")
+    if "exit_fraction" in mean:
+        chosen.append(f"{mean['exit_fraction']:.2f} exit early")
+    result["technique_chosen"] = chosen
     return result
 
 
@@ -268,7 +351,7 @@ def baseline(results: list[dict]) -> dict | None:
     for result in measured:
         c = result["config"]
         if (c["bits"] == 32 and c["attention"] == "dense" and not c["prune_heads"] and not c["prune_ffn"]
-                and not c.get("low_rank")):
+                and not c.get("low_rank") and not any(c.get(field) for field in TECHNIQUES.values())):
             return result
     return max(measured, key=lambda r: r["accuracy"], default=None)
 
@@ -322,16 +405,15 @@ def _check(sweep: SweepOptions) -> None:
 def sweep(model: str, out_dir: str | os.PathLike, options: SweepOptions) -> dict:
     """Run (or take from the cache) every grid point; write DIR/sweep.json, pareto.png and report.html."""
     from mcu_attn.api import import_model
-    from mcu_attn.data import check_stack, load_labels, load_stack
+    from mcu_attn.data import check_stack, load_stack
     from mcu_attn.progress import progress
 
     _check(options)
     out = Path(out_dir)
     check_sweep_dir(out)
     graph = import_model(model)
-    for path, what in ((options.calib, "calibration"), (options.data, "data")):
-        check_stack(graph, load_stack(path, what), what)
-    load_labels(options.labels, len(load_stack(options.data, "data")))
+    check_stack(graph, load_stack(options.calib, "calibration"), "calibration")
+    evaluation_data(graph, options)
     grid = parse_grid(options.grid, default_grid(graph))
     todo = points(grid, str(Path(options.calib).resolve()))
     files = {name: _digest(path) for name, path in (("model", model), ("calib", options.calib),
@@ -366,7 +448,9 @@ def sweep(model: str, out_dir: str | os.PathLike, options: SweepOptions) -> dict
     payload = {"model": str(model), "target": options.target, "calib": options.calib, "data": options.data,
                "labels": options.labels, "grid": grid, "points": ordered, "baseline": None, "recommended": None,
                "computed": len(missing), "cached": len(keyed) - len(missing),
-               "estimate_note": "energy_uj and cycles are estimates of one emulated inference (docs/cycle-model.md); "
+               "estimate_note": "energy_uj and cycles are estimates of one emulated inference (docs/cycle-model.md), "
+                                "for a point with token pruning or early exit the mean per inference over --data "
+                                "by exit class, for a streaming point the mean per step (energy_per); "
                                 "accuracy is the reference's on --data; bit_exact: the firmware's output matches "
                                 "the reference on the profiled sample bit for bit (float builds, whose C kernels "
                                 "round differently from numpy, also have within_tolerance and max_abs_error)"}

@@ -14,9 +14,10 @@ from mcu_attn.report import plots
 from mcu_attn.report.html import agreement, build_html, sweep_html
 from mcu_attn.sweep import (SweepOptions, build_command, default_grid, describe, mark_pareto, parse_grid, points,
                             recommend)
-from support import DIGITS, FIXTURES, run_cli
+from support import DIGITS, FIXTURES, ROOT, run_cli
 
 MODEL = DIGITS / "digits_vit.onnx"
+EXAMPLES = ROOT / "examples"
 DATA = DIGITS / "data"
 POINT_KEYS = {"config", "accuracy", "energy_uj", "cycles", "instructions", "flash_bytes", "ram_bytes", "pareto"}
 
@@ -174,3 +175,67 @@ def test_default_digits_sweep(tmp_path) -> None:
     baseline = next(p for p in measured if p["key"] == payload["baseline"])
     chosen = next(p for p in measured if p["key"] == payload["recommended"]["key"])
     assert chosen["accuracy"] >= baseline["accuracy"] - 0.01 and chosen["energy_uj"] < baseline["energy_uj"]
+
+
+def test_input_dependent_axes() -> None:
+    grid = parse_grid(("bits=32,8", "token-prune=none,auto", "early-exit=none,0.9,after:1,auto"), {"bits": [8]})
+    assert grid["early-exit"] == ["none", "0.9,after:1", "auto"]
+    options = points(grid, "c.npy")
+    # fp32 keeps only its point without a technique: the techniques are integer-only
+    assert len(options) == 1 + 2 * 3 and all(o.bits == 8 for o in options if o.token_prune or o.early_exit)
+    chosen = next(o for o in options if o.token_prune == "auto" and o.early_exit == "0.9,after:1")
+    assert describe(chosen) == "int8 model token-prune auto early-exit 0.9,after:1"
+    assert build_command("m.onnx", "stm32", "c.npy", chosen).endswith(
+        "--token-prune auto --early-exit 0.9,after:1")
+    with pytest.raises(UserError, match="--early-exit '2'"):
+        points(parse_grid(("early-exit=2",), {"bits": [8]}), "c.npy")
+
+
+@needs_gcc
+def test_early_exit_point_reports_the_mean_over_the_data(tmp_path, digits_test) -> None:
+    import numpy as np
+
+    images, labels = digits_test
+    np.save(tmp_path / "x.npy", images[:40])
+    np.save(tmp_path / "y.npy", labels[:40])
+    common = ["--target", "stm32", "--calib", DATA / "calib.npy"]
+    result = run_cli("sweep", MODEL, *common, "--data", tmp_path / "x.npy", "--labels", tmp_path / "y.npy",
+                     "-o", tmp_path / "sweep", "--grid", "bits=8", "--grid", "attention=dense", "--grid", "prune=0",
+                     "--grid", "early-exit=none,0.9,after:0", "--jobs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    full, early = json.loads(result.stdout)["points"]
+    assert early["bit_exact"] is True and early["energy_per"] == "inference, mean over --data", early
+    assert 0 < early["energy_classes"]["early exit 1"] < 1 and early["instructions"] < full["instructions"]
+    # the point's figures are `simulate`'s mean over the same data on the point's own firmware
+    simulated = run_cli("simulate", tmp_path / "sweep" / "points" / early["key"] / "build", "--data",
+                        tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--json")
+    assert simulated.returncode == 0, simulated.stderr
+    mean = json.loads(simulated.stdout)["mean"]
+    assert early["energy_uj"] == mean["mean_energy_uj"] and early["instructions"] == round(mean["mean_instructions"])
+    page = (tmp_path / "sweep" / "report.html").read_text()
+    assert "early-exit 0.9,after:0" in page and "exit early" in page and "mean per inference" in page
+
+
+@needs_gcc
+def test_streaming_point_reports_energy_per_step(tmp_path) -> None:
+    import numpy as np
+
+    data = EXAMPLES / "sensor_stream" / "data"
+    np.save(tmp_path / "x.npy", np.load(data / "stream_x.npy")[:120])
+    np.save(tmp_path / "y.npy", np.load(data / "stream_y.npy")[:120])
+    model = EXAMPLES / "sensor_stream" / "sensor_stream.onnx"
+
+    def sweep(x, y, out):
+        return run_cli("sweep", model, "--target", "stm32", "--calib", data / "calib.npy", "--data", x, "--labels", y,
+                       "-o", out, "--grid", "bits=8", "--grid", "attention=model", "--grid", "prune=0", "--grid",
+                       "streaming=none,0", "--jobs", "1", "--json")
+
+    result = sweep(tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / "stream")
+    assert result.returncode == 0, result.stderr
+    window, step = json.loads(result.stdout)["points"]
+    assert step["energy_per"] == "step" and step["bit_exact"] is True and step["computed_fraction"] == 1.0, step
+    assert step["energy_uj"] < window["energy_uj"] / 4  # ma_step computes one of the window's 32 positions
+    assert step["accuracy"] == window["accuracy"]  # the exact stream answers as the window does, bit for bit
+    windows = sweep(data / "test_x.npy", data / "test_y.npy", tmp_path / "windows")
+    failed = json.loads(windows.stdout)["points"][1]
+    assert "a stream of positions" in failed["error"], failed

@@ -145,18 +145,22 @@ def build_html(report: dict) -> str:
 def sweep_html(payload: dict, pareto: bytes | None, selected: dict | None = None) -> str:
     """The points table (front highlighted), the Pareto plot, the recommendation and, for the selected point
     (the recommended one, else the cheapest on the front), its build's layer table and memory."""
+    from mcu_attn.sweep import shown
+
     points = payload["points"]
     rows, front = [], set()
     for index, p in enumerate(points):
         c = p["config"]
         if p.get("pareto"):
             front.add(index)
-        rows.append([p["describe"], c["bits"], p.get("attention_chosen") or c["attention"], c["prune_heads"], c["prune_ffn"], p.get("accuracy"),
+        rows.append([shown(p), c["bits"], p.get("attention_chosen") or c["attention"], c["prune_heads"], c["prune_ffn"], p.get("accuracy"),
                      p.get("energy_uj"), p.get("cycles"), p.get("instructions"), p.get("flash_bytes"),
                      p.get("ram_bytes"), p.get("pareto"), p.get("error", "")])
     sections = [f"<p>target {escape(payload['target'])}; {len(points)} points ({payload['computed']} computed, "
                 f"{payload['cached']} from the cache); accuracy is the reference's on --data, energy and cycles are "
-                f"estimates of one emulated inference.</p>",
+                f"estimates of one emulated inference; with token pruning or early exit the mean per inference over "
+                f"--data by exit class, with streaming the mean per step (the technique and what it chose in "
+                f"[brackets]).</p>",
                 "<h2>Accuracy against energy</h2>" + figure(pareto, "Pareto front")]
     recommended = payload.get("recommended")
     if recommended:

@@ -41,8 +41,10 @@ def pareto_png(points: list[dict]) -> bytes | None:
     front = sorted((p for p in measured if p.get("pareto")), key=lambda p: p["energy_uj"])
     axes.plot([p["energy_uj"] for p in front], [p["accuracy"] for p in front], "k--", linewidth=1,
               label="Pareto front")
+    from mcu_attn.sweep import shown
+
     for p in front:
-        axes.annotate(p["describe"], (p["energy_uj"], p["accuracy"]), fontsize=7, xytext=(4, -10),
+        axes.annotate(shown(p), (p["energy_uj"], p["accuracy"]), fontsize=7, xytext=(4, -10),
                       textcoords="offset points")
     axes.set_xscale("log")
     axes.set_xlabel("energy per inference, µJ (estimate, log scale)")

@@ -33,6 +33,13 @@ def is_stream_data(build, data: np.ndarray) -> bool:
         and data.shape[1:] != tuple(build.input.shape)
 
 
+def stream_windows(positions: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The windows of `window` positions ending at each position from window - 1 on ([N, window, ...]), and
+    those end positions."""
+    ends = np.arange(window - 1, len(positions))
+    return np.stack([positions[e - window + 1:e + 1] for e in ends]), ends
+
+
 def _classes(computed: np.ndarray, window: int) -> np.ndarray:
     """Per step: 0 skipped, 1 computed before the rings are full (fewer than `window` computed so far), 2 full."""
     seen = np.cumsum(computed)
@@ -75,8 +82,8 @@ def simulate_stream(build, runner, data: np.ndarray, labels: np.ndarray | None, 
                "computed_match": bool(np.array_equal(np.array(flags, bool), computed))}
 
     # the whole window, ending at every step from T - 1 on
-    ends = np.arange(window - 1, len(positions))
-    windows = np.stack([positions[e - window + 1:e + 1] for e in ends]).reshape((len(ends),) + build.input.shape)
+    windows, ends = stream_windows(positions, window)
+    windows = windows.reshape((len(ends),) + build.input.shape)
     window_expected = run_stack(build.graph, windows).astype(build.output.np_dtype)
     checked = ends[::window]
     window_got = np.stack([build.decode(runner.infer(windows[e - window + 1].tobytes())) for e in checked])
