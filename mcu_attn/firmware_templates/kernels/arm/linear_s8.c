@@ -20,7 +20,7 @@
 #include "ma_dsp.h"
 #include "ma_linear_tile8.h"
 
-/* ---- int8 weights: the rows the 2 x 2 tiles leave ----------------------------------------------------------- */
+/* ---- int8 weights without the assembly tiles (parameters they do not take) -------------------------------- */
 
 /* Row x0 against channels w0 and w0 + k. */
 __attribute__((noinline)) static void dot8_1x2(const int8_t *x0, const int8_t *w0, int32_t k, int32_t *out) {
@@ -183,6 +183,62 @@ static inline int8_t finish(int32_t dot, int32_t row, int32_t o, int32_t n, cons
 
 /* ---- both: tiles, then the epilogue --------------------------------------------------------------------------- */
 
+/* The parameters every tile call of a layer shares. */
+static void tile_layer_params(ma_tile_params *tp, int32_t k, int32_t n, const epilogue *e, int mode) {
+    memset(tp, 0, sizeof *tp);
+    tp->n = n;
+    tp->k = k;
+    tp->table = e->table;
+    if (mode == ADD) {
+        tp->r_mult = e->add->r_mult;
+        tp->r_left_shift = e->add->r_left_shift;
+        tp->sum_high_shift = e->add->right_shift - 32;
+        tp->sum_constant = e->sum_constant;
+    }
+}
+
+/* K' = K + zp 2^(32 + h) (ma_linear_tile8.h; h <= 22 by tile_requant_fits), or K itself for QLinearAdd. */
+static int64_t tile_k(const ma_requant_params *p, int32_t zp, int mode) {
+    return mode == ADD ? p->k_pos : p->k_pos + (int64_t)zp * ((int64_t)1 << (32 + p->high_shift));
+}
+
+/* Every row of one channel pair through the assembly tiles: the row pairs, then the odd row. */
+static void tile_channel_pair(ma_tile_params *tp, const int8_t *x, int32_t rows, int32_t o, const int8_t *w0,
+                              const epilogue *e, const ma_requant_params *p0, const ma_requant_params *p1,
+                              int mode) {
+    tp->k_pos = tile_k(p0, e->zp, mode);
+    tp->bias = e->bias[o];
+    tp->mult = p0->mult;
+    tp->high_shift = p0->high_shift;
+    tp->k_pos1 = tile_k(p1, e->zp, mode);
+    tp->bias1 = e->bias[o + 1];
+    tp->mult1 = p1->mult;
+    tp->high_shift1 = p1->high_shift;
+    tp->x = x;
+    tp->w = w0;
+    tp->y = e->y + o;
+    tp->pairs = rows / 2;
+    tp->r = mode == ADD ? e->r + o : NULL;
+    if (rows >= 2) { /* leaves tp->x, tp->y and tp->r at the odd row */
+        if (mode == ADD) {
+            ma_tile8_rows_add(tp);
+        } else if (mode == TABLE) {
+            ma_tile8_rows_table(tp);
+        } else {
+            ma_tile8_rows(tp);
+        }
+    }
+    if (rows & 1) {
+        if (mode == ADD) {
+            ma_tile8_row_add(tp);
+        } else if (mode == TABLE) {
+            ma_tile8_row_table(tp);
+        } else {
+            ma_tile8_row(tp);
+        }
+    }
+}
+
 /* The whole layer for int8 (bits 8) or packed int4 (bits 4) weights; `bits` and `mode` are constants. */
 __attribute__((always_inline)) static inline void linear(const int8_t *x, int32_t rows, int32_t k, int32_t n,
                                                         const void *weights, const epilogue *e, int bits,
@@ -190,44 +246,17 @@ __attribute__((always_inline)) static inline void linear(const int8_t *x, int32_
     const int32_t row_bytes = bits == 4 ? (k + 1) / 2 : k;
     const uint8_t *w = (const uint8_t *)weights;
     int32_t o = 0, r, acc[4];
+    ma_tile_params tp;
+    if (bits == 8 && e->tiles) tile_layer_params(&tp, k, n, e, mode);
     for (; o + 2 <= n; o += 2) {
         const uint8_t *w0 = w + o * row_bytes;
         const ma_requant_params p0 = ma_requant_prepare(e->mult[o], mode == ADD ? -1 : e->shift[o]);
         const ma_requant_params p1 = ma_requant_prepare(e->mult[o + 1], mode == ADD ? -1 : e->shift[o + 1]);
-        r = 0;
-        if (bits == 8 && e->tiles && rows >= 2) { /* the assembly tiles: dot products from the bias, the epilogue */
-            ma_tile_params tp;
-            tp.k_pos = p0.k_pos;
-            tp.bias = e->bias[o];
-            tp.mult = p0.mult;
-            tp.high_shift = p0.high_shift;
-            tp.k_pos1 = p1.k_pos;
-            tp.bias1 = e->bias[o + 1];
-            tp.mult1 = p1.mult;
-            tp.high_shift1 = p1.high_shift;
-            tp.zp = e->zp;
-            tp.n = n;
-            tp.x = x;
-            tp.w = (const int8_t *)w0;
-            tp.y = e->y + o;
-            tp.k = k;
-            tp.pairs = rows / 2;
-            tp.table = e->table;
-            tp.r = mode == ADD ? e->r + o : NULL;
-            if (mode == ADD) {
-                tp.r_mult = e->add->r_mult;
-                tp.r_left_shift = e->add->r_left_shift;
-                tp.sum_high_shift = e->add->right_shift - 32;
-                tp.sum_constant = e->sum_constant;
-                ma_tile8_rows_add(&tp);
-            } else if (mode == TABLE) {
-                ma_tile8_rows_table(&tp);
-            } else {
-                ma_tile8_rows(&tp);
-            }
-            r = rows & ~1;
+        if (bits == 8 && e->tiles) { /* the assembly tiles: dot products from the bias, the epilogue */
+            tile_channel_pair(&tp, x, rows, o, (const int8_t *)w0, e, &p0, &p1, mode);
+            continue;
         }
-        for (; bits == 4 && r + 2 <= rows; r += 2) {
+        for (r = 0; bits == 4 && r + 2 <= rows; r += 2) {
             int8_t *y0 = e->y + r * n + o;
             dot4_2x2(x + r * k, w0, k, acc);
             y0[0] = finish(acc[0], r, o, n, e, &p0, mode);
@@ -235,7 +264,7 @@ __attribute__((always_inline)) static inline void linear(const int8_t *x, int32_
             y0[1] = finish(acc[1], r, o + 1, n, e, &p1, mode);
             y0[n + 1] = finish(acc[3], r + 1, o + 1, n, e, &p1, mode);
         }
-        for (; r < rows; ++r) { /* the last odd row, or every row without the tiles */
+        for (; r < rows; ++r) { /* int4: the last odd row; int8 without the tiles: every row */
             int8_t *y0 = e->y + r * n + o;
             if (bits == 4) {
                 dot4_1x2(x + r * k, w0, k, acc);
@@ -276,6 +305,16 @@ static int bias_fits(const int32_t *bias, int32_t n, int32_t k) {
     return 1;
 }
 
+/* Whether the tiles' requantization applies to every channel: M >= 0 (the rounding's sign is acc's) and
+ * h = right - 1 at most 22 (the zero point folds into K). */
+static int tile_requant_fits(const int32_t *mult, const int32_t *shift, int32_t n) {
+    int32_t o;
+    for (o = 0; o < n; ++o) {
+        if (mult[o] < 0 || -shift[o] - 1 > 22) return 0;
+    }
+    return 1;
+}
+
 /* The fields every epilogue has; the rest zero. */
 static epilogue epilogue_of(const int32_t *bias, const int32_t *mult, int8_t *y) {
     epilogue e;
@@ -293,7 +332,7 @@ static epilogue requant_epilogue(const int32_t *bias, const int32_t *mult, const
     e.zp = y_zp;
     e.table = table ? table + 128 : NULL;
     e.fast = all_fast(mult, shift, n);
-    e.tiles = e.fast && bias_fits(bias, n, k);
+    e.tiles = e.fast && bias_fits(bias, n, k) && tile_requant_fits(mult, shift, n);
     return e;
 }
 
