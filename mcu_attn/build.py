@@ -157,13 +157,16 @@ def dynamic_entry(compilation: Compilation, project: Project) -> dict:
     return entry
 
 
-def planned_sizes(graph: Graph, project: Project) -> dict:
+def planned_sizes(graph: Graph, project: Project, target: Target) -> dict:
     """What the memory plan alone says, before compiling: constant data for flash, arena + I/O (+ a stream's
-    state) for SRAM."""
+    state, + the hot tables where ma_init copies them) for SRAM."""
+    from mcu_attn.codegen.firmware import copies_tables
+
     io, state = io_bytes(graph), project.stream["state_bytes"] if project.stream else 0
+    tables = project.hot_table_bytes if copies_tables(target) else 0
     return {"flash_bytes": project.weights_bytes + project.params_bytes,
-            "ram_bytes": project.arena_bytes + io + state, "arena_bytes": project.arena_bytes, "io_bytes": io,
-            "state_bytes": state}
+            "ram_bytes": project.arena_bytes + io + state + tables, "arena_bytes": project.arena_bytes,
+            "io_bytes": io, "state_bytes": state, "table_bytes": tables}
 
 
 def check_fits(target: Target, planned: dict) -> None:
@@ -173,7 +176,8 @@ def check_fits(target: Target, planned: dict) -> None:
         if need > have:
             detail = ("weights and operator parameters" if what == "flash"
                       else f"arena {planned['arena_bytes']:,} B + input/output {planned['io_bytes']:,} B"
-                      + (f" + stream state {planned['state_bytes']:,} B" if planned["state_bytes"] else ""))
+                      + (f" + stream state {planned['state_bytes']:,} B" if planned["state_bytes"] else "")
+                      + (f" + tables copied to RAM {planned['table_bytes']:,} B" if planned["table_bytes"] else ""))
             raise UserError(f"the model does not fit {target.name}: {what} overflows by {need - have:,} bytes "
                             f"({detail} = {need:,} B; the target has {have:,} B)")
 
@@ -306,7 +310,7 @@ def build(onnx_path: str | os.PathLike, target: str, out_dir: str | os.PathLike,
     sources = _source_files(Path(onnx_path), options)
     files.update(sources)
     missing: list[str] = []
-    planned = planned_sizes(graph, project)
+    planned = planned_sizes(graph, project, resolved)
     if not resolved.is_host:
         from mcu_attn.codegen import firmware
         from mcu_attn.targets import toolchain

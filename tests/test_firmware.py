@@ -107,6 +107,29 @@ def test_elf_has_the_contract_symbols_and_sizes(builds, name):
     assert sum(frame["frame"] for frame in report["stack"]["chain"]) <= stack
 
 
+def test_hot_tables_copied_to_ram_where_flash_waits(builds):
+    """The hot tables (attention's exp table, the GELU table, LayerNorm's multipliers and biases) are copied to
+    RAM by ma_init on a part whose flash has wait states (stm32f407: 5, stm32f746: 7, target table) and stay in
+    flash on one without (nrf52840: 0); the planned RAM counts the copies."""
+    for name in ("stm32f407", "stm32", "nrf52840"):
+        report = json.loads((builds[name] / "report.json").read_text())
+        target = get_target(report["target"])
+        _, symbols, _ = elf_facts(builds[name] / "model.elf")
+        flash = range(target.flash_base, target.flash_base + target.flash_bytes)
+        sram = range(target.sram_base, target.sram_base + target.sram_bytes)
+        originals = sorted(s for s in symbols if re.fullmatch(r"ma_t_\w+_flash", s))
+        assert len(originals) >= 4, originals  # one exp table, the GELU table, a LayerNorm's multipliers and bias
+        copied = target.flash_wait_states > 0
+        for original in originals:
+            assert symbols[original][0] in flash
+            copy = symbols.get(original[:-len("_flash")])
+            assert (copy is not None and copy[0] in sram and copy[1] == symbols[original][1]) == copied, original
+        table_bytes = sum(symbols[original][1] for original in originals) if copied else 0
+        assert report["planned"]["table_bytes"] == table_bytes
+        assert report["planned"]["ram_bytes"] == (report["arena_bytes"] + report["planned"]["io_bytes"]
+                                                  + table_bytes)
+
+
 def test_one_function_per_layer(builds):
     report = json.loads((builds["stm32"] / "report.json").read_text())
     _, symbols, _ = elf_facts(builds["stm32"] / "model.elf")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import jinja2
@@ -43,6 +43,7 @@ class ConstArray:
     ctype: str
     values: np.ndarray
     comment: str
+    hot: bool = False   # read at data-dependent addresses on every inference: copied to RAM (model.c.j2)
 
     @property
     def nbytes(self) -> int:
@@ -68,6 +69,7 @@ class Project:
     kernel_variant: str = "ref"                         # codegen.kernels.VARIANTS: the kernel sources used
     stream: dict | None = None                          # --streaming: ma_step's layers, event threshold, its arena
     arena_bytes: int = 0                                # the arena: ma_run's plan, or ma_step's where larger
+    hot_table_bytes: int = 0                            # hot tables: RAM where ma_init copies them (model.c.j2)
 
 
 class EmitContext:
@@ -139,12 +141,16 @@ class EmitContext:
             raise UserError(f"constant {value!r} of type {dtype} cannot be read directly by the C kernels")
         return self.weight(value, "natural", lambda: self.graph.const(value), CTYPES[dtype])
 
-    def table(self, hint: str, values, ctype: str) -> str:
-        """A small static const array of operator parameters in model.c (identical ones are shared)."""
+    def table(self, hint: str, values, ctype: str, hot: bool = False) -> str:
+        """A small static const array of operator parameters in model.c (identical ones are shared). A `hot` one
+        (a lookup table, or per-channel parameters a kernel re-reads every row) is copied to RAM by ma_init on a
+        part whose flash has wait states (MA_TABLES_IN_SRAM, model.c.j2)."""
         array = np.asarray(values, np.int64).reshape(-1)
         key = (ctype, tuple(array.tolist()))
         if key not in self.tables:
             self.tables[key] = ConstArray(self.names.get("ma_t_", hint), ctype, array, hint)
+        if hot and not self.tables[key].hot:
+            self.tables[key] = replace(self.tables[key], hot=True)
         return self.tables[key].name
 
     def struct(self, ctype: str, node: Node, fields: list[tuple[str, object]]) -> str:
@@ -287,7 +293,8 @@ def _exact_scale(graph: Graph, value: str) -> str | None:
 
 def _array_view(array: ConstArray) -> dict:
     return {"name": array.name, "ctype": array.ctype, "length": max(1, int(array.values.size)),
-            "body": c_initializer(array.values, array.ctype), "comment": comment_text(array.comment)}
+            "body": c_initializer(array.values, array.ctype), "comment": comment_text(array.comment),
+            "hot": array.hot}
 
 
 @functools.cache
@@ -422,4 +429,4 @@ def generate(graph: Graph, query_tile: int = DEFAULT_QUERY_TILE, prefix: str = D
                    weights_bytes, params_bytes, [renamer.rename(f) for f in kernel_functions], sources, headers,
                    query_tile, renamer, variant,
                    {**step_info, "layers": step_info["report"]} if step_info else None,
-                   arena_bytes)
+                   arena_bytes, sum(a.nbytes for a in ctx.tables.values() if a.hot))

@@ -33,6 +33,17 @@ def arch_flags(target: Target) -> str:
     return " ".join(target.cflags)
 
 
+def copies_tables(target: Target) -> bool:
+    """Whether ma_init copies the hot tables to RAM (model.c.j2; docs/firmware.md): where the target table gives
+    the flash wait states (with their citation) and they are not zero."""
+    return not target.is_host and bool(target.flash_wait_states)
+
+
+def board_defines(target: Target) -> str:
+    """Preprocessor facts of the board for the model sources."""
+    return "-DMA_TABLES_IN_SRAM=1" if copies_tables(target) else ""
+
+
 def _bringup(target: Target) -> dict:
     """The start-up's register operations (targets/boards.py), as C initializers."""
     if target.bringup is None:
@@ -62,9 +73,10 @@ def board_files(project: Project, target: Target, model: str) -> dict[str, bytes
         "main.c": env.get_template("cortexm/main.c.j2").render(**common, stream=project.stream is not None),
         "startup.c": env.get_template("cortexm/startup.c.j2").render(**common, **_bringup(target)),
         "Makefile": env.get_template("cortexm/Makefile.j2").render(
-            **common, arch_flags=arch_flags(target), sources=sources, headers=headers),
+            **common, arch_flags=arch_flags(target), defines=board_defines(target), sources=sources,
+            headers=headers),
         "CMakeLists.txt": env.get_template("cortexm/CMakeLists.txt.j2").render(
-            **common, arch_flags=arch_flags(target), sources=sources,
+            **common, arch_flags=arch_flags(target), defines=board_defines(target), sources=sources,
             project_name=re.sub(r"[^0-9A-Za-z_]+", "_", model).strip("_") or "model"),
         "cmake/arm-none-eabi.cmake": env.get_template("cortexm/arm-none-eabi.cmake.j2").render(),
     }

@@ -247,7 +247,7 @@ def _emit_qattention(ctx, node: Node) -> list[Call]:
     require(node, graph, "int8", (0, 1, 2))
     lead, seq, width = _heads(graph, node)
     attrs = spec("QAttention").resolve_attrs(node)
-    table = ctx.table(f"{node.name}_exp", np.asarray(attrs["exp_table"], np.int64), "uint16_t")
+    table = ctx.table(f"{node.name}_exp", np.asarray(attrs["exp_table"], np.int64), "uint16_t", hot=True)
     mask = _emitted_mask(ctx, node, seq, lambda m: (m != 0).astype(np.uint8), "uint8_t")
     fields = [("seq", seq), ("heads", attrs["heads"]), ("head_dim", attrs["head_dim"]),
               *_pattern_fields(attrs["pattern"])] + [(key, attrs[key]) for key in ("q_zp", "k_zp", "v_zp", "out_zp")]

@@ -79,7 +79,7 @@ def _emit_qattention_step(ctx, node: Node) -> list[Call]:
     width = attrs["heads"] * attrs["head_dim"]
     if any(graph.type(v).size != width for v in node.inputs[:3]):
         raise UserError(f"{label(node)}: q, k and v must be one position of {width} values")
-    table = ctx.table(f"{node.name}_exp", np.asarray(attrs["exp_table"], np.int64), "uint16_t")
+    table = ctx.table(f"{node.name}_exp", np.asarray(attrs["exp_table"], np.int64), "uint16_t", hot=True)
     fields = [("seq", attrs["window"])] + [(key, attrs[key]) for key in ("heads", "head_dim")]
     fields += [(f"pattern.{name}", value) for name, value in
                AttentionPattern(window=attrs["window"], causal=True).c_fields()]

@@ -53,7 +53,7 @@ def as_table(cv, node: Node) -> None:
 @emits("QTable", inplace=(0,))
 def _emit_qtable(ctx, node: Node) -> list[Call]:
     require(node, ctx.graph, "int8")
-    table = ctx.table(f"{node.name}_table", np.asarray(node.attr("table"), np.int64), "int8_t")
+    table = ctx.table(f"{node.name}_table", np.asarray(node.attr("table"), np.int64), "int8_t", hot=True)
     return [Call("ma_table_s8", (ctx.ptr(node.inputs[0]), str(count(ctx.graph, node.inputs[0])), table,
                                  ctx.ptr(node.outputs[0], write=True)))]
 

@@ -119,8 +119,10 @@ def _emit_qlayernorm(ctx, node: Node) -> list[Call]:
     channels = shape[-1]
     fields = [("c", channels), ("recip_shift", int(node.attr("recip_shift", 30))),
               ("right_shift", int(node.attr("right_shift", 32))), ("eps", ("int64_t", node.attr("eps", 0))),
-              ("mult", ctx.table(f"{node.name}_mult", per_channel(node.attr("multiplier"), channels), "int32_t")),
-              ("bias", ctx.ptr(node.inputs[1]))]
+              ("mult", ctx.table(f"{node.name}_mult", per_channel(node.attr("multiplier"), channels), "int32_t",
+                                 hot=True)),
+              ("bias", ctx.table(f"{node.name}_bias", per_channel(graph.const(node.inputs[1]), channels), "int64_t",
+                                 hot=True))]
     params = ctx.struct("ma_layernorm_s8_params", node, fields)
     return [Call("ma_layernorm_s8", (ctx.ptr(node.inputs[0]), str(rows(shape)), f"&{params}",
                                      ctx.ptr(node.outputs[0], write=True)))]

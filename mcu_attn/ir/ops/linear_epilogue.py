@@ -77,7 +77,7 @@ def fuse_residual(graph: Graph, linear: Node, add: Node) -> Node:
 def _emit_qlinear_table(ctx, node: Node) -> list[Call]:
     fn, args = linear_call(ctx, node, "linear_table")
     shift = ctx.table(f"{node.name}_shift", per_channel(node.attr("shift"), int(args[3])), "int32_t")
-    table = ctx.table(f"{node.name}_table", np.asarray(node.attr("table"), np.int64), "int8_t")
+    table = ctx.table(f"{node.name}_table", np.asarray(node.attr("table"), np.int64), "int8_t", hot=True)
     return [Call(fn, (*args, shift, str(int(node.attr("y_zp", 0))), table, ctx.ptr(node.outputs[0], write=True)))]
 
 
