@@ -42,9 +42,10 @@ def test_compare_with_tflm_on_a_few_samples(firmware) -> None:
     # our kernels round softmax, LayerNorm and GELU their own way: logits move by a few LSBs (23 at most over the
     # 450 test images); a scale or layout mistake would move them by hundreds
     assert 0 < result["lsb"]["max"] < 64
-    # TFLM's arena for this file, bisected to the byte (deterministic for the pinned tflite-micro), is about 12x
-    # our whole peak RAM
-    assert result["tflm"]["arena_bytes"] > 10 * result["ours"]["ram_bytes"]
+    # TFLM's arena for this file, bisected to the byte (deterministic for the pinned tflite-micro), is about 6x
+    # our whole peak RAM, which on this part (flash with wait states) holds the hot tables ma_init copies from
+    # flash (about 2.9 KB; 11x without them)
+    assert result["tflm"]["arena_bytes"] > 5 * result["ours"]["ram_bytes"]
     table = run_cli("compare", firmware, "--tflm", TFLITE, "--data", TEST_X, "--limit", "2")
     assert table.returncode == 0 and "top-1 agreement" in table.stdout and "tensor arena" in table.stdout
 
