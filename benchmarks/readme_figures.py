@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Callable
 
 from mcu_attn.sim.report import estimate
+from mcu_attn.sweep import shown as point_text
 
 import constant_figures
 from figure_text import prose, span, table
@@ -409,10 +410,11 @@ def pruning_digits(run: Runs) -> str:
                     f"here."))
 
 
-def _sweep(run: Runs, model: str, data: str, *grid: str) -> tuple[str, dict]:
-    """The command line and `--json` payload of a sweep on stm32 with --goal battery --max-drop 0.01."""
-    args = ["sweep", model, "--target", "stm32", "--calib", f"{data}/calib.npy", "--data", f"{data}/test_x.npy",
-            "--labels", f"{data}/test_y.npy", "-o", str(Path(run.scratch) / f"sweep-{Path(model).stem}"), *grid,
+def _sweep(run: Runs, model: str, data: str, *grid: str, split: str = "test") -> tuple[str, dict]:
+    """The command line and `--json` payload of a sweep on stm32 with --goal battery --max-drop 0.01, measured on
+    data/{split}_x.npy and _y.npy."""
+    args = ["sweep", model, "--target", "stm32", "--calib", f"{data}/calib.npy", "--data", f"{data}/{split}_x.npy",
+            "--labels", f"{data}/{split}_y.npy", "-o", str(Path(run.scratch) / f"sweep-{Path(model).stem}"), *grid,
             "--goal", "battery", "--max-drop", "0.01"]
     shown = " ".join(a if not a.startswith(run.scratch) else "DIR" for a in args)
     return f"mcu-attn {shown}", run.json(*args)
@@ -458,6 +460,29 @@ def sweep_long(run: Runs) -> str:
                     f"estimated energy is {best['describe']}: {best['accuracy']:.4f}, {best['energy_uj']:,.0f} µJ "
                     f"against {fp32['energy_uj']:,.0f} µJ per inference, "
                     f"{fp32['energy_uj'] / best['energy_uj']:.1f}× less."))
+
+
+@figure("sweep-dynamic", "docs/sweep.md", kind="emulated")
+def sweep_dynamic(run: Runs) -> str:
+    command, payload = _sweep(run, DIGITS_MODEL, f"{DIGITS}/data", "--grid", "bits=8,4", "--grid", "attention=dense",
+                              "--grid", "prune=0", "--grid", "token-prune=none,auto", "--grid", "early-exit=none,auto")
+    front = [point_text(p) for p in payload["points"] if p.get("pareto")]
+    return (prose(f"`{command}` ({len(payload['points'])} points, 450 test images; a point with token pruning or "
+                  f"early exit gives the mean per inference over them):") + "\n" + _sweep_table(payload)
+            + prose(f"The Pareto front: {'; '.join(front)}."))
+
+
+@figure("sweep-stream", "docs/sweep.md", kind="emulated")
+def sweep_stream(run: Runs) -> str:
+    command, payload = _sweep(run, "examples/sensor_stream/sensor_stream.onnx", "examples/sensor_stream/data",
+                              "--grid", "bits=8", "--grid", "attention=model", "--grid", "prune=0", "--grid",
+                              "streaming=none,0,auto", split="stream")
+    window = _point(payload, 8, "model")
+    steps = [p for p in payload["points"] if p["config"].get("streaming")]
+    return (prose(f"`{command}` (a stream of 2,000 positions; every point's energy is per step: the window point "
+                  f"runs `ma_run` on the whole window at each step):") + "\n" + _sweep_table(payload)
+            + prose("Energy per step against re-running the window: " + "; ".join(
+                f"{point_text(p)} {p['energy_uj'] / window['energy_uj']:.3f}" for p in steps) + "."))
 
 
 def _dynamic(run: Runs, model: str, *extra: str) -> str:
