@@ -158,6 +158,11 @@ def describe_attention(choice: dict | None, blocks: list[dict] | None = None) ->
                    else f"no pattern within tolerance {choice['tolerance']:g}")
         line += (f" (--attention auto, {len(choice['tried'])} candidates on {choice['samples']} calibration "
                  f"samples, {verdict}; compared {choice['compared']})")
+    if "blocks" in choice:  # linformer: each block's calibration error and whether it was projected
+        line += (f" on {sum(b['replaced'] for b in choice['blocks'])} of {len(choice['blocks'])} blocks (error <= "
+                 f"tolerance {choice['tolerance']:g}; compared {choice['compared']}): " + ", ".join(
+                     f"{b['block']} {'projected' if b['replaced'] else 'kept'} ("
+                     + (f"error {b['error']:.3g}" if "error" in b else b["why"]) + ")" for b in choice["blocks"]))
     masses = choice.get("attention_mass", {})
     if masses:
         line += "; dense attention mass kept per block: " + ", ".join(f"{m:.3f}" for m in masses.values())
@@ -374,11 +379,12 @@ def cmd_flash(args: argparse.Namespace) -> None:
 
 
 def _attention_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--attention", metavar="dense|PATTERN|auto",
+    parser.add_argument("--attention", metavar="dense|PATTERN|auto|linformer:K",
                         help="replace dense attention with a sparse pattern: local:W, strided:K, dilated:W,D, "
                              "block:B[,L[,S[,G]]], joined by commas, each with global:G (auto: the cheapest pattern "
                              "whose outputs on the calibration data stay within --tolerance of dense); dense: every "
-                             "key, a trained pattern kept as a mask. Default: the attention the model has")
+                             "key, a trained pattern kept as a mask; linformer:K: keys and values projected to K "
+                             "rows in each block that stays within --tolerance. Default: the attention the model has")
     parser.add_argument("--low-rank", metavar="auto|R",
                         help="replace linear layers by two low-rank factors (truncated SVD) where that saves MACs: "
                              "rank R for every such layer, or auto: per layer the smallest rank that keeps the "

@@ -34,6 +34,7 @@ def attention_blocks(graph: Graph) -> list[dict[str, Any]]:
             "heads": int(node.attrs["heads"]),
             "head_dim": int(node.attrs["head_dim"]),
             "seq_len": int(graph.shape(node.inputs[0])[-2]),
+            "keys": int(graph.shape(node.inputs[1])[-2]),  # < seq_len: keys projected along the sequence (Linformer)
             "window": pattern.window or None,
             "causal": pattern.causal,
             "global_tokens": pattern.global_tokens,

@@ -167,6 +167,17 @@ def gen_qattention(rng, seq=None, heads=None, head_dim=None, pattern=None):
                         exp_table=table, out_multiplier=out_multiplier, out_shift=out_shift)
 
 
+def gen_qattention_kv(rng, seq=None, keys=None, heads=None, head_dim=None):
+    """QAttention over keys and values of another length than the queries (Linformer's projected keys): no
+    pattern, no mask; the values from `gen_qattention`'s ranges. Kept out of GENERATORS so the benchmark's
+    random stream stays the one its figures were generated with."""
+    seq = seq or int(rng.integers(1, 41))
+    keys = keys or int(rng.integers(1, 20))
+    inputs, attrs = gen_qattention(rng, seq=max(seq, keys), heads=heads, head_dim=head_dim, pattern=AttentionPattern())
+    q, k, v = inputs[:3]
+    return (q[:, :seq], k[:, :keys], v[:, :keys]), attrs
+
+
 def gen_qlayernorm(rng, rows=None, c=None):
     rows = rows or int(rng.integers(1, 5))
     c = c or int(rng.integers(1, 97))

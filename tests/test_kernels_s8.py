@@ -31,8 +31,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel_cases import (GENERATORS, SWEEP, check_case, gen_qadd, gen_qattention, gen_qlayernorm, gen_qlinear,
-                          gen_qlinear_add, patterns, standard_exp_table, sweep)
+from kernel_cases import (GENERATORS, SWEEP, check_case, gen_qadd, gen_qattention, gen_qattention_kv, gen_qlayernorm,
+                          gen_qlinear, gen_qlinear_add, patterns, standard_exp_table, sweep)
 from mcu_attn.codegen.cformat import pack_int4
 from mcu_attn.codegen.host_cc import compile_shared
 from mcu_attn.ir.ops.attention import attention
@@ -116,6 +116,40 @@ def test_qlinear_add_hypothesis(kernels: KernelBindings, seed: int, rows: int, k
 def test_qattention_hypothesis(kernels: KernelBindings, seed, seq, heads, head_dim, pattern) -> None:
     inputs, attrs = gen_qattention(np.random.default_rng(seed), seq, heads, head_dim, pattern)
     check_case(kernels, "QAttention", inputs, attrs)
+
+
+@HYPOTHESIS
+@given(seed=SEEDS, seq=st.integers(1, 40), keys=st.integers(1, 24), heads=st.integers(1, 4),
+       head_dim=st.integers(1, 12))
+def test_qattention_projected_keys_hypothesis(kernels: KernelBindings, seed, seq, keys, heads, head_dim) -> None:
+    """n queries over k keys of another count (Linformer), ma_attention_kv_s8: the reference's bits for every
+    query tile (1, 3, all)."""
+    inputs, attrs = gen_qattention_kv(np.random.default_rng(seed), seq, keys, heads, head_dim)
+    check_case(kernels, "QAttention", inputs, attrs)
+
+
+@pytest.mark.parametrize("head_dim", [8, 16])
+def test_qattention_projected_keys_wide_heads(kernels: KernelBindings, head_dim: int) -> None:
+    """The head sizes of the examples (8) and of the DSP attention kernel (8, 16), up to 64 projected keys and 69
+    queries (ma_attention_kv_s8 is the portable kernel on every core)."""
+    rng = np.random.default_rng(head_dim)
+    for _ in range(int(40 * _share(kernels))):
+        check_case(kernels, "QAttention", *gen_qattention_kv(rng, int(rng.integers(1, 70)), int(rng.integers(1, 65)),
+                                                             int(rng.integers(1, 3)), head_dim))
+
+
+def test_qattention_projected_keys_is_dense_attention() -> None:
+    """With k and v of the query's own length the projected-keys path is the dense kernel's; another length with
+    a pattern or causality is refused (projected keys are no tokens)."""
+    rng = np.random.default_rng(11)
+    inputs, attrs = gen_qattention(rng, seq=12, pattern=AttentionPattern())
+    q, k, v = inputs[:3]
+    reference = spec("QAttention").reference
+    full = reference(q, k, v, **attrs)
+    # a query over 12 keys is the same computation whether the keys are "its own" or "projected"
+    np.testing.assert_array_equal(reference(q[:, :5], k, v, **attrs), full[:, :5])
+    with pytest.raises(ValueError, match="projected keys"):
+        reference(q[:, :5], k, v, **{**attrs, "pattern": AttentionPattern(causal=True)})
 
 
 @HYPOTHESIS

@@ -29,6 +29,7 @@ probability that falls on the keys the pattern allows, averaged over calibration
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -52,19 +53,28 @@ PATTERNS_HELP = ("a pattern: local:W, strided:K, dilated:W,D or block:B[,L[,S[,G
 
 @dataclass(frozen=True)
 class AttentionChoice:
-    mode: str                         # "dense", "auto" or "pattern"
+    mode: str                         # "dense", "auto", "pattern" or "linformer"
     pattern: AttentionPattern = DENSE  # "pattern": the keys every block keeps (its causality is the block's own)
+    rows: int = 0                      # "linformer": the projected keys per block (passes/linformer.py)
 
     @staticmethod
     def parse(text: str) -> "AttentionChoice":
         if text in ("dense", "auto"):
             return AttentionChoice(text)
+        projected = re.fullmatch(r"linformer:(-?\d+)", text)
+        if projected:
+            if int(projected.group(1)) < 1:
+                raise UserError(f"--attention {text}: the number of projected keys must be at least 1")
+            return AttentionChoice("linformer", rows=int(projected.group(1)))
         try:
             return AttentionChoice("pattern", AttentionPattern.parse(text))
         except ValueError as err:
-            raise UserError(f"--attention {text!r}: {err} (expected dense, auto or {PATTERNS_HELP})") from None
+            raise UserError(f"--attention {text!r}: {err} (expected dense, auto, linformer:K or {PATTERNS_HELP})"
+                            ) from None
 
     def describe(self) -> str:
+        if self.mode == "linformer":
+            return f"linformer:{self.rows}"
         return ",".join(self.pattern.terms()) if self.mode == "pattern" else self.mode
 
 
@@ -212,6 +222,14 @@ def choose(graph: Graph, samples: np.ndarray, choice: AttentionChoice, tolerance
     applied = None  # the graph set to `choice`, when auto has already built it
     if samples is not None:
         samples = check_stack(graph, samples, "calibration data")
+    if choice.mode == "linformer":
+        from mcu_attn.passes import linformer
+
+        measure = output_metric(graph, metric)
+        projected, blocks = linformer.choose(graph, samples, choice.rows, tolerance, measure.error)
+        report.update(metric=measure.name, compared=measure.description, samples=int(len(samples)),
+                      tolerance=tolerance, blocks=blocks, chosen=choice.describe())
+        return projected, report
     if choice.mode == "auto":
         if samples is None:
             raise UserError("--attention auto needs calibration data (--calib C.npy)")

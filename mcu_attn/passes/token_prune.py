@@ -68,6 +68,10 @@ def prune_tokens(graph: Graph, block: int, keep: int) -> Graph:
         if not node_pattern(later).dense or node_pattern(later).causal or masked:
             raise UserError(f"--token-prune: attention '{later.name}' is local, causal or masked; pruning tokens "
                             f"before it would change which keys each query sees (dense attention only)")
+    for later in blocks[block:]:
+        if graph.shape(later.inputs[1])[-2] != graph.shape(later.inputs[0])[-2]:
+            raise UserError(f"--token-prune: attention '{later.name}' attends to keys projected along the sequence "
+                            f"(linformer), fitted for its full length (dense attention only)")
     gather, cls = class_token(graph)
     attention = blocks[block]
     residual = attention_residual(graph, attention)

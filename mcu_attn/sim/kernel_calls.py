@@ -362,9 +362,9 @@ class KernelBindings:
     def QAttention(self, q, k, v, mask=None, *, heads, head_dim, pattern=DENSE, q_zp, k_zp, v_zp, out_zp,
                    score_multiplier, score_shift, exp_table, out_multiplier, out_shift):
         """Runs every query tile of `query_tiles`: all must agree (the tile changes the schedule and the
-        scratch, never the result)."""
+        scratch, never the result). k and v of another length than q (projected keys) run ma_attention_kv_s8."""
         b = self.backend
-        seq = q.shape[-2]
+        seq, keys = q.shape[-2], k.shape[-2]
         results = []
         for tile in sorted(set(self.query_tiles or (1, 3, seq))):
             b.reset()
@@ -375,11 +375,14 @@ class KernelBindings:
                           out_shift=out_shift, query_tile=tile, exp_table=table, mask=mask_address)
             values.update((f"pattern.{name}", value) for name, value in pattern.c_fields())
             params = self._struct(ATTENTION_FIELDS, values)
-            scratch_bytes = b.call("ma_attention_s8_scratch", ("ptr", params))
+            scratch_bytes = b.call("ma_attention_s8_scratch" if keys == seq else "ma_attention_kv_s8_scratch",
+                                   ("ptr", params))
             assert scratch_bytes == attention_scratch_bytes(tile, head_dim)  # O(tile x head_dim): no score row
             scratch, out = b.output(scratch_bytes, np.uint8), b.output(q.size, np.int8)
-            b.call("ma_attention_s8", ("ptr", b.input(_i8(q))), ("ptr", b.input(_i8(k))),
-                   ("ptr", b.input(_i8(v))), ("ptr", params), ("ptr", scratch.address), ("ptr", out.address))
+            kv_seq = [] if keys == seq else [("i32", keys)]
+            b.call("ma_attention_s8" if keys == seq else "ma_attention_kv_s8", ("ptr", b.input(_i8(q))),
+                   ("ptr", b.input(_i8(k))), ("ptr", b.input(_i8(v))), ("ptr", params), *kv_seq,
+                   ("ptr", scratch.address), ("ptr", out.address))
             b.read(scratch)
             results.append(b.read(out).reshape(q.shape))
         assert all(np.array_equal(r, results[0]) for r in results), "the query tile changed the result"
@@ -507,7 +510,9 @@ class KernelBindings:
 
 
 S8_FUNCTIONS = ("ma_linear_s8", "ma_linear_s4", "ma_linear_table_s8", "ma_linear_table_s4", "ma_linear_add_s8",
-                "ma_linear_add_s4", "ma_attention_s8", "ma_attention_s8_scratch", "ma_layernorm_s8",
+                "ma_linear_add_s4", "ma_attention_s8", "ma_attention_s8_scratch", "ma_attention_kv_s8",
+                "ma_attention_kv_s8_scratch",
+                "ma_layernorm_s8",
                 "ma_table_s8", "ma_add_s8", "ma_requant_s8", "ma_rmsnorm_s8", "ma_rotary_s8", "ma_mul_s8",
                 "ma_early_exit_s8", "ma_token_select_s8", "ma_token_select_s8_scratch", "ma_attention_step_s8",
                 "ma_attention_step_s8_scratch", "ma_event_s8")

@@ -52,8 +52,21 @@ def node_pattern(node: Node) -> AttentionPattern:
 
 
 def node_allowed(graph: Graph, node: Node) -> np.ndarray:
-    """bool[S, S] of an attention node: its pattern over the sequence length of its q input."""
-    return node_pattern(node).allowed(graph.shape(node.inputs[0])[-2])
+    """bool[S, S_kv] of an attention node: its pattern over the sequence length of its q input, or every key when
+    k has another length (keys projected along the sequence, `key_sets`)."""
+    return key_sets(graph.shape(node.inputs[0])[-2], graph.shape(node.inputs[1])[-2], node_pattern(node))
+
+
+def key_sets(seq: int, keys: int, pattern: AttentionPattern) -> np.ndarray:
+    """bool[seq, keys]: `pattern.allowed` when the keys are the queries' own tokens; with another number of keys
+    (Linformer's keys projected along the sequence, passes/linformer.py) no key is any token's, so there is no
+    pattern and no causality to apply: every query sees every key."""
+    if keys == seq:
+        return pattern.allowed(seq)
+    if not pattern.dense or pattern.causal:
+        raise ValueError(f"attention over {keys} projected keys for {seq} queries cannot have a pattern or "
+                         f"causality ({pattern.describe()})")
+    return np.ones((seq, keys), bool)
 
 
 def _attention_macs(node: Node, graph: Graph) -> int:
@@ -62,20 +75,21 @@ def _attention_macs(node: Node, graph: Graph) -> int:
 
 @op("Attention", kind="attention", const_inputs=(3,), macs=_attention_macs, onnx=())
 def attention(q, k, v, mask=None, *, heads=1, head_dim=1, scale=1.0, pattern=DENSE):
-    """Multi-head scaled dot-product attention over projected q, k, v of shape [..., S, heads*head_dim].
+    """Multi-head scaled dot-product attention over projected q [..., S, heads*head_dim] and k, v
+    [..., S_kv, heads*head_dim] (S_kv = S but for Linformer's projected keys, `key_sets`).
 
     out[s, h*D:(h+1)*D] = softmax_j(scale * q_h[s] . k_h[j] + mask[s, j]) v_h[j], over the keys j that
     `pattern` (an `AttentionPattern`) permits; `mask` is an optional constant additive mask broadcastable to
     [heads, S, S] for masks that are not a pattern.
     """
-    lead, seq = q.shape[:-2], q.shape[-2]
+    lead, seq, keys = q.shape[:-2], q.shape[-2], k.shape[-2]
     qh = q.reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
-    kh = k.reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
-    vh = v.reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
+    kh = k.reshape(*lead, keys, heads, head_dim).swapaxes(-2, -3)
+    vh = v.reshape(*lead, keys, heads, head_dim).swapaxes(-2, -3)
     scores = np.matmul(qh, kh.swapaxes(-1, -2)) * np.asarray(scale, q.dtype)
     if mask is not None:
         scores = scores + mask
-    scores = np.where(pattern.allowed(seq), scores, -np.inf)
+    scores = np.where(key_sets(seq, keys, pattern), scores, -np.inf)
     probs = np.exp(scores - np.max(scores, axis=-1, keepdims=True))
     probs = probs / np.sum(probs, axis=-1, keepdims=True)
     out = np.matmul(probs.astype(q.dtype), vh)
@@ -118,24 +132,27 @@ def _key_mask(mask, seq: int) -> np.ndarray:
 @op("QAttention", kind="integer", macs=_qattention_macs, onnx=(), const_inputs=(3,))
 def qattention(q, k, v, mask=None, *, heads=1, head_dim=1, pattern=DENSE, q_zp=0, k_zp=0, v_zp=0, out_zp=0, score_multiplier=0, score_shift=0, exp_table=(1 << 15,) * 256, out_multiplier=0,
                out_shift=0):
-    """Integer online-softmax attention over q, k, v int8 [..., S, heads*head_dim] (see the module docstring)."""
+    """Integer online-softmax attention over q int8 [..., S, heads*head_dim] and k, v int8 [..., S_kv,
+    heads*head_dim] (S_kv = S but for Linformer's projected keys, `key_sets`; see the module docstring)."""
     if score_multiplier < 0:
         raise ValueError("QAttention score_multiplier must be non-negative")
     table = _exp_table(exp_table)
-    lead, seq = q.shape[:-2], q.shape[-2]
-    allowed = pattern.allowed(seq) & _key_mask(mask, seq)
+    lead, seq, keys = q.shape[:-2], q.shape[-2], k.shape[-2]
+    allowed = key_sets(seq, keys, pattern)
+    if mask is not None:
+        allowed = allowed & _key_mask(mask, seq)
     if not allowed.any(axis=-1).all():
         raise ValueError("QAttention: every query needs at least one key its mask allows")
 
     def split(t, zp):  # [..., S, H*D] -> [..., H, S, D], zero point removed
-        return (as_int64(t) - zp).reshape(*lead, seq, heads, head_dim).swapaxes(-2, -3)
+        return (as_int64(t) - zp).reshape(*lead, t.shape[-2], heads, head_dim).swapaxes(-2, -3)
 
     qh, kh, vh = split(q, q_zp), split(k, k_zp), split(v, 0)
     logits = np.matmul(qh, kh.swapaxes(-1, -2))                                # [..., H, S(query), S(key)]
     top = np.full(logits.shape[:-1], np.iinfo(np.int32).min, np.int64)         # running maximum per query
     total = np.zeros_like(top)                                                 # running sum of table entries
     acc = np.zeros(qh.shape, np.int64)                                         # [..., H, S, D]
-    for j in range(seq):                                                       # keys in ascending order
+    for j in range(keys):                                                      # keys in ascending order
         visible = allowed[:, j]
         s = logits[..., j]
         rise = visible & (s > top)
@@ -185,12 +202,14 @@ def _quantize_attention(cv, node: Node) -> None:
 
 # ---- code generation ---------------------------------------------------------------------------------------------
 
-def _heads(graph: Graph, node: Node) -> tuple[int, int, int]:
-    """(leading slices, seq, width) of q/k/v [..., S, H*D]; one kernel call per leading slice."""
-    shape = graph.shape(node.inputs[0])
-    if any(graph.shape(v) != shape for v in node.inputs[1:3]):
+def _heads(graph: Graph, node: Node, keys: bool = False) -> tuple[int, ...]:
+    """(leading slices, seq, width) of q/k/v [..., S, H*D]; one kernel call per leading slice. With `keys`:
+    (leading slices, seq, kv_seq, width), where k and v may have another sequence length than q (`key_sets`)."""
+    shape, kv_shape = graph.shape(node.inputs[0]), graph.shape(node.inputs[1])
+    if graph.shape(node.inputs[2]) != kv_shape or kv_shape[:-2] + kv_shape[-1:] != shape[:-2] + shape[-1:] or (
+            not keys and kv_shape != shape):
         raise UserError(f"{label(node)}: q, k and v must have the same shape for the C kernel")
-    return rows(shape[:-1]), shape[-2], shape[-1]
+    return (rows(shape[:-1]), shape[-2], kv_shape[-2], shape[-1]) if keys else (rows(shape[:-1]), shape[-2], shape[-1])
 
 
 def _emitted_mask(ctx, node: Node, seq: int, make, ctype: str) -> str:
@@ -224,6 +243,9 @@ def _scratch_f32(graph: Graph, node: Node, query_tile: int) -> int:
 def _emit_attention_f32(ctx, node: Node) -> list[Call]:
     graph = ctx.graph
     require(node, graph, "float32", (0, 1, 2))
+    if graph.shape(node.inputs[1])[-2] != graph.shape(node.inputs[0])[-2]:
+        raise UserError(f"{label(node)}: attention over projected keys (--attention linformer) runs on the integer "
+                        f"kernels only: build with --bits 8 or 4")
     lead, seq, width = _heads(graph, node)
     attrs = spec("Attention").resolve_attrs(node)
     # -inf (a hidden key) is stored as -FLT_MAX: C initializers hold finite numbers, and exp(-FLT_MAX - m) is 0
@@ -245,7 +267,7 @@ def _scratch_s8(graph: Graph, node: Node, query_tile: int) -> int:
 def _emit_qattention(ctx, node: Node) -> list[Call]:
     graph = ctx.graph
     require(node, graph, "int8", (0, 1, 2))
-    lead, seq, width = _heads(graph, node)
+    lead, seq, keys, width = _heads(graph, node, keys=True)
     attrs = spec("QAttention").resolve_attrs(node)
     table = ctx.table(f"{node.name}_exp", np.asarray(attrs["exp_table"], np.int64), "uint16_t", hot=True)
     mask = _emitted_mask(ctx, node, seq, lambda m: (m != 0).astype(np.uint8), "uint8_t")
@@ -255,5 +277,12 @@ def _emit_qattention(ctx, node: Node) -> list[Call]:
                ("out_mult", attrs["out_multiplier"]), ("out_shift", attrs["out_shift"]),
                ("query_tile", ctx.query_tile), ("exp_table", table), ("mask", mask)]
     params = ctx.struct("ma_attention_s8_params", node, fields)
-    ctx.check(f"ma_attention_s8_scratch(&{params})", _scratch_s8(graph, node, ctx.query_tile))
-    return _calls(ctx, node, "ma_attention_s8", params, "int64_t", lead, seq * width)
+    kernel = "ma_attention_s8" if keys == seq else "ma_attention_kv_s8"
+    ctx.check(f"{kernel}_scratch(&{params})", _scratch_s8(graph, node, ctx.query_tile))
+    if keys != seq:  # projected keys (Linformer): ma_attention_kv_s8, every query over the kv_seq keys
+        return [Call(kernel, (ctx.ptr(node.inputs[0], offset=i * seq * width),
+                              *(ctx.ptr(v, offset=i * keys * width) for v in node.inputs[1:3]), f"&{params}",
+                              str(keys), ctx.scratch("int64_t"),
+                              ctx.ptr(node.outputs[0], write=True, offset=i * seq * width)))
+                for i in range(lead)]
+    return _calls(ctx, node, kernel, params, "int64_t", lead, seq * width)

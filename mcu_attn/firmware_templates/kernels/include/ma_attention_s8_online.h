@@ -136,4 +136,43 @@ static inline void ma_attention_s8_online(const int8_t *q, const int8_t *k, cons
     }
 }
 
+/* QAttention with p->seq queries over kv_seq keys of another count (Linformer's keys projected along the
+ * sequence): every query sees every key, in ascending order, with the online softmax above (no pattern, no mask:
+ * p's are not read). Query rows query_tile at a time, each key row read once per tile; scratch as
+ * ma_attention_s8_scratch_bytes. The specification of ma_attention_kv_s8 and the fallback of its fast variants. */
+static inline void ma_attention_kv_s8_online(const int8_t *q, const int8_t *k, const int8_t *v,
+                                             const ma_attention_s8_params *p, int32_t kv_seq, int64_t *scratch,
+                                             int8_t *out) {
+    const int32_t seq = p->seq, dim = p->head_dim, stride = p->heads * p->head_dim;
+    const int32_t tile = p->query_tile > 0 ? p->query_tile : 1;
+    const exp_index_params gaps = exp_index_setup(p);
+    int64_t *acc = scratch;                                    /* [tile][dim] */
+    int32_t *top = (int32_t *)(scratch + (int64_t)tile * dim); /* [tile] running maximum */
+    uint32_t *sum = (uint32_t *)(top + tile);                  /* [tile] running sum */
+    int32_t h, i0, r, j, d;
+    for (h = 0; h < p->heads; ++h) {
+        for (i0 = 0; i0 < seq; i0 += tile) {
+            const int32_t rows = seq - i0 < tile ? seq - i0 : tile;
+            for (r = 0; r < rows; ++r) {
+                top[r] = INT32_MIN;
+                sum[r] = 0;
+                for (d = 0; d < dim; ++d) acc[r * dim + d] = 0;
+            }
+            for (j = 0; j < kv_seq; ++j) {
+                const int8_t *kj = k + (int64_t)j * stride + (int64_t)h * dim;
+                const int8_t *vj = v + (int64_t)j * stride + (int64_t)h * dim;
+                for (r = 0; r < rows; ++r) {
+                    const int8_t *qi = q + (int64_t)(i0 + r) * stride + (int64_t)h * dim;
+                    int32_t s = 0;
+                    for (d = 0; d < dim; ++d) s += ((int32_t)qi[d] - p->q_zp) * ((int32_t)kj[d] - p->k_zp);
+                    ma_online_fold(s, vj, dim, p->exp_table, &gaps, &top[r], &sum[r], acc + r * dim);
+                }
+            }
+            for (r = 0; r < rows; ++r) {
+                finish_row(acc + r * dim, sum[r], p, out + (int64_t)(i0 + r) * stride + (int64_t)h * dim);
+            }
+        }
+    }
+}
+
 #endif

@@ -138,6 +138,16 @@ void ma_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma
 /* Scratch bytes ma_attention_s8 needs: query_tile * (8 * head_dim + 8). */
 int32_t ma_attention_s8_scratch(const ma_attention_s8_params *p);
 
+/* q, out: [seq][heads * head_dim]; k, v: [kv_seq][heads * head_dim] (keys and values projected along the
+ * sequence, Linformer). Every query sees every key, in ascending order: QAttention's online softmax with no
+ * pattern and no mask (p->seq is the query count; p's pattern and mask are not read). O(seq * kv_seq) work per
+ * head. */
+void ma_attention_kv_s8(const int8_t *q, const int8_t *k, const int8_t *v, const ma_attention_s8_params *p,
+                        int32_t kv_seq, int64_t *scratch, int8_t *out);
+
+/* Scratch bytes ma_attention_kv_s8 needs: ma_attention_s8_scratch's. */
+int32_t ma_attention_kv_s8_scratch(const ma_attention_s8_params *p);
+
 typedef struct {
     int32_t c, recip_shift, right_shift;
     int64_t eps;
