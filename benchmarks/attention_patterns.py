@@ -6,7 +6,9 @@ ir/pattern.py, each with the class token as a global token) and each `--low-rank
 ranks within the default 1 % budget on the calibration data), applied to the dense-trained model; then the
 models trained with a pattern's mask (the band-trained digits_long, the band-, strided- and block-trained
 digits ViT fixtures in tests/fixtures/models/), which run their own pattern as the import recognises it. A new
-attention technique is one more spec in EXAMPLES. Per row: int8
+attention technique is one more spec in EXAMPLES. `--approximations` measures instead dense, the local window
+and each example's approximations of softmax attention (Linformer, docs/approximate-attention.md) at the
+`--tolerance` given beside them. Per row: int8
 top-1 accuracy of the integer reference on the 450 test images (`mcu-attn eval`), then the int8 firmware for
 the target, emulated in Unicorn on the first test images (bit-exact against the reference, instructions,
 ESTIMATED cycles and energy: docs/cycle-model.md). Equivalent to, per row:
@@ -16,7 +18,7 @@ ESTIMATED cycles and energy: docs/cycle-model.md). Equivalent to, per row:
     mcu-attn simulate DIR --data TEST_X --limit 2
 
     python benchmarks/attention_patterns.py [--samples N] [--target stm32] [--only digits_vit|digits_long]
-                                            [--json OUT.json]
+                                            [--approximations] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class Example:
     attention: tuple[str, ...]        # `--attention` specs, one row each (a new technique is one entry here)
     low_rank: tuple[str, ...]         # `--low-rank` values, one row each
     trained: tuple[tuple[str, Path], ...]  # (pattern the mask has, model trained with it): run as imported
+    # (`--attention` spec, `--tolerance`) of the approximations of softmax attention (passes/linformer.py), one
+    # row each: at the default tolerance they keep every block of these models dense, so a looser one shows them
+    approximations: tuple[tuple[str, float], ...] = ()
 
 
 EXAMPLES = {
@@ -55,18 +60,25 @@ EXAMPLES = {
         low_rank=("auto",),
         trained=(("local:4,global:1", FIXTURES / "legacy_op18_band.onnx"),
                  ("strided:4,global:1", FIXTURES / "legacy_op18_strided.onnx"),
-                 ("block:4,0,2,global:1", FIXTURES / "legacy_op18_block.onnx"))),
+                 ("block:4,0,2,global:1", FIXTURES / "legacy_op18_block.onnx")),
+        approximations=(("linformer:8", 0.5),)),
     "digits_long": Example(
         LONG / "data", LONG / "digits_long_dense.onnx",
         attention=("dense", "local:32,global:1", "strided:16,global:1", "strided:16,local:16,global:1",
                    "dilated:16,2,global:1", "block:16,1,global:1"),
         low_rank=("auto",),
-        trained=(("local:32,global:1", LONG / "digits_long_band.onnx"),)),
+        trained=(("local:32,global:1", LONG / "digits_long_band.onnx"),),
+        approximations=(("linformer:64", 0.5),)),
 }
 
 
-def rows(example: Example) -> list[tuple[str, Path, dict]]:
-    """(label, model, BuildOptions fields) per row: each technique on the dense model, then the trained models."""
+def rows(example: Example, approximations: bool = False) -> list[tuple[str, Path, dict]]:
+    """(label, model, BuildOptions fields) per row: each technique on the dense model, then the trained models;
+    with `approximations`, dense and the local window, then the approximations of softmax attention."""
+    if approximations:
+        return ([(spec, example.model, {"attention": spec}) for spec in example.attention[:2]]
+                + [(f"{spec} (--tolerance {tolerance:g})", example.model, {"attention": spec, "tolerance": tolerance})
+                   for spec, tolerance in example.approximations])
     return ([(spec, example.model, {"attention": spec}) for spec in example.attention]
             + [(f"low-rank {rank}", example.model, {"low_rank": rank}) for rank in example.low_rank]
             + [(f"trained {pattern}", model, {}) for pattern, model in example.trained])
@@ -89,6 +101,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2, help="test images emulated per row")
     parser.add_argument("--target", default="stm32")
     parser.add_argument("--only", choices=list(EXAMPLES), nargs="*")
+    parser.add_argument("--approximations", action="store_true",
+                        help="measure dense, the local window and the approximations of softmax attention (Linformer)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     measured = []
@@ -99,7 +113,7 @@ def main() -> None:
                   f"{args.samples} emulated; cycles and energy are estimates")
             print(f"  {'attention':<30} {'acc':>6} {'instructions':>13} {'cycles':>12} {'uJ':>9} {'flash B':>8} "
                   f"{'RAM B':>7} bit-exact")
-            for index, (label, model, technique) in enumerate(rows(EXAMPLES[example])):
+            for index, (label, model, technique) in enumerate(rows(EXAMPLES[example], args.approximations)):
                 print(f"  measuring {label} ...", end="\r", file=sys.stderr, flush=True)
                 row = measure(model, technique, data, args.target, args.samples, Path(scratch) / f"{example}_{index}")
                 measured.append({"example": example, "attention": label, "model": model.name, **row})

@@ -7,6 +7,10 @@ estimated cycles (the whole block, and its attention kernel alone), RAM and esti
 factor per doubling of n. Dense attention work grows ~4x per doubling, local attention ~2x. No build holds the
 n x n score matrix: RAM is O(n) for all.
 
+`--patterns linformer:K` measures Linformer's cost: the block's keys and values projected along the sequence to K
+rows by pooling (passes/linformer.py `project_all`, with no accuracy check: random weights and inputs have no
+accuracy to keep), the attention n queries over K keys.
+
 A pattern's attention work is its number of (query, key) pairs: `--patterns` also prints, per pattern, the
 attention kernel's cycles beside what the pairs predict. The prediction is a cost model fitted (least squares)
 on the dense and local rows of the same run, cycles = a * pairs + b * queries (a per key visited and a per
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +33,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from mcu_attn.build import BuildOptions, build
+from mcu_attn.codegen.kernels import variant_for
+from mcu_attn.compiler import Compilation
 from mcu_attn.errors import UserError
 from mcu_attn.ir.pattern import AttentionPattern
+from mcu_attn.passes.linformer import project_all
 from mcu_attn.sim.run import SimOptions, simulate
+from mcu_attn.targets.table import get_target
 
 EMBED = 16
 TARGET = "stm32f746"
@@ -79,8 +88,15 @@ def measure(seq: int, attention: str, work: Path, query_tile: int = 1, timeout_s
         attention_block(seq, model)
         np.save(calib, np.random.default_rng(1).standard_normal((4, seq, EMBED)).astype(np.float32))
     out = work / f"{attention.replace(':', '_')}_{seq}_t{query_tile}"
-    report = build(model, TARGET, out, BuildOptions(bits=8, calib=str(calib), attention=attention,
-                                                    query_tile=query_tile))
+    projected = attention.startswith("linformer:")
+    options = BuildOptions(bits=8, calib=str(calib), attention=None if projected else attention,
+                           query_tile=query_tile)
+    compilation = None
+    if projected:  # the block projected by pooling, with no accuracy gate: what Linformer costs, not its accuracy
+        compilation = Compilation(model, replace(options, kernels=variant_for(get_target(TARGET).core)))
+        compilation.run("sparsify")
+        compilation.float_graph = project_all(compilation.float_graph, linformer_rows(attention))
+    report = build(model, TARGET, out, options, compilation=compilation)
     result = simulate(str(out), None, None, SimOptions(limit=1, timeout_s=timeout_s))
     attention_cycles = sum(layer["cycles"] for layer in result["layers"] if layer["op"] == "QAttention")
     return {"instructions": result["instructions"], "cycles": result["cycles"], "energy_uj": result["energy_uj"],
@@ -88,8 +104,16 @@ def measure(seq: int, attention: str, work: Path, query_tile: int = 1, timeout_s
             "pairs": key_pairs(attention, seq)}
 
 
+def linformer_rows(attention: str) -> int:
+    """K of `linformer:K`."""
+    return int(attention.split(":")[1])
+
+
 def key_pairs(attention: str, seq: int) -> int:
-    """The (query, key) pairs attention `attention` visits in a block of seq tokens."""
+    """The (query, key) pairs attention `attention` visits in a block of seq tokens (Linformer: n queries over K
+    projected keys)."""
+    if attention.startswith("linformer:"):
+        return seq * linformer_rows(attention)
     return seq * seq if attention == "dense" else int(AttentionPattern.parse(attention).allowed(seq).sum())
 
 
