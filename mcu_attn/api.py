@@ -89,9 +89,11 @@ def evaluate(onnx_path: str | os.PathLike, data: np.ndarray, labels: np.ndarray 
         result["pruning"] = pruning_summary(compilation, unpruned)
         if labels is not None:  # what the refit buys, and what pruning costs, at the same bit width
             unreconstructed = compilation.deployed(compilation.unreconstructed)
+            least_squares = compilation.deployed(compilation.least_squares)
             result["pruning"]["accuracy"] = {
                 "unpruned": accuracy(reference_outputs(unpruned.graph, data), labels),
                 "without_reconstruction": accuracy(reference_outputs(unreconstructed, data), labels),
+                "least_squares_only": accuracy(reference_outputs(least_squares, data), labels),
                 "with_reconstruction": result["accuracy"]}
     return result
 

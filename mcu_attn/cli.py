@@ -181,7 +181,8 @@ def _pruning_line(report: dict) -> str:
     accuracy = report.get("accuracy")
     if accuracy:
         parts.append(f"accuracy unpruned {accuracy['unpruned']:.4f}, pruned {accuracy['without_reconstruction']:.4f} "
-                     f"without the refit, {accuracy['with_reconstruction']:.4f} with it")
+                     f"without the refit, {accuracy['least_squares_only']:.4f} with the least-squares refit, "
+                     f"{accuracy['with_reconstruction']:.4f} after fine-tuning")
     return "  pruning: " + "; ".join(parts)
 
 
@@ -358,6 +359,7 @@ def _build_options(args: argparse.Namespace, **given) -> BuildOptions:
     """The BUILD OPTIONS `eval` and `build` share, as the one options value every command compiles from."""
     return BuildOptions(calib=args.calib, attention=args.attention, low_rank=args.low_rank, tolerance=args.tolerance,
                         auto_metric=args.auto_metric, prune_heads=args.prune_heads, prune_ffn=args.prune_ffn,
+                        prune_finetune=args.prune_finetune,
                         token_prune=args.token_prune, early_exit=args.early_exit,
                         streaming=args.streaming, **given)
 
@@ -368,6 +370,10 @@ def _prune_options(parser: argparse.ArgumentParser) -> None:
                              "data, ranked across layers; every block keeps one), refitting what follows")
     parser.add_argument("--prune-ffn", type=float, default=0.0, metavar="R",
                         help="remove this fraction of the FFN hidden channels, likewise")
+    parser.add_argument("--prune-finetune", type=int, default=BuildOptions.prune_finetune, metavar="STEPS",
+                        help="after the least-squares refit, train the refit layers towards the unpruned model's "
+                             "outputs on the calibration data for this many steps (default %(default)s; 0: the "
+                             "refit only)")
 
 
 def cmd_flash(args: argparse.Namespace) -> None:

@@ -77,6 +77,7 @@ class Compilation:
     imported: Graph | None = None        # after `import`
     float_graph: Graph | None = None     # the float model the build deploys (after `sparsify`)
     unreconstructed: Graph | None = None  # after `prune`: pruned without the least-squares refit (for reports)
+    least_squares: Graph | None = None   # after `prune`: the least-squares refit without the fine-tuning (for reports)
     graph: Graph | None = None           # what code is generated from: quantized, or float for --bits 32
     reports: dict = field(default_factory=dict)  # what the steps report: "pruning", "attention", "quantization"
     query_tile: int | None = None
@@ -126,8 +127,10 @@ class Compilation:
             notes.append("pre-quantized model: pruned on its dequantized float weights; the layers that lose output "
                          "channels keep the model's scales of the kept ones, every refit layer is requantized with "
                          "new scales")
-        result = prune_graph(graph, self.calib, self.options.prune_heads, self.options.prune_ffn)
-        self.float_graph, self.unreconstructed = result.graph, result.unreconstructed
+        result = prune_graph(graph, self.calib, self.options.prune_heads, self.options.prune_ffn,
+                             self.options.prune_finetune)
+        self.float_graph, self.unreconstructed, self.least_squares = (result.graph, result.unreconstructed,
+                                                                      result.least_squares)
         self.reports["pruning"] = {**result.report, "notes": notes}
 
     def deployed(self, float_graph: Graph) -> Graph:

@@ -22,6 +22,7 @@ class BuildOptions:
     calib: str | None = None        # .npy stack of calibration samples (a float model needs it for 8 and 4)
     prune_heads: float = 0.0        # fraction of attention heads removed (passes/prune.py)
     prune_ffn: float = 0.0          # fraction of FFN hidden channels removed
+    prune_finetune: int = 100       # Adam steps training the pruned model towards the unpruned one (finetune.py)
     attention: str | None = None    # dense | PATTERN | auto (passes/sparsify.py); None: as the model has it
     low_rank: str | None = None     # auto | R: linear layers as two low-rank factors (passes/low_rank.py)
     tolerance: float | None = None  # auto: how far outputs may move from dense's on the calibration data
@@ -42,6 +43,8 @@ class BuildOptions:
         for flag, ratio in (("--prune-heads", self.prune_heads), ("--prune-ffn", self.prune_ffn)):
             if not 0.0 <= ratio < 1.0:  # NaN fails this too
                 raise UserError(f"{flag} {ratio:g}: give a fraction in [0, 1) of the units to remove")
+        if self.prune_finetune < 0:
+            raise UserError(f"--prune-finetune {self.prune_finetune}: give a number of steps, 0 or more")
         if self.tolerance is not None and not 0.0 <= self.tolerance < 1.0:
             raise UserError(f"--tolerance {self.tolerance}: give a fraction in [0, 1)")
         if self.low_rank is not None:

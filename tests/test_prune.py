@@ -25,6 +25,7 @@ MODEL = DIGITS / "digits_vit.onnx"
 DATA = DIGITS / "data"
 CALIB = DATA / "calib.npy"
 SAMPLES = 48  # calibration samples for the quick tests: enough to rank and refit the 33..65 features per layer
+NO_FINETUNE = 0  # --prune-finetune for tests of everything else: fine-tuning has tests of its own (test_finetune.py)
 EXPORTERS = {
     "torch legacy, packed in-projection": FIXTURES / "models" / "legacy_op17_mha.onnx",
     "ONNX Attention op": FIXTURES / "models" / "onnx_attention_op23.onnx",
@@ -113,7 +114,7 @@ def test_every_exporter_prunes_and_quantizes(name) -> None:
 
 def test_a_prequantized_model_is_pruned_on_float_weights_and_requantized() -> None:
     model = FIXTURES / "models" / "quant_qdq.onnx"
-    options = BuildOptions(calib=str(CALIB), prune_heads=0.5, prune_ffn=0.5)
+    options = BuildOptions(calib=str(CALIB), prune_heads=0.5, prune_ffn=0.5, prune_finetune=NO_FINETUNE)
     compilation = compile_model(model, options, until="quantize")
     assert "pre-quantized model" in compilation.reports["pruning"]["notes"][0]
     assert [n.attrs["heads"] for n in compilation.graph.nodes if n.op == "QAttention"] == [
@@ -123,11 +124,12 @@ def test_a_prequantized_model_is_pruned_on_float_weights_and_requantized() -> No
 def test_pruning_with_local_attention(digits_test) -> None:
     images, labels = digits_test
     for bits in (32, 8):
-        options = BuildOptions(bits=bits, calib=str(CALIB), prune_heads=0.5, attention="local:8,global:1")
+        options = BuildOptions(bits=bits, calib=str(CALIB), prune_heads=0.5, attention="local:8,global:1",
+                               prune_finetune=NO_FINETUNE)
         result = evaluate(MODEL, images[:40], labels[:40], options, np.load(CALIB)[:24])
         assert result["attention"]["chosen"] == "local:8,global:1"
         accuracy = result["pruning"]["accuracy"]
-        assert set(accuracy) == {"unpruned", "without_reconstruction", "with_reconstruction"}
+        assert set(accuracy) == {"unpruned", "without_reconstruction", "least_squares_only", "with_reconstruction"}
         assert result["pruning"]["after"]["flash_bytes"] < result["pruning"]["before"]["flash_bytes"]
 
 
@@ -142,7 +144,8 @@ def test_pruned_host_builds_are_bit_exact(tmp_path) -> None:
 
     calib = _small_calib(tmp_path, 24)
     for bits in (8, 4):
-        options = BuildOptions(bits=bits, calib=calib, prune_heads=0.5, prune_ffn=0.5, check_samples=4)
+        options = BuildOptions(bits=bits, calib=calib, prune_heads=0.5, prune_ffn=0.5, check_samples=4,
+                               prune_finetune=NO_FINETUNE)
         report = build(MODEL, "host", tmp_path / f"q{bits}", options)
         assert report["host_check"]["bit_exact"], report["host_check"]
         assert report["pruning"]["after"]["flash_bytes"] < report["pruning"]["before"]["flash_bytes"]
@@ -155,6 +158,7 @@ def test_pruned_host_builds_are_bit_exact(tmp_path) -> None:
     (["--prune-heads", "nan", "--calib", CALIB], "--prune-heads nan: give a fraction"),
     (["--prune-heads", "0.95", "--calib", CALIB], "would remove 7 of 8 heads"),
     (["--prune-ffn", "0.5", "--bits", "32"], "pass --calib C.npy"),
+    (["--prune-ffn", "0.5", "--prune-finetune", "-1", "--calib", CALIB], "--prune-finetune -1: give a number of steps"),
 ])
 def test_bad_ratios_are_one_line_errors(tmp_path, args, phrase) -> None:
     result = run_cli("build", MODEL, "--target", "host", "-o", tmp_path / "out", *args)
@@ -188,7 +192,13 @@ def test_eval_json_reports_the_pruning(tmp_path, digits_test) -> None:
     assert {"params", "macs", "flash_bytes"} <= set(pruning["before"]) and {"params", "macs", "flash_bytes"} <= set(
         pruning["after"])
     accuracy = pruning["accuracy"]
-    assert accuracy["with_reconstruction"] > accuracy["without_reconstruction"] + 0.05  # the refit is what helps
+    assert accuracy["least_squares_only"] > accuracy["without_reconstruction"] + 0.05  # the refit is what helps
+    tuned = pruning["finetune"]
+    assert {"applied", "objective", "held_out_samples", "step_kept"} <= set(tuned)
+    if tuned["applied"]:
+        assert tuned["held_out_loss_after"] < tuned["held_out_loss_before"]
+    else:  # nothing kept: the model is the least-squares refit
+        assert accuracy["with_reconstruction"] == accuracy["least_squares_only"]
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
@@ -200,7 +210,7 @@ def test_pruned_firmware_is_bit_exact_and_saves_instructions_with_the_macs(tmp_p
     calib = _small_calib(tmp_path, 48)
     results = {}
     for name, ratio in (("full", 0.0), ("pruned", 0.5)):
-        options = BuildOptions(calib=calib, prune_heads=ratio, prune_ffn=ratio)
+        options = BuildOptions(calib=calib, prune_heads=ratio, prune_ffn=ratio, prune_finetune=NO_FINETUNE)
         build(MODEL, "stm32", tmp_path / name, options)
         results[name] = simulate(str(tmp_path / name), images[:3], labels[:3], SimOptions())
     full, pruned = results["full"], results["pruned"]

@@ -4,7 +4,7 @@ Fully seeded and deterministic (single thread). Run from anywhere:
 
     python examples/digits_vit/train.py
 
-Writes digits_vit.onnx, data/{test_x,test_y,calib}.npy and README.md next to this file.
+Writes digits_vit.onnx, data/{test_x,test_y,calib,train_x}.npy and README.md next to this file.
 """
 
 import os
@@ -89,6 +89,7 @@ def main():
     np.save(os.path.join(data_dir, "test_x.npy"), x_te)
     np.save(os.path.join(data_dir, "test_y.npy"), y_te)
     np.save(os.path.join(data_dir, "calib.npy"), x_tr[:200])
+    np.save(os.path.join(data_dir, "train_x.npy"), x_tr)
 
     seed_everything()
     model = train_model(TinyViT(), x_tr, y_tr)
@@ -122,6 +123,7 @@ images (10 classes; the data set ships with scikit-learn).
 - `data/test_x.npy` (450, 8, 8) float32, `data/test_y.npy` (450,) int64: held-out test
   split (`train_test_split(test_size=450, random_state=0, stratify=y)`).
   `data/calib.npy` (200, 8, 8) float32: the first 200 training images (for calibration).
+  `data/train_x.npy` (1347, 8, 8) float32: every training image (calibration for fine-tuning after pruning).
 
 Regenerate (seeded and deterministic, byte-identical output; about 30 s on one CPU core):
 

@@ -19,7 +19,8 @@ layer may lose more than another. A unit whose removal would take a block's last
 channel, is skipped in favour of the next one.
 
 Reconstruction (`passes/reconstruct.py`) then refits each pruned sublayer's following projection, layer by
-layer, on the calibration data.
+layer, on the calibration data, and `passes/finetune.py` trains the whole pruned model towards the unpruned
+model's outputs.
 """
 
 from __future__ import annotations
@@ -247,8 +248,9 @@ def work(graph: Graph) -> dict:
 
 @dataclass
 class PruneResult:
-    graph: Graph             # pruned and reconstructed
+    graph: Graph             # pruned and reconstructed (least-squares refit, then fine-tuned)
     unreconstructed: Graph   # pruned, the following projections as they were (to show what the refit buys)
+    least_squares: Graph     # pruned and refit by least squares, not fine-tuned (to show what fine-tuning buys)
     report: dict
 
 
@@ -265,11 +267,14 @@ def _downstream_linears(graph: Graph, first: str) -> list[str]:
     return linears[linears.index(first):]
 
 
-def prune_graph(graph: Graph, calib: np.ndarray, heads_ratio: float, ffn_ratio: float) -> PruneResult:
+def prune_graph(graph: Graph, calib: np.ndarray, heads_ratio: float, ffn_ratio: float,
+                finetune_steps: int = 0) -> PruneResult:
     """Remove `heads_ratio` of the attention heads and `ffn_ratio` of the FFN channels of a float graph, chosen
-    and reconstructed on `calib`; the report says what went, what it saved and what the refit recovered."""
+    and reconstructed on `calib` (the least-squares refit, then `finetune_steps` steps of fine-tuning); the
+    report says what went, what it saved and what the refit recovered."""
     from mcu_attn.data import top1
     from mcu_attn.ir.verify import verify
+    from mcu_attn.passes.finetune import finetune
     from mcu_attn.passes.reconstruct import refit
     from mcu_attn.reference.interpreter import run_stack
 
@@ -301,13 +306,18 @@ def prune_graph(graph: Graph, calib: np.ndarray, heads_ratio: float, ffn_ratio: 
     unreconstructed = pruned.copy()
     position = {value: index for index, node in enumerate(graph.nodes) for value in node.outputs}
     follows = [s.follow for s, kept, _ in chosen if len(kept) < s.units]
-    rows = []
+    rows, tuned = [], {"applied": False, "reason": "nothing was refit"}
+    downstream = _downstream_linears(graph, min(follows, key=position.__getitem__)) if follows else []
     if follows:
-        rows = refit(graph, pruned, _downstream_linears(graph, min(follows, key=position.__getitem__)), samples,
-                     columns)
-        for row, value in zip(rows, _downstream_linears(graph, min(follows, key=position.__getitem__))):
+        rows = refit(graph, pruned, downstream, samples, columns)
+        for row, value in zip(rows, downstream):
             row["role"] = "follows pruned units" if value in follows else "downstream"
     verify(pruned)
+    least_squares = pruned.copy()
+    if follows and finetune_steps:
+        tuned = finetune(graph, pruned, calib, finetune_steps)
+    elif follows:
+        tuned = {"applied": False, "reason": "--prune-finetune 0"}
     reference = top1(run_stack(graph, samples))
     report = {
         "prune_heads": heads_ratio, "prune_ffn": ffn_ratio, "samples": int(len(samples)),
@@ -317,8 +327,10 @@ def prune_graph(graph: Graph, calib: np.ndarray, heads_ratio: float, ffn_ratio: 
                      for s, kept, _ in chosen if s.kind == "channels"],
         "before": work(graph), "after": work(pruned),
         "reconstruction": rows,
+        "finetune": tuned,
         "calib_agreement": {"without_reconstruction": _agreement(reference, unreconstructed, samples),
+                            "least_squares_only": _agreement(reference, least_squares, samples),
                             "with_reconstruction": _agreement(reference, pruned, samples),
                             "note": "top-1 agreement with the unpruned float model on the calibration samples"},
     }
-    return PruneResult(pruned, unreconstructed, report)
+    return PruneResult(pruned, unreconstructed, least_squares, report)
