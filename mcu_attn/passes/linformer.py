@@ -127,16 +127,6 @@ def obstacle(graph: Graph, node: Node, rows: int) -> str | None:
     return None
 
 
-def project_all(graph: Graph, rows: int) -> Graph:
-    """A copy of `graph` with every block that allows it projected to `rows` keys by pooling (E = F = `pooling`),
-    fitted on nothing and with no accuracy check: what a projected block costs, for benchmarks/."""
-    result = graph.copy()
-    for node in [n for n in result.nodes if n.op == "Attention" and obstacle(result, n, rows) is None]:
-        e = pooling(rows, result.shape(node.inputs[0])[-2])
-        project_block(result, node, e, e)
-    return result
-
-
 def _activations(graph: Graph, node: Node, samples: np.ndarray) -> list[tuple[np.ndarray, ...]]:
     wanted = list(node.inputs[:3]) + [node.outputs[0]]
     return [tuple(values[v] for v in wanted)
