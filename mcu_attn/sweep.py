@@ -258,14 +258,17 @@ def run_point(model: str, sweep: SweepOptions, options: BuildOptions, directory:
 
 def evaluation_data(graph, sweep: SweepOptions) -> tuple[np.ndarray, np.ndarray, tuple | None]:
     """--data and --labels as the points are measured on (module docstring): the samples, their labels and, for
-    a stream, (positions, labels per position)."""
+    a stream (a causal model only: an image's rows would look like positions), (positions, labels per position)."""
     from mcu_attn.data import check_stack, load_labels, load_stack, sample_shape
+    from mcu_attn.ir.ops.attention import node_pattern
     from mcu_attn.sim.stream import stream_windows
 
     data = load_stack(sweep.data, "data")
     labels = load_labels(sweep.labels, len(data))
     shape = sample_shape(graph)
-    if data.ndim == 2 and len(shape) >= 2 and data.shape[1] == shape[-1] and data.shape[1:] != shape[1:]:
+    blocks = [n for n in graph.nodes if n.op == "Attention"]
+    causal = bool(blocks) and all(node_pattern(n).causal for n in blocks)
+    if causal and data.ndim == 2 and len(shape) >= 2 and data.shape[1] == shape[-1] and data.shape[1:] != shape[1:]:
         window = int(np.prod(shape[:-1]))
         if len(data) < window:
             raise UserError(f"--data: a stream of {len(data)} positions is shorter than the model's window of "

@@ -191,6 +191,24 @@ def test_input_dependent_axes() -> None:
         points(parse_grid(("early-exit=2",), {"bits": [8]}), "c.npy")
 
 
+def test_only_a_causal_model_reads_data_as_a_stream(tmp_path) -> None:
+    import numpy as np
+
+    from mcu_attn.sweep import evaluation_data
+
+    np.save(tmp_path / "rows.npy", np.zeros((20, 8), np.float32))
+    np.save(tmp_path / "y.npy", np.zeros(20, np.int64))
+    options = SweepOptions("stm32", str(DATA / "calib.npy"), str(tmp_path / "rows.npy"), str(tmp_path / "y.npy"))
+    with pytest.raises(UserError, match="samples have shape"):  # rows of 8 are not positions of the digits ViT
+        evaluation_data(import_model(MODEL), options)
+    stream = EXAMPLES / "sensor_stream" / "data"
+    options = SweepOptions("stm32", "c.npy", str(stream / "stream_x.npy"), str(stream / "stream_y.npy"))
+    windows, labels, (positions, _) = evaluation_data(import_model(EXAMPLES / "sensor_stream" / "sensor_stream.onnx"),
+                                                      options)
+    assert windows.shape[1:] == (1, 32, 24) and len(windows) == len(labels) == len(positions) - 31
+    assert (windows[-1, 0] == positions[-32:]).all()
+
+
 @needs_gcc
 def test_early_exit_point_reports_the_mean_over_the_data(tmp_path, digits_test) -> None:
     import numpy as np
