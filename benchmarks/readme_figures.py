@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import json
 import math
 import re
@@ -415,9 +416,11 @@ def pruning_digits(run: Runs) -> str:
 def _sweep(run: Runs, model: str, data: str, *grid: str, split: str = "test") -> tuple[str, dict]:
     """The command line and `--json` payload of a sweep on stm32 with --goal battery --max-drop 0.01, measured on
     data/{split}_x.npy and _y.npy."""
+    # a directory per model and grid: two figures sweeping one model must not reuse each other's cached points
+    # (the "N computed, M cached" line would then depend on which figure ran first)
+    directory = Path(run.scratch) / f"sweep-{Path(model).stem}-{hashlib.sha256(repr(grid).encode()).hexdigest()[:8]}"
     args = ["sweep", model, "--target", "stm32", "--calib", f"{data}/calib.npy", "--data", f"{data}/{split}_x.npy",
-            "--labels", f"{data}/{split}_y.npy", "-o", str(Path(run.scratch) / f"sweep-{Path(model).stem}"), *grid,
-            "--goal", "battery", "--max-drop", "0.01"]
+            "--labels", f"{data}/{split}_y.npy", "-o", str(directory), *grid, "--goal", "battery", "--max-drop", "0.01"]
     shown = " ".join(a if not a.startswith(run.scratch) else "DIR" for a in args)
     return f"mcu-attn {shown}", run.json(*args)
 
