@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from support import DIGITS, run_cli
+from support import DIGITS, FIXTURES, run_cli
 
 MODEL = DIGITS / "digits_vit.onnx"
 
@@ -106,3 +106,15 @@ def test_eval_rejects_label_count_mismatch(tmp_path: Path) -> None:
 def test_unknown_target_and_bad_flags() -> None:
     _assert_clean_failure(run_cli("inspect"), "model")
     _assert_clean_failure(run_cli("frobnicate"), "invalid choice")
+
+
+@pytest.mark.parametrize("value", [2, -1])
+def test_attention_is_causal_outside_its_two_values_is_refused(tmp_path: Path, value: int) -> None:
+    """onnxruntime reads is_causal as `== 1`, a bool() would read it as causal: neither is the spec's 0 or 1."""
+    model = onnx.load(FIXTURES / "models" / "dynamo_op23_sdpa.onnx")
+    attention = next(n for n in model.graph.node if n.op_type == "Attention")
+    next(a for a in attention.attribute if a.name == "is_causal").i = value
+    onnx.save(model, tmp_path / "m.onnx")
+    result = run_cli("inspect", tmp_path / "m.onnx")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and f"is_causal {value}: the Attention op takes 0 or 1" in lines[0]

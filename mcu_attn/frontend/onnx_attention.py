@@ -112,7 +112,10 @@ def attention(ctx: ImportContext, node: OnnxNode) -> None:
     if nonpad is not None and past_len:
         raise UserError(f"{node.label}: nonpad_kv_seqlen cannot be combined with past_key/past_value")
     offset = past_len if nonpad is None else np.asarray(nonpad, np.int64).reshape(-1, 1, 1, 1) - q_len
-    structure = _structural_bias(q_len, kv_len, offset, bool(a.get("is_causal", 0)),
+    is_causal = int(a.get("is_causal", 0))
+    if is_causal not in (0, 1):
+        raise UserError(f"{node.label}: is_causal {is_causal}: the Attention op takes 0 or 1")
+    structure = _structural_bias(q_len, kv_len, offset, bool(is_causal),
                                  a.get("left_window_size", -1) if node.opset >= 25 else -1,
                                  a.get("right_window_size", -1) if node.opset >= 25 else -1, nonpad)
     bias = _bias(b, node.inputs[3] if len(node.inputs) > 3 else "", structure, kv_len, np_dtype)
