@@ -8,7 +8,7 @@ import pytest
 from mcu_attn.api import import_model
 from mcu_attn.data import check_stack
 from mcu_attn.passes.finetune import finetune, parameters
-from mcu_attn.passes.gradients import NoGradient, check, loss_and_gradients
+from mcu_attn.passes.gradients import Gradients, NoGradient
 from mcu_attn.passes.prune import prune_graph
 from mcu_attn.reference.interpreter import run
 from support import DIGITS, FIXTURES, ROOT
@@ -37,7 +37,7 @@ def test_gradients_match_central_differences(name) -> None:
     target = run(graph, {graph.inputs[0]: sample})[graph.outputs[0]].astype(np.float64) + 0.5
     weights = set(parameters(graph))
     assert len(weights) > 30  # 14 Linears with biases, 5 LayerNorms, the class token and position embedding
-    _, grads = loss_and_gradients(graph, sample, _squared_error(target), weights)
+    _, grads = Gradients(graph, weights)(sample, _squared_error(target))
     rng = np.random.default_rng(0)
     for weight in sorted(weights):
         original = graph.const(weight)
@@ -61,7 +61,7 @@ def test_an_op_without_a_rule_stops_fine_tuning() -> None:
     gelu = next(n for n in graph.nodes if n.op == "Gelu")
     gelu.op = "Softmax"  # a reduction: no gradient rule
     with pytest.raises(NoGradient, match="Softmax"):
-        check(graph, {n.inputs[1] for n in graph.nodes if n.op == "Linear"})
+        Gradients(graph, {n.inputs[1] for n in graph.nodes if n.op == "Linear"})
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ import numpy as np
 from mcu_attn.ir.graph import Graph
 from mcu_attn.ir.ops import spec
 from mcu_attn.ir.types import TensorType
-from mcu_attn.passes.gradients import NoGradient, Objective, check, loss_and_gradients
+from mcu_attn.passes.gradients import Gradients, NoGradient, Objective
 from mcu_attn.progress import progress
 from mcu_attn.reference.interpreter import run_stack
 
@@ -87,7 +87,7 @@ def finetune(original: Graph, pruned: Graph, samples: np.ndarray, steps: int) ->
     before and after, the step kept, or why nothing was done."""
     names = parameters(pruned)
     try:
-        check(pruned, set(names))
+        backward = Gradients(pruned, set(names))
     except NoGradient as missing:
         return {"applied": False, "reason": f"no gradient rule for the {missing} op"}
     held = np.arange(len(samples)) % HOLD_OUT == HOLD_OUT - 1
@@ -106,8 +106,7 @@ def finetune(original: Graph, pruned: Graph, samples: np.ndarray, steps: int) ->
         for step in range(1, steps + 1):
             total = {n: np.zeros_like(p) for n, p in params.items()}
             for index in np.arange((step - 1) * size, step * size) % len(train):
-                _, grads = loss_and_gradients(pruned, train[index], _objective(pruned, train_targets[index]),
-                                              set(names))
+                _, grads = backward(train[index], _objective(pruned, train_targets[index]))
                 for n in names:
                     total[n] += grads[n] / size
             decay = min(1.0, step / WARMUP) * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / steps))

@@ -150,26 +150,28 @@ def reached(graph: Graph, weights: set[str]) -> list[Node]:
     return nodes
 
 
-def check(graph: Graph, weights: set[str]) -> None:
-    """Raise NoGradient when a node the weights reach has no rule (before any work is done)."""
-    for node in reached(graph, weights):
-        _rule(graph, node)
+class Gradients:
+    """The backward pass of `graph` for the constants `weights`: the nodes they reach and each one's rule, found
+    once (NoGradient, naming the op, when one has no rule), then applied to sample after sample."""
 
+    def __init__(self, graph: Graph, weights: set[str]) -> None:
+        self.graph, self.weights = graph, set(weights)
+        self.steps = [(node, _rule(graph, node)) for node in reversed(reached(graph, self.weights))]
 
-def loss_and_gradients(graph: Graph, sample: np.ndarray, objective: Objective,
-                       weights: set[str]) -> tuple[float, dict[str, np.ndarray]]:
-    """`objective` of the graph's first output y for one sample (a function giving the loss and dloss/dy), and
-    the gradient of the loss for each of `weights`."""
-    values = run(graph, {graph.inputs[0]: sample}, keep=True)
-    output = graph.outputs[0]
-    loss, gradient = objective(values[output].astype(np.float64))
-    grads: dict[str, np.ndarray] = {output: gradient}
-    for node in reversed(reached(graph, weights)):
-        gy = grads.pop(node.outputs[0], None)
-        if gy is None:
-            continue
-        args = [values[v] if v else None for v in node.inputs]
-        for value, grad in zip(node.inputs, _rule(graph, node)(graph, node, args, gy)):
-            if grad is not None and value and (value in weights or not graph.is_const(value)):
-                grads[value] = grads[value] + grad if value in grads else grad
-    return loss, {w: grads.get(w, 0.0) for w in weights}
+    def __call__(self, sample: np.ndarray, objective: Objective) -> tuple[float, dict[str, np.ndarray]]:
+        """`objective` of the graph's first output y for one sample (a function giving the loss and dloss/dy), and
+        the gradient of the loss for each weight."""
+        graph = self.graph
+        values = run(graph, {graph.inputs[0]: sample}, keep=True)
+        output = graph.outputs[0]
+        loss, gradient = objective(values[output].astype(np.float64))
+        grads: dict[str, np.ndarray] = {output: gradient}
+        for node, rule in self.steps:
+            gy = grads.pop(node.outputs[0], None)
+            if gy is None:
+                continue
+            args = [values[v] if v else None for v in node.inputs]
+            for value, grad in zip(node.inputs, rule(graph, node, args, gy)):
+                if grad is not None and value and (value in self.weights or not graph.is_const(value)):
+                    grads[value] = grads[value] + grad if value in grads else grad
+        return loss, {w: grads.get(w, 0.0) for w in self.weights}
